@@ -1,0 +1,548 @@
+"""Campaign commands: validate, plan, preview, calendar."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import sys
+from collections.abc import Iterable, Iterator
+from zoneinfo import ZoneInfo
+
+import click
+from rich.table import Table
+
+from ..calendar import ChinaCalendar, lunar_dates_in_year, lunar_label, solar_term_date
+from ..campaign import Campaign
+from ..config import load_campaign
+from ..duties import DutyResult, check_duties
+from ..errors import ConfigError
+from ..plan import PlanItem, Planner
+from . import State, cli, parse_date, parse_now
+
+__all__ = ["calendar_group", "plan", "preview", "validate"]
+
+pass_state = click.make_pass_decorator(State)
+NOW_OPTION = click.option(
+    "--now", help="当前时间 pretend it is this time (YYYY-MM-DD[THH:MM]); default: the clock."
+)
+
+
+def load(state: State, now: str | None) -> tuple[Campaign, dt.datetime]:
+    """Load the campaign as of `--now`."""
+    tz = ZoneInfo("Asia/Shanghai")
+    when = parse_now(now, tz)
+    campaign = load_campaign(state.config, today=when.date())
+    return campaign, when.astimezone(campaign.tz)
+
+
+def print_warnings(state: State, campaign: Campaign) -> None:
+    for w in campaign.warnings:
+        state.err.print(f"[yellow]警告 warning[/yellow] {w}", markup=True, highlight=False)
+
+
+def campaign_range(campaign: Campaign, now: dt.datetime) -> tuple[dt.date, dt.date]:
+    """The span duties are checked over: the campaign, an open end capped a year from now."""
+    start, end = campaign.span()
+    start = start or now.date()
+    end = end or max(start, now.date()) + dt.timedelta(days=365)
+    return start, end
+
+
+def print_duties(state: State, results: list[DutyResult]) -> bool:
+    """Summarise duty results; True when every duty is met."""
+    if not results:
+        return True
+    by_duty: dict[str, list[DutyResult]] = {}
+    for r in results:
+        by_duty.setdefault(r.duty.id, []).append(r)
+    table = Table(title="工作要求检查 duty check", title_justify="left")
+    for column in (
+        "要求 duty",
+        "每 per",
+        "至少 at least",
+        "对象 targets",
+        "达标 met",
+        "不足的周期 periods short",
+    ):
+        table.add_column(column)
+    all_met = True
+    for duty_id, rows in by_duty.items():
+        duty = rows[0].duty
+        short = [r for r in rows if not r.met]
+        all_met = all_met and not short
+        detail = "; ".join(
+            f"{r.target_id}: "
+            + ", ".join(f"{label}={n}" for label, n in r.short[:4])
+            + (" …" if len(r.short) > 4 else "")
+            for r in short[:6]
+        )
+        per = {"week": "周 week", "month": "月 month"}[duty.per]
+        table.add_row(
+            f"{duty.name} ({duty_id})",
+            per,
+            str(duty.at_least),
+            str(len(rows)),
+            "[green]是 yes[/green]" if not short else f"[red]否 no: {len(short)}[/red]",
+            detail or "—",
+        )
+    state.out.print(table)
+    return all_met
+
+
+@cli.command()
+@NOW_OPTION
+@click.option("--strict", is_flag=True, help="警告也算失败 fail on warnings too.")
+@pass_state
+def validate(state: State, now: str | None, strict: bool) -> None:
+    """检查配置、模板、日历和工作要求 check the config, templates, calendar and duties.
+
+    Prints every problem at once, with file, line and key; exits 1 on any error, and
+    when next year's official holiday file is missing from 1 October.
+    """
+    campaign, when = load(state, now)
+    print_warnings(state, campaign)
+    enabled = [c for c in campaign.channels.values() if c.enabled]
+    state.out.print(
+        f"[green]✔[/green] {campaign.path.name}: 配置有效 valid — {len(campaign.rules)} rules, "
+        f"{len(campaign.targets.nodes)} targets, {len(enabled)}/{len(campaign.channels)} channels enabled"
+    )
+    for c in campaign.channels.values():
+        if not c.enabled:
+            state.out.print(
+                f"  渠道停用 channel [bold]{c.id}[/bold] ({c.type}) disabled: {c.disabled_reason}"
+            )
+    start, end = campaign_range(campaign, when)
+    results = check_duties(campaign, start, end)
+    met = print_duties(state, results)
+    if not met:
+        state.err.print(
+            "[yellow]警告 warning[/yellow] 部分对象未达到工作要求 some targets fall short of a duty (see above)"
+        )
+    if campaign.calendar_stale or (strict and (campaign.warnings or not met)):
+        raise click.exceptions.Exit(1)
+
+
+# --- plan ----------------------------------------------------------------------------------------
+
+PLAN_FIELDS = (
+    "time",
+    "rule",
+    "channel",
+    "kind",
+    "target",
+    "theme",
+    "occasion",
+    "topic",
+    "template",
+    "length",
+    "recipients",
+    "estimated",
+    "channel_enabled",
+    "occurrence",
+)
+
+
+def plan_row(campaign: Campaign, item: PlanItem) -> dict[str, object]:
+    channel = campaign.channels[item.channel_id]
+    return {
+        "time": item.occurrence.at.isoformat(timespec="minutes"),
+        "rule": item.occurrence.rule_id,
+        "channel": item.channel_id,
+        "kind": channel.kind.value,
+        "target": item.target_id,
+        "theme": item.theme or "",
+        "occasion": item.occasion or "",
+        "topic": item.topic or "",
+        "template": item.template or "",
+        "length": item.length if item.length is not None else "",
+        "recipients": item.recipients,
+        "estimated": item.estimated,
+        "channel_enabled": channel.enabled,
+        "occurrence": item.occurrence.id,
+    }
+
+
+def filtered(
+    items: Iterable[PlanItem],
+    rule: tuple[str, ...],
+    channel: tuple[str, ...],
+    target: tuple[str, ...],
+) -> Iterator[PlanItem]:
+    for item in items:
+        if rule and item.occurrence.rule_id not in rule:
+            continue
+        if channel and item.channel_id not in channel:
+            continue
+        if target and item.target_id not in target:
+            continue
+        yield item
+
+
+@cli.command()
+@click.option("--from", "from_", metavar="DATE", help="起始日期 first day (default: today).")
+@click.option(
+    "--to", metavar="DATE", help="结束日期 last day, inclusive (default: 13 days after --from)."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json", "jsonl"]),
+    default="table",
+    show_default=True,
+)
+@click.option("--rule", multiple=True, help="只看这些规则 only these rules.")
+@click.option("--channel", multiple=True, help="只看这些渠道 only these channels.")
+@click.option("--target", multiple=True, help="只看这些对象 only these targets.")
+@click.option(
+    "--limit",
+    type=int,
+    default=300,
+    show_default=True,
+    help="表格最多行数 table rows at most (csv/json: all).",
+)
+@click.option(
+    "--no-render", is_flag=True, help="不渲染正文 skip rendering: no length column, faster."
+)
+@NOW_OPTION
+@pass_state
+def plan(
+    state: State,
+    from_: str | None,
+    to: str | None,
+    fmt: str,
+    rule: tuple[str, ...],
+    channel: tuple[str, ...],
+    target: tuple[str, ...],
+    limit: int,
+    no_render: bool,
+    now: str | None,
+) -> None:
+    """列出每次推送 list every occurrence: time, rule, channel, target, theme, template, length.
+
+    Deterministic for a given config and --now; sends nothing, touches no network or database.
+    """
+    campaign, when = load(state, now)
+    first = parse_date(from_, "--from") or when.date()
+    last = parse_date(to, "--to") or first + dt.timedelta(days=13)
+    if last < first:
+        raise click.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
+    for name, values, known in (
+        ("--rule", rule, [r.id for r in campaign.rules]),
+        ("--channel", channel, list(campaign.channels)),
+        ("--target", target, list(campaign.targets.nodes)),
+    ):
+        unknown = [v for v in values if v not in known]
+        if unknown:
+            raise click.BadParameter(
+                f"unknown {', '.join(unknown)}; expected one of {', '.join(known[:20])}",
+                param_hint=name,
+            )
+    tz = campaign.tz
+    planner = Planner(campaign)
+    start = dt.datetime.combine(first, dt.time(), tzinfo=tz)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+    items = filtered(planner.items(start, end, render=not no_render), rule, channel, target)
+    if fmt == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=PLAN_FIELDS, lineterminator="\n")
+        writer.writeheader()
+        for item in items:
+            writer.writerow(plan_row(campaign, item))
+        return
+    if fmt == "jsonl":
+        for item in items:
+            sys.stdout.write(json.dumps(plan_row(campaign, item), ensure_ascii=False) + "\n")
+        return
+    if fmt == "json":
+        sys.stdout.write("[")
+        for i, item in enumerate(items):
+            sys.stdout.write(
+                ("," if i else "")
+                + "\n  "
+                + json.dumps(plan_row(campaign, item), ensure_ascii=False)
+            )
+        sys.stdout.write("\n]\n")
+        return
+    print_warnings(state, campaign)
+    table = Table(
+        title=f"推送计划 plan {first} … {last} ({campaign.config.campaign.name})",
+        title_justify="left",
+    )
+    for column in (
+        "时间 time",
+        "规则 rule",
+        "渠道 channel",
+        "对象 target",
+        "主题 theme",
+        "模板 template",
+        "字数 len",
+        "人数 n",
+    ):
+        table.add_column(column, overflow="fold")
+    shown = total = 0
+    deliveries = 0
+    for item in items:
+        total += 1
+        deliveries += item.recipients
+        if shown >= limit:
+            continue
+        shown += 1
+        channel_spec = campaign.channels[item.channel_id]
+        flags = (" 估" if item.estimated else "") + ("" if channel_spec.enabled else " 停")
+        theme = item.theme or ""
+        if item.topic:
+            theme += f" / {item.topic}"
+        table.add_row(
+            f"{item.occurrence.at:%m-%d %a %H:%M}{flags}",
+            item.occurrence.rule_id,
+            item.channel_id,
+            campaign.targets[item.target_id].name,
+            theme,
+            item.template or "[red]无模板 none[/red]",
+            "" if item.length is None else str(item.length),
+            str(item.recipients),
+        )
+    state.out.print(table)
+    more = f"; {total - shown} more not shown (use --format csv)" if total > shown else ""
+    state.out.print(
+        f"共 {total} 项, {deliveries} 次投递 total {total} items, {deliveries} deliveries{more}.  估 = estimated calendar, 停 = channel disabled"
+    )
+    if not (rule or channel or target):
+        print_duties(state, check_duties(campaign, first, last, planner))
+
+
+# --- preview -------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("rule_id", metavar="RULE")
+@click.option("--date", "date_", metavar="DATE", help="日期 the day (default: today).")
+@click.option(
+    "--time", "time_", metavar="HH:MM", help="当天某一次 one firing of that day (default: all)."
+)
+@click.option("--target", multiple=True, help="只看这些对象 only these targets.")
+@NOW_OPTION
+@pass_state
+def preview(
+    state: State,
+    rule_id: str,
+    date_: str | None,
+    time_: str | None,
+    target: tuple[str, ...],
+    now: str | None,
+) -> None:
+    """预览规则在某天各渠道将发送的内容 show exactly what each channel would send."""
+    campaign, when = load(state, now)
+    known = [r.id for r in campaign.rules]
+    if rule_id not in known:
+        from ..config.explain import did_you_mean
+
+        hint = did_you_mean(rule_id, known)
+        raise click.BadParameter(
+            f"unknown rule {rule_id!r}; expected one of {', '.join(known)}"
+            + (f" ({hint})" if hint else ""),
+            param_hint="RULE",
+        )
+    day = parse_date(date_, "--date") or when.date()
+    planner = Planner(campaign)
+    spec = campaign.rule(rule_id)
+    tz = campaign.tz
+    start = dt.datetime.combine(day, dt.time(), tzinfo=tz)
+    occurrences = [
+        o
+        for o in planner.rule_occurrences(spec, start, start + dt.timedelta(days=1))
+        if time_ is None or f"{o.at:%H:%M}" == time_
+    ]
+    if not occurrences:
+        upcoming = next(planner.rule_occurrences(spec, start, start + dt.timedelta(days=400)), None)
+        after = (
+            f"; next on {upcoming.at:%Y-%m-%d %H:%M}" if upcoming else "; none in the next 400 days"
+        )
+        state.out.print(
+            f"规则 {rule_id} 在 {day} 不推送 rule {rule_id} does not fire on {day}{after}"
+        )
+        raise click.exceptions.Exit(1)
+    for occurrence in occurrences:
+        state.out.rule(
+            f"{occurrence.at:%Y-%m-%d %a %H:%M}  {rule_id}"
+            + ("  (估 estimated calendar)" if occurrence.estimated else "")
+        )
+        for item in planner.expand(occurrence):
+            if target and item.target_id not in target:
+                continue
+            channel = campaign.channels[item.channel_id]
+            node = campaign.targets[item.target_id]
+            status = (
+                ""
+                if channel.enabled
+                else f"  [yellow]停用 disabled: {channel.disabled_reason}[/yellow]"
+            )
+            state.out.print(
+                f"[bold]{item.channel_id}[/bold] ({channel.kind.value}) → {node.name} [{item.target_id}], "
+                f"{item.recipients} 人/个 recipient(s){status}"
+            )
+            if item.template is None:
+                state.out.print("  [red]无模板 no template[/red]")
+                continue
+            text = planner.text(
+                item.template,
+                occurrence,
+                item.channel_id,
+                item.target_id,
+                item.theme,
+                item.occasion,
+                item.topic,
+            )
+            meta = (
+                f"  主题 theme {item.theme or '—'}"
+                + (f" · 时节 occasion {item.occasion}" if item.occasion else "")
+                + (f" · 类型 topic {item.topic}" if item.topic else "")
+            )
+            state.out.print(f"{meta} · 模板 {item.template} · {len(text)} 字 chars", style="dim")
+            for line in text.splitlines() or [""]:
+                state.out.print(f"  │ {line}", markup=False)
+        state.out.print()
+
+
+# --- calendar ------------------------------------------------------------------------------------
+
+
+@cli.group("calendar")
+def calendar_group() -> None:
+    """节假日、调休、农历节日 official holidays, make-up working days, lunar festivals."""
+
+
+LUNAR_FESTIVALS = (
+    ("春节", 1, 1),
+    ("元宵节", 1, 15),
+    ("端午节", 5, 5),
+    ("七夕", 7, 7),
+    ("中秋节", 8, 15),
+    ("重阳节", 9, 9),
+    ("腊八节", 12, 8),
+    ("小年(北)", 12, 23),
+)
+
+
+def _try_load(state: State, today: dt.date) -> Campaign | None:
+    if not state.config.exists():
+        return None
+    try:
+        return load_campaign(state.config, today=today)
+    except ConfigError as exc:
+        state.err.print(
+            f"[yellow]配置无效，只显示官方日历 config invalid, showing the official calendar only[/yellow] ({len(exc.issues)} errors; run validate)"
+        )
+        return None
+
+
+@calendar_group.command("show")
+@click.argument("year", type=click.IntRange(1901, 2100))
+@NOW_OPTION
+@pass_state
+def calendar_show(state: State, year: int, now: str | None) -> None:
+    """一年的节假日、调休、农历节日、阶段与时节 the year as a table."""
+    when = parse_now(now, ZoneInfo("Asia/Shanghai"))
+    campaign = _try_load(state, when.date())
+    cal = campaign.calendar if campaign else ChinaCalendar.load(None)
+    rows: list[tuple[dt.date, dt.date | None, str, str]] = []
+    known = cal.is_known(year)
+    for p in cal.holidays(year):
+        rows.append(
+            (
+                p.start,
+                p.end,
+                "节假日 holiday" + ("(估 estimated)" if p.estimated else ""),
+                f"{p.name} {p.en}",
+            )
+        )
+    if known:
+        for d, what in cal.years[year].workdays:
+            rows.append((d, None, "调休上班 make-up working day", f"为{what}调休 for {what}"))
+    for name, m, d in LUNAR_FESTIVALS:
+        for day in lunar_dates_in_year(year, m, d):
+            rows.append((day, None, "农历节日 lunar festival", f"{name} ({lunar_label(day)})"))
+            if name == "春节":
+                rows.append(
+                    (
+                        day - dt.timedelta(days=1),
+                        None,
+                        "农历节日 lunar festival",
+                        f"除夕 ({lunar_label(day - dt.timedelta(days=1))})",
+                    )
+                )
+    for term in ("立春", "清明", "冬至"):
+        rows.append((solar_term_date(year, term), None, "节气 solar term", term))
+    if campaign:
+        for phase in campaign.config.phases:
+            if phase.start.year <= year and (phase.end is None or phase.end.year >= year):
+                rows.append((phase.start, phase.end, "阶段 phase", phase.name))
+        from ..themes import ThemeBook
+
+        for span in ThemeBook(campaign).spans(year):
+            rows.append(
+                (
+                    span.start,
+                    span.end,
+                    "时节 occasion" + ("(估)" if span.estimated else ""),
+                    f"{span.occasion.name} → {span.occasion.theme}",
+                )
+            )
+    rows.sort(key=lambda r: (r[0], r[2]))
+    table = Table(title=f"{year} 年日历 calendar of {year}", title_justify="left")
+    for column in ("日期 date", "星期 day", "类别 kind", "名称 name"):
+        table.add_column(column)
+    weekdays = "一二三四五六日"
+    for start, end, kind, name in rows:
+        span = f"{start} … {end}" if end and end != start else f"{start}"
+        table.add_row(span, "周" + weekdays[start.weekday()], kind, name)
+    state.out.print(table)
+    if known:
+        data = cal.years[year]
+        state.out.print(
+            f"来源 source: {data.source_title} {data.source_url}"
+            + (f" (override {data.file})" if data.overridden else "")
+        )
+    else:
+        state.out.print(
+            f"[yellow]{year} 年官方安排未知 no official arrangement for {year}: holidays shown are the statutory days only (estimated), without 调休[/yellow]"
+        )
+
+
+@calendar_group.command("check")
+@NOW_OPTION
+@pass_state
+def calendar_check(state: State, now: str | None) -> None:
+    """检查节假日数据是否齐全 are the official holiday files there for this and next year?
+
+    Exits 1 when this year's file is missing, or next year's from 1 October.
+    """
+    when = parse_now(now, ZoneInfo("Asia/Shanghai"))
+    campaign = _try_load(state, when.date())
+    if campaign:
+        cal = campaign.calendar
+        warnings = campaign.calendar_warnings
+    else:
+        cal = ChinaCalendar.load(None)
+        warnings = cal.freshness_warnings(when.date())
+    years = sorted(cal.years)
+    state.out.print(
+        f"官方节假日数据 official holiday files: {years[0]}–{years[-1]}"
+        + (f"; override folder {cal.override_dir}" if cal.override_dir else "")
+    )
+    for year in (when.year, when.year + 1):
+        if year in cal.years:
+            data = cal.years[year]
+            state.out.print(
+                f"  {year}: [green]有 present[/green] — {data.source_title}"
+                + (" (override)" if data.overridden else "")
+            )
+    serious = False
+    for message, fails in warnings:
+        serious = serious or fails
+        colour = "red" if fails else "yellow"
+        state.out.print(
+            f"  [{colour}]{'错误 error' if fails else '警告 warning'}[/{colour}] {message}"
+        )
+    if serious:
+        raise click.exceptions.Exit(1)

@@ -1,0 +1,324 @@
+"""webhook: a JSON POST to any HTTP endpoint, success read from the response body.
+
+Plugin alias: webhook. For in-house gateways, relay services and group bots without
+a dedicated plugin. The body is a sandboxed Jinja template that must render to JSON;
+success needs a 2xx status *and* the body rule (`success.json_path` equal to
+`success.equals`, or `success.regex` matching the text), because most providers
+answer HTTP 200 with an error code inside. The idempotency key travels in a header
+so a receiver can drop a repeat; a `status_url` lets the engine ask whether a send
+whose answer was lost arrived, instead of sending again.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import re
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import requests
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
+from pydantic import Field, field_validator
+
+from broadcaster.channel import (
+    Addressing,
+    BaseChannel,
+    Capabilities,
+    ChannelSettings,
+    Delivery,
+    EnvSecret,
+    ErrorClass,
+    Message,
+    MessageKind,
+    Result,
+    Status,
+)
+
+__all__ = ["WebhookChannel"]
+
+DEFAULT_BODY = (
+    '{"id": {{ key|tojson }}, "kind": {{ kind|tojson }}, "to": {{ recipient|tojson }}, '
+    '"title": {{ title|tojson }}, "text": {{ text|tojson }}}'
+)
+
+
+class SuccessRule(ChannelSettings):
+    json_path: str | None = None  # dotted path into the JSON body, e.g. "errcode" or "result.code"
+    equals: Any = None  # the value that means success at json_path
+    regex: str | None = None  # or: a pattern the body text must match
+    id_path: str | None = None  # where the provider's message id is, if any
+
+
+class WebhookSettings(ChannelSettings):
+    url: str  # may contain {address}: the target's address on this channel (e.g. a bot key)
+    method: Literal["POST", "PUT"] = "POST"
+    headers: dict[str, str] = Field(default_factory=dict)  # values may use {secret_name}
+    secrets: dict[str, EnvSecret] = Field(default_factory=dict)
+    body: str = DEFAULT_BODY
+    success: SuccessRule = Field(default_factory=SuccessRule)
+    addressing: Addressing = Addressing.TARGET
+    idempotency_header: str | None = "Idempotency-Key"
+    status_url: str | None = None  # GET {key} -> the same success rule means it arrived; 404 not
+    timeout: tuple[float, float] = (5.0, 30.0)  # connect, read (seconds)
+
+    @field_validator("url", "status_url")
+    @classmethod
+    def _http(cls, v: str | None) -> str | None:
+        if v is not None and not re.match(r"^https?://", v):
+            raise ValueError(
+                f"地址须以 http:// 或 https:// 开头 expected an http(s) URL; got {v!r}"
+            )
+        return v
+
+
+_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+
+
+def _dig(data: Any, path: str) -> Any:
+    for part in path.split("."):
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
+            data = data[int(part)]
+        else:
+            raise KeyError(path)
+    return data
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    parsed = email.utils.parsedate_to_datetime(value)
+    if parsed is None:
+        return None
+    date = response.headers.get("Date")
+    now = email.utils.parsedate_to_datetime(date) if date else None
+    return max(0.0, (parsed - now).total_seconds()) if now else None
+
+
+class WebhookChannel(BaseChannel):
+    """POSTs one JSON body per delivery."""
+
+    name = "webhook"
+    Settings = WebhookSettings
+
+    def __init__(self, settings: WebhookSettings, context: Any) -> None:
+        super().__init__(settings, context)
+        self._body = _env.from_string(settings.body)
+
+    @property
+    def capabilities(self) -> Capabilities:
+        return Capabilities(
+            kinds=frozenset(MessageKind),
+            addressing=self.settings.addressing,
+            batch_size=1,
+            concurrency=16,  # the instance's `concurrency:` and `rate_limit:` override these
+        )
+
+    # -- helpers
+
+    def _secret_values(self) -> dict[str, str]:
+        return {name: s.value or "" for name, s in self.settings.secrets.items()}
+
+    def _url(self, delivery: Delivery) -> str:
+        return self.settings.url.replace("{address}", delivery.recipient.address)
+
+    def endpoint(self, recipient: Any) -> str:
+        return self.settings.url.replace("{address}", recipient.address)
+
+    def render_body(self, delivery: Delivery) -> str:
+        m = delivery.message
+        return self._body.render(
+            key=delivery.key,
+            kind=m.kind.value,
+            recipient=delivery.recipient.address,
+            recipient_display=delivery.recipient.display,
+            target=delivery.recipient.target_id,
+            title=m.title,
+            text=m.text,
+            template=m.template,
+            occurrence=delivery.occurrence_id,
+            rule=delivery.rule_id,
+            channel=delivery.channel_id,
+            scheduled_at=delivery.scheduled_at.isoformat(),
+        )
+
+    def check_message(self, message: Message) -> list[str]:
+        import datetime as dt
+
+        from broadcaster.channel import Recipient
+
+        sample = Delivery(
+            "k" * 32,
+            "rule@2000-01-01T00:00",
+            "rule",
+            self.context.instance_id,
+            Recipient("t", "address", "display"),
+            message,
+            dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+        )
+        try:
+            json.loads(self.render_body(sample))
+        except json.JSONDecodeError as exc:
+            return [
+                f"body 模板生成的不是 JSON the body template does not render to JSON: {exc.msg}"
+            ]
+        except Exception as exc:
+            return [f"body 模板错误 the body template fails: {exc}"]
+        return []
+
+    def _judge(self, delivery: Delivery, response: requests.Response) -> Result:
+        status = response.status_code
+        if status == 429:
+            return Result.fail(
+                delivery,
+                ErrorClass.THROTTLED,
+                "HTTP 429 限流 throttled",
+                retry_after=_retry_after(response),
+            )
+        if status >= 500:
+            if self.settings.idempotency_header:
+                return Result.fail(
+                    delivery, ErrorClass.TRANSIENT, f"HTTP {status} 服务端错误 server error"
+                )
+            return Result.fail(
+                delivery,
+                ErrorClass.UNKNOWN,
+                f"HTTP {status} 结果未知 outcome unknown (no idempotency header)",
+            )
+        if status in (401, 403, 404):
+            return Result.fail(
+                delivery, ErrorClass.CONFIG, f"HTTP {status} 配置错误 check url and credentials"
+            )
+        if not 200 <= status < 300:
+            return Result.fail(
+                delivery,
+                ErrorClass.CONTENT,
+                f"HTTP {status} 被拒绝 rejected: {response.text[:120]}",
+            )
+        rule = self.settings.success
+        text = response.text
+        provider_id = None
+        if rule.json_path or rule.id_path:
+            try:
+                body = response.json()
+            except ValueError:
+                return Result.fail(
+                    delivery,
+                    ErrorClass.UNKNOWN,
+                    f"应答不是 JSON response is not JSON: {text[:60]!r}",
+                )
+            if rule.id_path:
+                try:
+                    provider_id = str(_dig(body, rule.id_path))
+                except KeyError:
+                    provider_id = None
+            if rule.json_path:
+                try:
+                    value = _dig(body, rule.json_path)
+                except KeyError:
+                    return Result.fail(
+                        delivery,
+                        ErrorClass.UNKNOWN,
+                        f"应答缺少 {rule.json_path} response lacks {rule.json_path}: {text[:80]!r}",
+                    )
+                if value != rule.equals:
+                    return Result.fail(
+                        delivery, ErrorClass.CONTENT, f"{rule.json_path}={value!r}: {text[:120]}"
+                    )
+        if rule.regex and not re.search(rule.regex, text):
+            return Result.fail(
+                delivery,
+                ErrorClass.CONTENT,
+                f"应答不符 response does not match {rule.regex!r}: {text[:80]!r}",
+            )
+        return Result(delivery.key, Status.ACCEPTED, provider_id=provider_id)
+
+    # -- contract
+
+    def send(self, batch: Sequence[Delivery]) -> list[Result]:
+        return [self._send_one(d) for d in batch]
+
+    def _send_one(self, delivery: Delivery) -> Result:
+        secrets = self._secret_values()
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        headers.update({k: v.format(**secrets) for k, v in self.settings.headers.items()})
+        if self.settings.idempotency_header:
+            headers[self.settings.idempotency_header] = delivery.key
+        try:
+            body = self.render_body(delivery).encode("utf-8")
+        except Exception as exc:
+            return Result.fail(
+                delivery, ErrorClass.CONTENT, f"body 模板错误 body template fails: {exc}"
+            )
+        try:
+            response = self.context.http.request(
+                self.settings.method,
+                self._url(delivery),
+                data=body,
+                headers=headers,
+                timeout=self.settings.timeout,
+            )
+        except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
+            return Result.fail(
+                delivery, ErrorClass.TRANSIENT, f"连接失败 cannot connect: {type(exc).__name__}"
+            )
+        except requests.ReadTimeout:
+            return Result.fail(
+                delivery,
+                ErrorClass.UNKNOWN,
+                f"等待应答超时 no answer within {self.settings.timeout[1]:g}s; outcome unknown",
+            )
+        except requests.ConnectionError as exc:
+            if _before_sending(exc):
+                return Result.fail(delivery, ErrorClass.TRANSIENT, "连接被拒绝 connection refused")
+            return Result.fail(
+                delivery,
+                ErrorClass.UNKNOWN,
+                "连接中断 connection dropped after sending; outcome unknown",
+            )
+        return self._judge(delivery, response)
+
+    def reconcile(self, pending: Sequence[Delivery]) -> list[Result]:
+        """Ask `status_url` about each key: arrived is accepted, 404 is safe to send again."""
+        if not self.settings.status_url:
+            return []
+        out = []
+        for d in pending:
+            url = self.settings.status_url.replace("{key}", d.key)
+            try:
+                response = self.context.http.get(url, timeout=self.settings.timeout)
+            except requests.RequestException:
+                continue  # still unknown; asked again next time
+            if response.status_code == 404:
+                out.append(
+                    Result.fail(
+                        d,
+                        ErrorClass.TRANSIENT,
+                        "对方无记录 receiver has no record; safe to send again",
+                    )
+                )
+            elif 200 <= response.status_code < 300:
+                judged = self._judge(d, response)
+                if judged.status is Status.ACCEPTED:
+                    out.append(judged)
+        return out
+
+
+def _before_sending(exc: requests.ConnectionError) -> bool:
+    """Whether a connection error happened before any byte of the request left."""
+    text = repr(exc)
+    return any(
+        s in text
+        for s in (
+            "NewConnectionError",
+            "Connection refused",
+            "NameResolutionError",
+            "ConnectTimeout",
+        )
+    )
