@@ -82,6 +82,7 @@ class Status(StrEnum):
     """Delivery states; every change is a new row in the delivery log."""
 
     PLANNED = "planned"  # written before sending: the idempotency key is taken
+    SENDING = "sending"  # an attempt started: if nothing follows, the outcome is unknown
     ACCEPTED = "accepted"  # the provider took it; delivery may be confirmed later
     DELIVERED = "delivered"  # confirmed at the far end (receipt, fetch, confirmation)
     FAILED = "failed"  # will not arrive; error_class says why
@@ -217,6 +218,7 @@ class Capabilities:
     batch_size: int = 1  # deliveries per send() call
     rate_limit: RateLimit | None = None  # per endpoint
     concurrency: int = 8  # send() calls in flight at once, per channel instance
+    endpoint_concurrency: int | None = None  # and per endpoint, when the provider limits that
     quiet_hours: QuietHours | None = None
     resend_on_unknown: int = 0  # how often an unknown outcome may be re-sent (bots: 1, SMS: 0)
     late_outcomes: bool = False  # outcomes arrive later: reconcile() is called

@@ -198,10 +198,15 @@ class Planner:
     def _rules(self) -> dict[str, RuleSpec]:
         return {s.id: s for s in self.campaign.rules}
 
-    def expand(self, occurrence: Occurrence, *, render: bool = True) -> Iterator[PlanItem]:
-        """The plan items of one occurrence: each channel × each target, theme and template chosen."""
+    def expand(
+        self, occurrence: Occurrence, *, render: bool = True, spec: RuleSpec | None = None
+    ) -> Iterator[PlanItem]:
+        """The plan items of one occurrence: each channel × each target, theme and template chosen.
+
+        `spec` replaces the configured rule (an ad-hoc `send-now` rule that is not in the config).
+        """
         campaign = self.campaign
-        spec = self._rules[occurrence.rule_id]
+        spec = spec or self._rules[occurrence.rule_id]
         d = occurrence.at.date()
         renderer = campaign.renderer
         for channel_id in spec.rule.channels:
@@ -259,6 +264,7 @@ class Planner:
         theme: str | None,
         occasion: str | None,
         topic: str | None,
+        extra_vars: dict[str, object] | None = None,
     ) -> str:
         """The exact text of one plan item, rendered once per distinct set of what it reads."""
         from .context import message_context
@@ -280,6 +286,8 @@ class Planner:
             "channel": channel_id,
             "rule": occurrence.rule_id,
         }
+        if extra_vars:
+            key["vars"] = (target_id, tuple(sorted(extra_vars.items())))
         kind = campaign.channels[channel_id].kind
         return campaign.renderer.render(
             template,

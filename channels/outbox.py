@@ -61,7 +61,7 @@ class OutboxChannel(BaseChannel):
     def check(self) -> str | None:
         folder = self.folder
         probe = folder if folder.exists() else next((p for p in folder.parents if p.exists()), None)
-        if probe is None or not os.access(probe, os.W_OK):
+        if probe is None or not probe.is_dir() or not os.access(probe, os.W_OK):
             return f"目录不可写 folder is not writable: {folder}"
         return None
 
@@ -89,8 +89,11 @@ class OutboxChannel(BaseChannel):
         data = "".join(lines).encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
             try:
+                size = os.fstat(fd).st_size
+                if size and os.pread(fd, 1, size - 1) != b"\n":
+                    data = b"\n" + data  # close a line torn by an earlier short write
                 written = os.write(fd, data)
                 if written != len(data):
                     raise OSError(errno.ENOSPC, "short write")
@@ -117,7 +120,10 @@ class OutboxChannel(BaseChannel):
                     for line in handle:
                         if not line.endswith("\n"):
                             break  # a torn last line: that write did not complete
-                        key = json.loads(line).get("key")
+                        try:
+                            key = json.loads(line).get("key")
+                        except ValueError:
+                            continue  # a line torn by a short write, closed by the next one
                         if key in wanted:
                             found.add(key)
         out = []

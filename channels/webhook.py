@@ -14,13 +14,14 @@ from __future__ import annotations
 import email.utils
 import json
 import re
+import string
 from collections.abc import Sequence
 from typing import Any, Literal
 
 import requests
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from broadcaster.channel import (
     Addressing,
@@ -45,10 +46,20 @@ DEFAULT_BODY = (
 
 
 class SuccessRule(ChannelSettings):
+    """HTTP 2xx alone is never success: the body must say so."""
+
     json_path: str | None = None  # dotted path into the JSON body, e.g. "errcode" or "result.code"
     equals: Any = None  # the value that means success at json_path
     regex: str | None = None  # or: a pattern the body text must match
     id_path: str | None = None  # where the provider's message id is, if any
+
+    @model_validator(mode="after")
+    def _something(self) -> SuccessRule:
+        if not self.json_path and not self.regex:
+            raise ValueError(
+                "需要成功判定 expected json_path (with equals) or regex: HTTP 200 alone is never success"
+            )
+        return self
 
 
 class WebhookSettings(ChannelSettings):
@@ -57,7 +68,7 @@ class WebhookSettings(ChannelSettings):
     headers: dict[str, str] = Field(default_factory=dict)  # values may use {secret_name}
     secrets: dict[str, EnvSecret] = Field(default_factory=dict)
     body: str = DEFAULT_BODY
-    success: SuccessRule = Field(default_factory=SuccessRule)
+    success: SuccessRule
     addressing: Addressing = Addressing.TARGET
     idempotency_header: str | None = "Idempotency-Key"
     status_url: str | None = None  # GET {key} -> the same success rule means it arrived; 404 not
@@ -71,6 +82,18 @@ class WebhookSettings(ChannelSettings):
                 f"地址须以 http:// 或 https:// 开头 expected an http(s) URL; got {v!r}"
             )
         return v
+
+    @model_validator(mode="after")
+    def _placeholders(self) -> WebhookSettings:
+        if self.status_url is not None and "{key}" not in self.status_url:
+            raise ValueError("status_url 须包含 {key} status_url must contain {key}")
+        for name, template in self.headers.items():
+            for field in string.Formatter().parse(template):
+                if field[1] is not None and field[1] not in self.secrets:
+                    raise ValueError(
+                        f"headers.{name}: 未声明的密钥 {{{field[1]}}} names no entry of secrets"
+                    )
+        return self
 
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
@@ -88,16 +111,20 @@ def _dig(data: Any, path: str) -> Any:
 
 
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
+    """Seconds from a Retry-After header (seconds or an HTTP date); None when unreadable."""
+    value = (response.headers.get("Retry-After") or "").strip()
     if not value:
         return None
-    if value.strip().isdigit():
-        return float(value)
-    parsed = email.utils.parsedate_to_datetime(value)
-    if parsed is None:
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        parsed = email.utils.parsedate_to_datetime(value)
+        date = response.headers.get("Date")
+        now = email.utils.parsedate_to_datetime(date) if date else None
+    except (TypeError, ValueError):
         return None
-    date = response.headers.get("Date")
-    now = email.utils.parsedate_to_datetime(date) if date else None
     return max(0.0, (parsed - now).total_seconds()) if now else None
 
 
@@ -122,8 +149,11 @@ class WebhookChannel(BaseChannel):
 
     # -- helpers
 
-    def _secret_values(self) -> dict[str, str]:
-        return {name: s.value or "" for name, s in self.settings.secrets.items()}
+    def _headers(self) -> dict[str, str]:
+        secrets = {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
+        headers = {"Content-Type": "application/json; charset=utf-8"}
+        headers.update({k: v.format(**secrets) for k, v in self.settings.headers.items()})
+        return headers
 
     def _url(self, delivery: Delivery) -> str:
         return self.settings.url.replace("{address}", delivery.recipient.address)
@@ -245,9 +275,7 @@ class WebhookChannel(BaseChannel):
         return [self._send_one(d) for d in batch]
 
     def _send_one(self, delivery: Delivery) -> Result:
-        secrets = self._secret_values()
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        headers.update({k: v.format(**secrets) for k, v in self.settings.headers.items()})
+        headers = self._headers()
         if self.settings.idempotency_header:
             headers[self.settings.idempotency_header] = delivery.key
         try:
@@ -263,8 +291,20 @@ class WebhookChannel(BaseChannel):
                 data=body,
                 headers=headers,
                 timeout=self.settings.timeout,
+                allow_redirects=False,  # a redirect would turn the POST into a GET
             )
-        except (requests.ConnectTimeout, requests.exceptions.InvalidURL) as exc:
+        except (
+            requests.exceptions.InvalidHeader,
+            requests.exceptions.InvalidURL,
+            requests.exceptions.MissingSchema,
+        ) as exc:
+            # the exception's text may quote a secret: name its class only
+            return Result.fail(
+                delivery,
+                ErrorClass.CONFIG,
+                f"请求无效 invalid request ({type(exc).__name__}): check url, headers and secrets",
+            )
+        except requests.ConnectTimeout as exc:
             return Result.fail(
                 delivery, ErrorClass.TRANSIENT, f"连接失败 cannot connect: {type(exc).__name__}"
             )
@@ -282,6 +322,12 @@ class WebhookChannel(BaseChannel):
                 ErrorClass.UNKNOWN,
                 "连接中断 connection dropped after sending; outcome unknown",
             )
+        except requests.RequestException as exc:  # e.g. an answer cut off mid-body
+            return Result.fail(
+                delivery,
+                ErrorClass.UNKNOWN,
+                f"应答不完整 incomplete answer ({type(exc).__name__}); outcome unknown",
+            )
         return self._judge(delivery, response)
 
     def reconcile(self, pending: Sequence[Delivery]) -> list[Result]:
@@ -292,10 +338,24 @@ class WebhookChannel(BaseChannel):
         for d in pending:
             url = self.settings.status_url.replace("{key}", d.key)
             try:
-                response = self.context.http.get(url, timeout=self.settings.timeout)
+                response = self.context.http.get(
+                    url,
+                    headers=self._headers(),
+                    timeout=self.settings.timeout,
+                    allow_redirects=False,
+                )
             except requests.RequestException:
                 continue  # still unknown; asked again next time
-            if response.status_code == 404:
+            if response.status_code in (401, 403):
+                out.append(
+                    Result(
+                        d.key,
+                        Status.UNKNOWN,
+                        ErrorClass.CONFIG,
+                        f"HTTP {response.status_code} 对账被拒绝 status_url refused our credentials",
+                    )
+                )
+            elif response.status_code == 404:
                 out.append(
                     Result.fail(
                         d,

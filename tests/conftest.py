@@ -10,6 +10,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+pytest_plugins = ["tests.fakes.fixtures", "tests.log.fixtures"]
+
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=TZ)  # a Monday in a year with an official file
 REPO = Path(__file__).resolve().parent.parent

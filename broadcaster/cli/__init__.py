@@ -26,7 +26,7 @@ def console(*, stderr: bool = False) -> Console:
     """A rich console; plain and wide enough for tables when not writing to a terminal."""
     probe = Console(stderr=stderr)
     width = None if probe.is_terminal else max(probe.width, 160)
-    return Console(stderr=stderr, highlight=False, width=width)
+    return Console(stderr=stderr, highlight=False, width=width, soft_wrap=True)
 
 
 class State:
@@ -119,3 +119,4 @@ def main() -> None:
 
 
 from . import campaign as _campaign  # noqa: E402,F401  (registers the commands)
+from . import delivery as _delivery  # noqa: E402,F401

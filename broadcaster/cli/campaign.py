@@ -10,6 +10,7 @@ from collections.abc import Iterable, Iterator
 from zoneinfo import ZoneInfo
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from ..calendar import ChinaCalendar, lunar_dates_in_year, lunar_label, solar_term_date
@@ -57,26 +58,19 @@ def print_duties(state: State, results: list[DutyResult]) -> bool:
     for r in results:
         by_duty.setdefault(r.duty.id, []).append(r)
     table = Table(title="工作要求检查 duty check", title_justify="left")
-    for column in (
-        "要求 duty",
-        "每 per",
-        "至少 at least",
-        "对象 targets",
-        "达标 met",
-        "不足的周期 periods short",
-    ):
+    for column in ("要求 duty", "每 per", "至少 at least", "对象 targets", "达标 met"):
         table.add_column(column)
     all_met = True
+    shortfalls: list[str] = []
     for duty_id, rows in by_duty.items():
         duty = rows[0].duty
         short = [r for r in rows if not r.met]
         all_met = all_met and not short
-        detail = "; ".join(
-            f"{r.target_id}: "
-            + ", ".join(f"{label}={n}" for label, n in r.short[:4])
-            + (" …" if len(r.short) > 4 else "")
-            for r in short[:6]
-        )
+        for r in short:
+            periods = ", ".join(f"{label}={n}" for label, n in r.short[:12]) + (
+                f" … (+{len(r.short) - 12})" if len(r.short) > 12 else ""
+            )
+            shortfalls.append(f"  {duty_id} · {r.target_id}: {periods}")
         per = {"week": "周 week", "month": "月 month"}[duty.per]
         table.add_row(
             f"{duty.name} ({duty_id})",
@@ -84,9 +78,12 @@ def print_duties(state: State, results: list[DutyResult]) -> bool:
             str(duty.at_least),
             str(len(rows)),
             "[green]是 yes[/green]" if not short else f"[red]否 no: {len(short)}[/red]",
-            detail or "—",
         )
     state.out.print(table)
+    if shortfalls:
+        state.out.print("不足的周期 periods short (count planned):")
+        for line in shortfalls:
+            state.out.print(line, markup=False)
     return all_met
 
 
@@ -378,7 +375,7 @@ def preview(
                 else f"  [yellow]停用 disabled: {channel.disabled_reason}[/yellow]"
             )
             state.out.print(
-                f"[bold]{item.channel_id}[/bold] ({channel.kind.value}) → {node.name} [{item.target_id}], "
+                f"[bold]{escape(item.channel_id)}[/bold] ({channel.kind.value}) → {escape(node.name)} \\[{escape(item.target_id)}], "
                 f"{item.recipients} 人/个 recipient(s){status}"
             )
             if item.template is None:

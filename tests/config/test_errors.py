@@ -20,6 +20,7 @@ WEBHOOK_WITH_SECRET = """handoff:
     kind: bot
     settings:
       url: https://example.org/hook
+      success: {json_path: code, equals: OK}
       secrets: {token: {env: TEST_SECRET_TOKEN}}"""
 
 CASES = {
@@ -57,7 +58,7 @@ CASES = {
         MINI.replace("handoff: {type: outbox, kind: bot}", WEBHOOK_WITH_SECRET),
         {},
         {},
-        "schedules.yaml:29: channels.handoff.settings.secrets.token: 缺少环境变量 environment variable "
+        "schedules.yaml:30: channels.handoff.settings.secrets.token: 缺少环境变量 environment variable "
         "TEST_SECRET_TOKEN is not set (set it, or write enabled: auto to run without this channel)",
     ),
     "secret written inline": (
@@ -67,7 +68,7 @@ CASES = {
         ),
         {},
         {},
-        "schedules.yaml:29: channels.handoff.settings.secrets.token: 密钥须来自环境变量 secrets come from "
+        "schedules.yaml:30: channels.handoff.settings.secrets.token: 密钥须来自环境变量 secrets come from "
         "environment variables: write {env: NAME}",
     ),
     "template syntax error": (

@@ -1,0 +1,5 @@
+"""Placeholder replaced below."""
+
+
+def main(*, quick: bool = False) -> None:
+    print("dispatch benchmark: not yet")

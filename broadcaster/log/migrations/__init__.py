@@ -1,0 +1,1 @@
+"""Alembic migrations of the delivery log; run to head by `DeliveryLog.open()`."""

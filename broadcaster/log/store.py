@@ -1,0 +1,777 @@
+"""`DeliveryLog`: the delivery log on SQLite (WAL) or PostgreSQL, written by group commit.
+
+Every write (deliveries, events, occurrence records) goes through one writer thread
+per log: callers queue their rows and block; the writer drains the queue, writes
+everything waiting in one transaction, commits once and wakes the callers (or
+hands each of them the error). Two hundred threads appending one event each cost a
+handful of commits, not two hundred, and SQLite never sees two writers from one
+process. Reads run on the calling thread from a separate connection pool.
+
+"Committed" means: on PostgreSQL, durable; on SQLite (WAL, synchronous=NORMAL),
+safe from a crash of the process, while a power cut may lose the last commits.
+Lock waits are bounded by `busy_timeout` (SQLite's busy timeout, PostgreSQL's
+lock_timeout); every database failure surfaces as a bilingual `LogStoreError`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import os
+import queue
+import re
+import threading
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import event as sa_event
+from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine.url import URL, make_url
+
+from ..channel import ErrorClass, Status
+from ..errors import LogStoreError
+from .models import deliveries, delivery_events, messages, occurrences
+from .records import CoverageRow, DeliveryRecord, DeliveryState, Event, OccurrenceState
+
+__all__ = ["DeliveryLog", "default_url"]
+
+T = TypeVar("T")
+
+DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for a lock held by another process
+UNFINISHED = (Status.PLANNED, Status.SENDING, Status.INTERRUPTED, Status.UNKNOWN)
+OCCURRENCE_RECORDS = frozenset({"done", "missed", "skipped", "failed"})
+_CHUNK = 900  # rows per IN (...) lookup and per multi-row INSERT
+_MAX_GROUP = 2000  # queued writes committed together at most
+_MIGRATIONS = Path(__file__).resolve().with_name("migrations")
+_PG_MIGRATION_LOCK = 0x62726F61  # advisory lock id: two processes never migrate at once
+
+
+def default_url(state_dir: Path) -> str:
+    """The SQLite log inside the state folder."""
+    return f"sqlite:///{Path(state_dir) / 'delivery-log.sqlite3'}"
+
+
+def _mask(url: str) -> str:
+    """Mask the password of a URL that SQLAlchemy could not parse."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+def _aware(value: dt.datetime, what: str) -> None:
+    if not isinstance(value, dt.datetime) or value.tzinfo is None:
+        raise ValueError(f"{what} 需要带时区的时间 must be an aware datetime, got {value!r}")
+
+
+class _RefusedError(LogStoreError):
+    """A write refused because of its own content: fails only the caller who sent it."""
+
+
+class _Target:
+    """Where the log lives, as shown to people; turns database errors into LogStoreError."""
+
+    def __init__(self, url: URL, path: Path | None, busy_timeout: float) -> None:
+        self.display = url.render_as_string(hide_password=True)
+        self.password = url.password
+        self.dialect = url.get_backend_name()
+        self.path = path
+        self.busy_timeout = busy_timeout
+
+    def translate(self, exc: BaseException) -> LogStoreError:
+        """One bilingual LogStoreError for any database failure; never shows a password."""
+        if isinstance(exc, LogStoreError):
+            return exc
+        orig = getattr(exc, "orig", None) or exc
+        lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
+        detail = lines[0] if lines else type(orig).__name__
+        if self.password:
+            detail = detail.replace(self.password, "***")
+        low = detail.lower()
+        where = str(self.path) if self.path else self.display
+        sqlstate = getattr(orig, "sqlstate", None)
+        if self.dialect == "sqlite":
+            if "locked" in low or "busy" in low:
+                return LogStoreError(
+                    f"日志库被锁定 delivery log is locked: {where} (another connection holds"
+                    f" the lock; gave up after {self.busy_timeout:g} s: {detail})"
+                )
+            if any(w in low for w in ("readonly", "read-only", "unable to open", "permission")):
+                return LogStoreError(
+                    f"日志库无法写入 delivery log is not writable: {where} ({detail})"
+                )
+        elif sqlstate in ("55P03", "40P01"):  # lock_not_available, deadlock_detected
+            return LogStoreError(
+                f"日志库被锁定 delivery log is locked: {where} (gave up after"
+                f" {self.busy_timeout:g} s: {detail})"
+            )
+        elif sqlstate == "42501":  # insufficient_privilege
+            return LogStoreError(f"日志库无法写入 delivery log is not writable: {where} ({detail})")
+        elif isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and (
+            sqlstate is None or sqlstate.startswith("08")
+        ):
+            return LogStoreError(f"日志库无法连接 delivery log is unreachable: {where} ({detail})")
+        if isinstance(exc, sa.exc.IntegrityError):
+            return _RefusedError(f"日志拒绝写入 delivery log refused the write: {where} ({detail})")
+        if isinstance(exc, OSError):
+            reason = exc.strerror or detail
+            return LogStoreError(f"日志库无法写入 delivery log is not writable: {where} ({reason})")
+        return LogStoreError(f"日志库出错 delivery log error: {where} ({detail})")
+
+
+@dataclass(eq=False)
+class _Job:
+    """One caller's write: events to append, or a function run inside the group's transaction."""
+
+    events: Sequence[Event] | None = None
+    work: Callable[[Connection], Any] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: Any = None
+    error: LogStoreError | None = None
+
+
+class DeliveryLog:
+    """The append-only delivery log. Open with `DeliveryLog.open(url, hash_key=...)`."""
+
+    def __init__(self, target: _Target, writer: Engine, reader: Engine, hash_key: bytes) -> None:
+        """Use `DeliveryLog.open()`."""
+        self.url_display = target.display
+        self._target = target
+        self._dialect = writer.dialect.name
+        self._writer = writer
+        self._reader = reader
+        self._hash_key = hash_key
+        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+        self._thread = threading.Thread(target=self._write_loop, name="delivery-log", daemon=True)
+        self._thread.start()
+
+    # --- opening and closing -------------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, url: str, *, hash_key: bytes, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+    ) -> DeliveryLog:
+        """Open (creating if needed) the log at `url` and migrate it to the newest schema."""
+        if not isinstance(hash_key, bytes) or not hash_key:
+            raise ValueError("hash_key 须为非空字节串 must be non-empty bytes")
+        parsed = _parse_url(url)
+        path = _sqlite_path(parsed, _mask(url)) if parsed.get_backend_name() == "sqlite" else None
+        target = _Target(parsed, path, busy_timeout)
+        if path is not None:
+            writer = _sqlite_engine(parsed, busy_timeout, immediate=True, pool_size=1)
+            reader = _sqlite_engine(parsed, busy_timeout, immediate=False, pool_size=8)
+        else:
+            try:
+                import psycopg  # noqa: F401
+            except ImportError:
+                raise LogStoreError(
+                    f"缺少 PostgreSQL 驱动 PostgreSQL driver missing for {target.display}"
+                    " (pip install 'broadcaster[postgres]')"
+                ) from None
+            writer = _pg_engine(parsed, busy_timeout, pool_size=1)
+            # Several queries of one read see one snapshot.
+            reader = _pg_engine(parsed, busy_timeout, pool_size=8, isolation="REPEATABLE READ")
+        try:
+            _migrate(writer)
+        except Exception as exc:
+            writer.dispose()
+            reader.dispose()
+            raise target.translate(exc) from exc
+        return cls(target, writer, reader, hash_key)
+
+    def close(self) -> None:
+        """Commit what is queued, stop the writer and close every connection."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            self._queue.put(None)
+        self._thread.join()
+        self._writer.dispose()
+        self._reader.dispose()
+
+    def __enter__(self) -> DeliveryLog:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"DeliveryLog({self.url_display!r})"
+
+    # --- hashing -------------------------------------------------------------------------------
+
+    def recipient_hash(self, address: str) -> str:
+        """Keyed hash (HMAC-SHA256, hex) of an address as normalised by the caller (E.164)."""
+        return hmac.new(self._hash_key, address.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    # --- occurrences ---------------------------------------------------------------------------
+
+    def begin_occurrence(
+        self, occurrence_id: str, rule_id: str, scheduled_at: dt.datetime, at: dt.datetime
+    ) -> bool:
+        """Record that an occurrence fires; False (nothing written) if it already fired."""
+        _aware(scheduled_at, "scheduled_at")
+        _aware(at, "at")
+        row = _occurrence_row(occurrence_id, rule_id, scheduled_at, "fired", "", at)
+        insert = self._insert(occurrences).on_conflict_do_nothing().returning(occurrences.c.id)
+        seen = (
+            sa.select(sa.literal(1))
+            .where(occurrences.c.occurrence_id == occurrence_id)
+            .where(occurrences.c.status.in_(("fired", "done")))
+            .limit(1)
+        )
+
+        def work(conn: Connection) -> bool:
+            if conn.execute(seen).first() is not None:
+                return False
+            return conn.execute(insert, row).first() is not None
+
+        return bool(self._submit(_Job(work=work)))
+
+    def record_occurrence(
+        self,
+        occurrence_id: str,
+        rule_id: str,
+        scheduled_at: dt.datetime,
+        status: str,
+        reason: str,
+        at: dt.datetime,
+    ) -> None:
+        """Append an occurrence record: done, missed, skipped or failed."""
+        if status not in OCCURRENCE_RECORDS:
+            raise ValueError(f"未知状态 unknown occurrence status {status!r}")
+        _aware(scheduled_at, "scheduled_at")
+        _aware(at, "at")
+        row = _occurrence_row(occurrence_id, rule_id, scheduled_at, str(status), reason, at)
+        self._submit(_Job(work=lambda conn: conn.execute(occurrences.insert(), row)))
+
+    def occurrence_states(self, start: dt.datetime, end: dt.datetime) -> dict[str, OccurrenceState]:
+        """Latest record of every occurrence scheduled in [start, end)."""
+        o, o2 = occurrences, occurrences.alias("o2")
+        newest = sa.select(sa.func.max(o2.c.id)).where(o2.c.occurrence_id == o.c.occurrence_id)
+        query = (
+            sa.select(o)
+            .where(o.c.scheduled_at >= start, o.c.scheduled_at < end)
+            .where(o.c.id == newest.scalar_subquery())
+            .order_by(o.c.scheduled_at, o.c.occurrence_id)
+        )
+        rows = self._read(lambda conn: conn.execute(query).all())
+        return {
+            r.occurrence_id: OccurrenceState(
+                r.occurrence_id, r.rule_id, r.scheduled_at, r.status, r.reason, r.at
+            )
+            for r in rows
+        }
+
+    def last_occurrence_at(self) -> dt.datetime | None:
+        """When the latest scheduled occurrence on record was due (ad-hoc `now-*` sends excluded):
+        where `run` resumes checking after a restart."""
+        o = occurrences
+        query = sa.select(sa.func.max(o.c.scheduled_at)).where(
+            sa.not_(o.c.rule_id.startswith("now-"))
+        )
+        return self._read(lambda conn: conn.execute(query).scalar())
+
+    # --- deliveries ----------------------------------------------------------------------------
+
+    def add_deliveries(
+        self, records: Sequence[DeliveryRecord], at: dt.datetime
+    ) -> dict[str, DeliveryState]:
+        """Insert planned deliveries (existing keys untouched) in one transaction.
+
+        Each new delivery gets a PLANNED event at `at`; returns the latest state of
+        every key passed, new or old.
+        """
+        _aware(at, "at")
+        texts: dict[str, str] = {}
+        rows: dict[str, dict[str, Any]] = {}
+        for r in records:
+            if r.key in rows:
+                continue
+            _aware(r.scheduled_at, "scheduled_at")
+            if r.text_sha256 not in texts:
+                if hashlib.sha256(r.text.encode("utf-8")).hexdigest() != r.text_sha256:
+                    raise ValueError(f"文本哈希不符 text_sha256 does not match the text of {r.key}")
+                texts[r.text_sha256] = r.text
+            rows[r.key] = {c.name: getattr(r, c.name) for c in deliveries.columns if c.name != "id"}
+        if not rows:
+            return {}
+        insert_messages = self._insert(messages).on_conflict_do_nothing()
+        insert_deliveries = (
+            self._insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id)
+        )
+        existing = sa.select(deliveries.c.key)
+
+        def work(conn: Connection) -> int:
+            keys = list(rows)
+            known: set[str] = set()
+            for chunk in _chunks(keys):
+                known.update(conn.scalars(existing.where(deliveries.c.key.in_(chunk))))
+            fresh = [rows[k] for k in keys if k not in known]
+            used = dict.fromkeys(r["text_sha256"] for r in fresh)
+            _insert_many(conn, insert_messages, [{"sha256": s, "text": texts[s]} for s in used])
+            # ON CONFLICT still guards against another process adding the same keys.
+            new_ids = _insert_many(conn, insert_deliveries, fresh)
+            planned = [_event_row(i, Status.PLANNED, at) for i in sorted(new_ids)]
+            _insert_many(conn, delivery_events.insert(), planned)
+            return len(new_ids)
+
+        self._submit(_Job(work=work))
+        return self.latest(list(rows))
+
+    def append(self, events: Sequence[Event]) -> None:
+        """Append status changes; durable when this returns. Safe from many threads."""
+        for e in events:  # checked here, so a bad event never fails someone else's commit
+            _aware(e.at, "Event.at")
+            Status(e.status)
+            if e.error_class is not None:
+                ErrorClass(e.error_class)
+        if events:
+            self._submit(_Job(events=list(events)))
+
+    def latest(self, keys: Iterable[str]) -> dict[str, DeliveryState]:
+        """Latest state of each known key (unknown keys are left out)."""
+        keys = list(dict.fromkeys(keys))
+        d = deliveries
+
+        def read(conn: Connection) -> dict[str, DeliveryState]:
+            found: dict[str, DeliveryState] = {}
+            for chunk in _chunks(keys):
+                for row in conn.execute(_state_query().where(d.c.key.in_(chunk))):
+                    found[row.key] = _state(row)
+            return found
+
+        return self._read(read)
+
+    def unfinished(
+        self, *, channel_id: str | None = None, statuses: Iterable[Status] = UNFINISHED
+    ) -> list[DeliveryState]:
+        """Deliveries whose latest event has one of `statuses`, by scheduled time."""
+        return self.deliveries(channel=channel_id, status=list(statuses))
+
+    def deliveries(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        rule: str | None = None,
+        channel: str | None = None,
+        target: str | None = None,
+        status: Status | Iterable[Status] | None = None,
+        occurrence: str | None = None,
+        recipient_hash: str | None = None,
+        limit: int | None = None,
+    ) -> list[DeliveryState]:
+        """Deliveries scheduled in [since, until) matching every filter given, in order."""
+        d = deliveries
+        query = _filtered(
+            _state_query(), since, until, rule, channel, target, occurrence, recipient_hash
+        )
+        if status is not None:
+            wanted = [status] if isinstance(status, Status) else list(status)
+            query = query.where(delivery_events.c.status.in_([Status(s).value for s in wanted]))
+        query = query.order_by(d.c.scheduled_at, d.c.key).limit(limit)
+        return self._read(lambda conn: [_state(r) for r in conn.execute(query)])
+
+    def coverage(
+        self,
+        *,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        rule: str | None = None,
+        channel: str | None = None,
+        target: str | None = None,
+        occurrence: str | None = None,
+    ) -> list[CoverageRow]:
+        """Per occurrence and channel: targeted, and how many reached each latest status."""
+        base = _filtered(_state_query(), since, until, rule, channel, target, occurrence).subquery()
+
+        def count(*wanted: Status) -> sa.ColumnElement[Any]:
+            hit = base.c.status.in_([s.value for s in wanted])
+            return sa.func.coalesce(sa.func.sum(sa.case((hit, 1), else_=0)), 0)
+
+        when = sa.func.min(base.c.scheduled_at)
+        query = (
+            sa.select(
+                base.c.occurrence_id,
+                sa.func.min(base.c.rule_id),
+                base.c.channel_id,
+                when,
+                sa.func.count(),
+                count(Status.ACCEPTED, Status.DELIVERED),
+                count(Status.DELIVERED),
+                count(Status.FAILED),
+                count(Status.UNKNOWN, Status.SENDING, Status.INTERRUPTED, Status.PLANNED),
+                count(Status.SKIPPED),
+            )
+            .group_by(base.c.occurrence_id, base.c.channel_id)
+            .order_by(when, base.c.occurrence_id, base.c.channel_id)
+        )
+        rows = self._read(lambda conn: conn.execute(query).all())
+        return [CoverageRow(r[0], r[1], r[2], r[3], *(int(n) for n in r[4:])) for r in rows]
+
+    def events(self, key: str) -> list[Event]:
+        """Every event of one delivery, oldest first."""
+        e, d = delivery_events, deliveries
+        query = (
+            sa.select(e)
+            .select_from(e.join(d, d.c.id == e.c.delivery_id))
+            .where(d.c.key == key)
+            .order_by(e.c.id)
+        )
+        rows = self._read(lambda conn: conn.execute(query).all())
+        return [
+            Event(
+                key,
+                Status(r.status),
+                r.at,
+                ErrorClass(r.error_class) if r.error_class else None,
+                r.reason,
+                r.provider_id,
+                r.attempt,
+            )
+            for r in rows
+        ]
+
+    def text(self, sha256: str) -> str | None:
+        """The exact text with this sha256, if any delivery used it."""
+        query = sa.select(messages.c.text).where(messages.c.sha256 == sha256)
+        return self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+
+    # --- group commit --------------------------------------------------------------------------
+
+    def _submit(self, job: _Job) -> Any:
+        """Queue a write and wait until it is committed; re-raise its error here."""
+        with self._lock:
+            if self._closed:
+                raise LogStoreError(f"日志已关闭 delivery log is closed: {self.url_display}")
+            self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise LogStoreError(str(job.error)) from job.error.__cause__
+        return job.result
+
+    def _write_loop(self) -> None:
+        stop = False
+        while not stop:
+            first = self._queue.get()
+            if first is None:
+                return
+            group = [first]
+            while len(group) < _MAX_GROUP:
+                try:
+                    job = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if job is None:
+                    stop = True
+                    break
+                group.append(job)
+            self._commit(group)
+
+    def _commit(self, group: list[_Job]) -> None:
+        """Write a group in one transaction; if one caller's rows are refused, retry one by one."""
+        try:
+            results = self._write(group)
+        except BaseException as exc:
+            error = self._target.translate(exc)
+            if isinstance(error, _RefusedError) and len(group) > 1:
+                for job in group:
+                    self._commit([job])
+                return
+            if error is not exc:
+                error.__cause__ = exc
+            for job in group:
+                job.error = error
+                job.done.set()
+            return
+        for job, result in zip(group, results, strict=True):
+            job.result = result
+            job.done.set()
+
+    def _write(self, group: list[_Job]) -> list[Any]:
+        results: list[Any] = []
+        pending: list[Event] = []
+        with self._writer.begin() as conn:
+            for job in group:
+                if job.events is not None:
+                    pending.extend(job.events)  # consecutive appends share one INSERT
+                    results.append(None)
+                    continue
+                if pending:
+                    _insert_events(conn, pending)
+                    pending = []
+                assert job.work is not None
+                results.append(job.work(conn))
+            if pending:
+                _insert_events(conn, pending)
+        return results
+
+    # --- helpers -------------------------------------------------------------------------------
+
+    def _insert(self, table: sa.Table) -> Any:
+        """The dialect's INSERT (with ON CONFLICT DO NOTHING support)."""
+        if self._dialect == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            return pg_insert(table)
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table)
+
+    def _read(self, fn: Callable[[Connection], T]) -> T:
+        try:
+            with self._reader.connect() as conn:
+                return fn(conn)
+        except sa.exc.SQLAlchemyError as exc:
+            raise self._target.translate(exc) from exc
+
+
+# --- rows and queries ---------------------------------------------------------------------------
+
+
+def _occurrence_row(
+    occurrence_id: str,
+    rule_id: str,
+    scheduled_at: dt.datetime,
+    status: str,
+    reason: str,
+    at: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "occurrence_id": occurrence_id,
+        "rule_id": rule_id,
+        "scheduled_at": scheduled_at,
+        "status": status,
+        "reason": reason,
+        "at": at,
+    }
+
+
+def _event_row(
+    delivery_id: int,
+    status: Status,
+    at: dt.datetime,
+    error_class: ErrorClass | None = None,
+    reason: str = "",
+    provider_id: str | None = None,
+    attempt: int = 0,
+) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "status": Status(status).value,
+        "at": at,
+        "error_class": ErrorClass(error_class).value if error_class else None,
+        "reason": reason,
+        "provider_id": provider_id,
+        "attempt": attempt,
+    }
+
+
+def _insert_events(conn: Connection, events: Sequence[Event]) -> None:
+    """Insert events in the order given; the row id is the global order."""
+    keys = list(dict.fromkeys(e.key for e in events))
+    ids: dict[str, int] = {}
+    lookup = sa.select(deliveries.c.key, deliveries.c.id)
+    for chunk in _chunks(keys):
+        ids.update((k, i) for k, i in conn.execute(lookup.where(deliveries.c.key.in_(chunk))))
+    missing = [k for k in keys if k not in ids]
+    if missing:
+        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+        raise _RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
+    rows = [
+        _event_row(ids[e.key], e.status, e.at, e.error_class, e.reason, e.provider_id, e.attempt)
+        for e in events
+    ]
+    _insert_many(conn, delivery_events.insert(), rows)
+
+
+def _insert_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """Run an INSERT over `rows` in chunks; the values it RETURNs, if any."""
+    returned: list[Any] = []
+    for chunk in _chunks(rows):
+        result = conn.execute(stmt, list(chunk))
+        if result.returns_rows:
+            returned.extend(result.scalars())
+    return returned
+
+
+def _state_query() -> sa.Select[Any]:
+    """Deliveries joined to their latest event (max id: one probe of the events index)."""
+    d, e, e2 = deliveries, delivery_events, delivery_events.alias("e2")
+    newest = (
+        sa.select(sa.func.max(e2.c.id))
+        .where(e2.c.delivery_id == d.c.id)
+        .correlate(d)
+        .scalar_subquery()
+    )
+    return sa.select(
+        *(c for c in d.columns if c.name != "id"),
+        e.c.status,
+        e.c.at.label("status_at"),
+        e.c.error_class,
+        e.c.reason,
+        e.c.provider_id,
+        e.c.attempt,
+    ).select_from(d.join(e, e.c.id == newest))
+
+
+def _filtered(
+    query: sa.Select[Any],
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    rule: str | None,
+    channel: str | None,
+    target: str | None,
+    occurrence: str | None,
+    recipient_hash: str | None = None,
+) -> sa.Select[Any]:
+    d = deliveries
+    if since is not None:
+        query = query.where(d.c.scheduled_at >= since)
+    if until is not None:
+        query = query.where(d.c.scheduled_at < until)
+    equal: Mapping[str, str | None] = {
+        "rule_id": rule,
+        "channel_id": channel,
+        "target_id": target,
+        "occurrence_id": occurrence,
+        "recipient_hash": recipient_hash,
+    }
+    for column, value in equal.items():
+        if value is not None:
+            query = query.where(d.c[column] == value)
+    return query
+
+
+def _state(row: Row[Any]) -> DeliveryState:
+    m = row._mapping
+    error_class = ErrorClass(m["error_class"]) if m["error_class"] else None
+    return DeliveryState(**{**m, "status": Status(m["status"]), "error_class": error_class})
+
+
+# --- engines and migrations ---------------------------------------------------------------------
+
+
+def _parse_url(url: str) -> URL:
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise LogStoreError(
+            f"日志库地址无效 delivery log URL is invalid: {_mask(str(url))} ({exc})"
+        ) from None
+    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
+    if backend == "sqlite" and driver == "pysqlite":
+        return parsed
+    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
+        return parsed.set(drivername="postgresql+psycopg")  # psycopg 3 only
+    raise LogStoreError(
+        f"日志库地址无效 delivery log URL is invalid: {parsed.render_as_string(hide_password=True)}"
+        " (use sqlite:///path/to/log.sqlite3 or postgresql+psycopg://user@host/db)"
+    )
+
+
+def _sqlite_path(url: URL, display: str) -> Path:
+    """The database file, its folder created and checked writable."""
+    if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
+        raise LogStoreError(
+            f"日志库地址无效 delivery log URL is invalid: {display} (SQLite needs a file path)"
+        )
+    path = Path(url.database).expanduser().absolute()
+    folder = path.parent
+    for parent in (folder, *folder.parents):
+        if parent.exists():
+            if not parent.is_dir():
+                raise LogStoreError(
+                    f"日志库无法写入 delivery log is not writable: {path} ({parent} is a file, not a folder)"
+                )
+            break
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise LogStoreError(
+            f"日志库无法写入 delivery log is not writable: {path} ({exc.strerror})"
+        ) from exc
+    # WAL needs to create -wal and -shm files next to the database.
+    if not os.access(folder, os.W_OK | os.X_OK) or (
+        path.exists() and not os.access(path, os.R_OK | os.W_OK)
+    ):
+        raise LogStoreError(
+            f"日志库无法写入 delivery log is not writable: {path} (Permission denied)"
+        )
+    return path
+
+
+def _sqlite_engine(url: URL, busy_timeout: float, *, immediate: bool, pool_size: int) -> Engine:
+    engine = sa.create_engine(
+        url,
+        connect_args={"timeout": busy_timeout, "check_same_thread": False},
+        pool_size=pool_size,
+        max_overflow=0 if immediate else 8,
+    )
+
+    @sa_event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+
+    @sa_event.listens_for(engine, "begin")
+    def on_begin(conn: Connection) -> None:
+        conn.exec_driver_sql(begin)
+
+    return engine
+
+
+def _pg_engine(
+    url: URL, busy_timeout: float, *, pool_size: int, isolation: str = "READ COMMITTED"
+) -> Engine:
+    connect_args: dict[str, Any] = {}
+    if "connect_timeout" not in url.query:
+        connect_args["connect_timeout"] = 10
+    engine = sa.create_engine(
+        url,
+        connect_args=connect_args,
+        pool_size=pool_size,
+        max_overflow=0 if pool_size == 1 else 8,
+        pool_pre_ping=True,
+        isolation_level=isolation,
+    )
+    timeout_ms = max(1, round(busy_timeout * 1000))
+
+    @sa_event.listens_for(engine, "connect")
+    def on_connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        dbapi_connection.execute(f"SET lock_timeout = {timeout_ms}")
+        dbapi_connection.autocommit = autocommit
+
+    return engine
+
+
+def _migrate(engine: Engine) -> None:
+    """Run the Alembic migrations to head inside one write transaction."""
+    config = Config()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    config.set_main_option("path_separator", "os")
+    with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

@@ -1,0 +1,28 @@
+"""Fixtures for channel tests: the fake servers, a fixed clock, a delivery factory."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+
+from broadcaster.channel import Delivery
+from tests.conftest import NOW
+from tests.fakes.deliveries import delivery
+from tests.fakes.fixtures import http_server, http_session, webhook_server  # noqa: F401
+from tests.fakes.plugins import example_plugin, example_plugin_site  # noqa: F401
+
+MakeDelivery = Callable[..., Delivery]
+
+
+@pytest.fixture
+def clock() -> Callable[[], dt.datetime]:
+    """A fixed aware "now" (Monday 2026-03-02 09:00 Asia/Shanghai)."""
+    return lambda: NOW
+
+
+@pytest.fixture
+def make_delivery() -> MakeDelivery:
+    """`make_delivery(n, **kw)`: see `delivery()`."""
+    return delivery

@@ -1,0 +1,37 @@
+"""Pytest fixtures for the fakes; import them into a conftest to use them.
+
+* `http_server`: a started `FakeHTTPServer` (queue replies with `enqueue()`).
+* `webhook_server`: a started `WebhookFake`, token "secret", mode OK.
+* `http_session`: a `requests.Session` closed after the test.
+
+Each server is stopped after its test (hung handlers are woken, connections closed),
+and the test fails if the fake itself raised while answering.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from .http import FakeHTTPServer, serving
+from .webhook_server import WebhookFake
+
+__all__ = ["http_server", "http_session", "webhook_server"]
+
+
+@pytest.fixture
+def http_server() -> Iterator[FakeHTTPServer]:
+    yield from serving(FakeHTTPServer())
+
+
+@pytest.fixture
+def webhook_server() -> Iterator[WebhookFake]:
+    yield from serving(WebhookFake(token="secret"))
+
+
+@pytest.fixture
+def http_session() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
