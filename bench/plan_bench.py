@@ -100,7 +100,7 @@ def peak_mb() -> float:
 
 
 def run_plan(path: str) -> dict:
-    from broadcaster.cli.campaign import PLAN_FIELDS, plan_row
+    from broadcaster.cli.campaign import PLAN_FIELDS, PlanRows
     from broadcaster.config import load_campaign
     from broadcaster.plan import Planner
 
@@ -113,20 +113,27 @@ def run_plan(path: str) -> dict:
     rows = occurrences = 0
     last = None
     t0 = time.perf_counter()
+    formatter = PlanRows(campaign)
     with open(os.devnull, "w", newline="") as sink:
-        writer = csv.DictWriter(sink, fieldnames=PLAN_FIELDS)
+        writer = csv.writer(sink)
+        writer.writerow(PLAN_FIELDS)
         for item in planner.items(start, end):
-            writer.writerow(plan_row(campaign, item))
+            writer.writerow(formatter.row(item))
             rows += 1
             if item.occurrence is not last:
                 occurrences += 1
                 last = item.occurrence
     elapsed = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    fire_times = sum(1 for _ in Planner(campaign).occurrences(start, end))
+    fire_seconds = time.perf_counter() - t0
     return {
         "rows": rows,
         "occurrences": occurrences,
         "seconds": elapsed,
         "load_seconds": loaded,
+        "fire_times": fire_times,
+        "fire_seconds": fire_seconds,
         "peak_mb": peak_mb(),
     }
 
@@ -178,7 +185,7 @@ def main(*, quick: bool = False) -> dict:
         plan = _child("plan", str(path))
         cron = _child("cron", str(path))
     plan_rate = plan["rows"] / plan["seconds"]
-    plan_occ_rate = plan["occurrences"] / plan["seconds"]
+    fire_rate = plan["fire_times"] / plan["fire_seconds"]
     cron_rate = cron["fires"] / cron["seconds"]
     print(f"\n== plan: {n_rules} rules × {per_rule} targets, one year ==")
     print(
@@ -189,8 +196,12 @@ def main(*, quick: bool = False) -> dict:
         f"CronTrigger 3.11   {cron['fires']:>10,} fire times in {cron['seconds']:.1f}s = {cron_rate:>10,.0f} fires/s  (peak {cron['peak_mb']:.0f} MB)"
     )
     print(
-        f"ratio: plan rows/s ÷ cron fires/s = {plan_rate / cron_rate:.1f}×  (target ≥ 5×); "
-        f"rule occurrences/s ÷ cron fires/s = {plan_occ_rate / cron_rate:.1f}×; plan peak {plan['peak_mb']:.0f} MB (target < 200 MB)"
+        f"plan fire times    {plan['fire_times']:>10,} occurrences alone in {plan['fire_seconds']:.2f}s "
+        f"= {fire_rate:>10,.0f} fires/s (holiday rolls and phases included)"
+    )
+    print(
+        f"ratio: plan rows/s ÷ CronTrigger fires/s = {plan_rate / cron_rate:.1f}×  (target ≥ 5×); "
+        f"fire times alone {fire_rate / cron_rate:.1f}×; plan peak {plan['peak_mb']:.0f} MB (target < 200 MB)"
     )
     return {"plan": plan, "cron": cron}
 

@@ -15,7 +15,7 @@ import calendar as pycal
 import datetime as dt
 import heapq
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 from .campaign import Campaign, RuleSpec
@@ -38,10 +38,11 @@ class Occurrence:
     ordinal: int  # position in the rule's own sequence: drives topic rotation
     nominal: dt.date  # the date before any holiday roll
     estimated: bool = False  # depended on a year without an official holiday file
+    id: str = field(default="", compare=False)  # "rule@YYYY-MM-DDTHH:MM", filled in when empty
 
-    @property
-    def id(self) -> str:
-        return f"{self.rule_id}@{self.at:%Y-%m-%dT%H:%M}"
+    def __post_init__(self) -> None:
+        if not self.id:
+            object.__setattr__(self, "id", f"{self.rule_id}@{self.at:%Y-%m-%dT%H:%M}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,8 @@ class Planner:
     def __init__(self, campaign: Campaign):
         self.campaign = campaign
         self.themes = ThemeBook(campaign)
+        self._read_flags: dict[str, tuple[bool, bool, bool, bool, bool]] = {}
+        self._lengths: dict[tuple[object, ...], int] = {}
 
     # -- dates
 
@@ -222,16 +225,14 @@ class Planner:
                 )
                 length = None
                 if render and template is not None:
-                    length = len(
-                        self.text(
-                            template,
-                            occurrence,
-                            channel_id,
-                            target_id,
-                            choice.theme,
-                            choice.occasion,
-                            topic,
-                        )
+                    length = self.length(
+                        template,
+                        occurrence,
+                        channel_id,
+                        target_id,
+                        choice.theme,
+                        choice.occasion,
+                        topic,
                     )
                 yield PlanItem(
                     occurrence,
@@ -254,6 +255,54 @@ class Planner:
             yield from self.expand(occurrence, render=render)
 
     # -- text
+
+    def _reads(self, template: str) -> tuple[bool, bool, bool, bool, bool]:
+        """Whether a template reads (target or vars, the date, the time, the channel, the rule)."""
+        found = self._read_flags.get(template)
+        if found is None:
+            reads = self.campaign.renderer.reads(template)
+            found = (
+                bool(reads & {"target", "vars"}),
+                bool(reads & {"date", "weekday", "lunar", "phase"}),
+                "time" in reads,
+                "channel" in reads,
+                "rule" in reads,
+            )
+            self._read_flags[template] = found
+        return found
+
+    def length(
+        self,
+        template: str,
+        occurrence: Occurrence,
+        channel_id: str,
+        target_id: str,
+        theme: str | None,
+        occasion: str | None,
+        topic: str | None,
+    ) -> int:
+        """Characters of the rendered text, computed once per distinct set of what it reads."""
+        by_target, by_date, by_time, by_channel, by_rule = self._reads(template)
+        key = (
+            template,
+            target_id if by_target else None,
+            occurrence.at.date() if by_date else None,
+            occurrence.at.time() if by_time else None,
+            channel_id if by_channel else None,
+            occurrence.rule_id if by_rule else None,
+            theme,
+            occasion,
+            topic,
+        )
+        found = self._lengths.get(key)
+        if found is None:
+            found = len(
+                self.text(template, occurrence, channel_id, target_id, theme, occasion, topic)
+            )
+            if len(self._lengths) > 500_000:
+                self._lengths.clear()
+            self._lengths[key] = found
+        return found
 
     def text(
         self,

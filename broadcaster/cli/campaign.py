@@ -21,7 +21,7 @@ from ..errors import ConfigError
 from ..plan import PlanItem, Planner
 from . import State, cli, parse_date, parse_now
 
-__all__ = ["calendar_group", "plan", "preview", "validate"]
+__all__ = ["PLAN_FIELDS", "PlanRows", "calendar_group", "plan", "preview", "validate"]
 
 pass_state = click.make_pass_decorator(State)
 NOW_OPTION = click.option(
@@ -140,24 +140,40 @@ PLAN_FIELDS = (
 )
 
 
-def plan_row(campaign: Campaign, item: PlanItem) -> dict[str, object]:
-    channel = campaign.channels[item.channel_id]
-    return {
-        "time": item.occurrence.at.isoformat(timespec="minutes"),
-        "rule": item.occurrence.rule_id,
-        "channel": item.channel_id,
-        "kind": channel.kind.value,
-        "target": item.target_id,
-        "theme": item.theme or "",
-        "occasion": item.occasion or "",
-        "topic": item.topic or "",
-        "template": item.template or "",
-        "length": item.length if item.length is not None else "",
-        "recipients": item.recipients,
-        "estimated": item.estimated,
-        "channel_enabled": channel.enabled,
-        "occurrence": item.occurrence.id,
-    }
+class PlanRows:
+    """Plan items as rows of PLAN_FIELDS; per-occurrence and per-channel parts are formatted once."""
+
+    def __init__(self, campaign: Campaign):
+        self.campaign = campaign
+        self._occurrence: object = None
+        self._time = ""
+        self._channels = {cid: (c.kind.value, c.enabled) for cid, c in campaign.channels.items()}
+
+    def row(self, item: PlanItem) -> tuple[object, ...]:
+        occurrence = item.occurrence
+        if occurrence is not self._occurrence:
+            self._occurrence = occurrence
+            self._time = occurrence.at.isoformat(timespec="minutes")
+        kind, enabled = self._channels[item.channel_id]
+        return (
+            self._time,
+            occurrence.rule_id,
+            item.channel_id,
+            kind,
+            item.target_id,
+            item.theme or "",
+            item.occasion or "",
+            item.topic or "",
+            item.template or "",
+            item.length if item.length is not None else "",
+            item.recipients,
+            item.estimated,
+            enabled,
+            occurrence.id,
+        )
+
+    def as_dict(self, item: PlanItem) -> dict[str, object]:
+        return dict(zip(PLAN_FIELDS, self.row(item), strict=True))
 
 
 def filtered(
@@ -240,23 +256,21 @@ def plan(
     start = dt.datetime.combine(first, dt.time(), tzinfo=tz)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
     items = filtered(planner.items(start, end, render=not no_render), rule, channel, target)
+    rows = PlanRows(campaign)
     if fmt == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=PLAN_FIELDS, lineterminator="\n")
-        writer.writeheader()
-        for item in items:
-            writer.writerow(plan_row(campaign, item))
+        writer = csv.writer(sys.stdout, lineterminator="\n")
+        writer.writerow(PLAN_FIELDS)
+        writer.writerows(rows.row(item) for item in items)
         return
     if fmt == "jsonl":
         for item in items:
-            sys.stdout.write(json.dumps(plan_row(campaign, item), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(rows.as_dict(item), ensure_ascii=False) + "\n")
         return
     if fmt == "json":
         sys.stdout.write("[")
         for i, item in enumerate(items):
             sys.stdout.write(
-                ("," if i else "")
-                + "\n  "
-                + json.dumps(plan_row(campaign, item), ensure_ascii=False)
+                ("," if i else "") + "\n  " + json.dumps(rows.as_dict(item), ensure_ascii=False)
             )
         sys.stdout.write("\n]\n")
         return
