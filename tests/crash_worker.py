@@ -1,0 +1,40 @@
+"""Run by tests/test_crash.py in a subprocess: fire a fan-out, or restart as `run` does."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from broadcaster.clock import SystemClock
+from broadcaster.config import load_campaign
+from broadcaster.dispatch import Dispatcher
+from broadcaster.log import DeliveryLog
+from broadcaster.plan import Planner
+from broadcaster.runner import Runner
+from tests.engine import DAY, TOKEN_ENV, at
+
+KEY = b"crash-key"
+
+
+def main(path: str, db: str, mode: str) -> None:
+    config = Path(path)
+    campaign = load_campaign(config, today=DAY, environ=TOKEN_ENV, state_dir=config.parent / "var")
+    store = DeliveryLog.open(db, hash_key=KEY)
+    clock = SystemClock()
+    try:
+        if mode == "fire":
+            dispatcher = Dispatcher(campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var")
+            occurrence = next(Planner(campaign).rule_occurrences(campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)))
+            print("firing", flush=True)
+            dispatcher.fire(occurrence)
+            dispatcher.close()
+        else:
+            runner = Runner(campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var")
+            print(f"resumed {runner.sweep()}", flush=True)
+            runner.dispatcher.close()
+    finally:
+        store.close()
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:4])
