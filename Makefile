@@ -2,32 +2,34 @@
 # make test  — 运行全部测试 run the whole test suite
 # Both create .venv and install what they need on first use.
 
-VENV := .venv
-BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+BIN := .venv/bin
 
-.PHONY: run test lint format bench clean
+.PHONY: run test lint format bench install install-dev clean
 
-$(STAMP): pyproject.toml scripts/bootstrap.sh
+install:
 	@scripts/bootstrap.sh
 
-run: $(STAMP)
-	-$(BIN)/broadcaster validate
-	$(BIN)/broadcaster plan --limit 40
+install-dev:
+	@scripts/bootstrap.sh dev
 
-test: $(STAMP)
+run: install
+	$(BIN)/broadcaster channels
+	$(BIN)/broadcaster simulate --days 7
+	$(BIN)/broadcaster run
+
+test: install-dev
 	$(BIN)/python -m pytest
 
-lint: $(STAMP)
+lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-format: $(STAMP)
+format: install-dev
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
+bench: install-dev
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info var
+	rm -rf .venv build *.egg-info var

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
-# Create .venv and install broadcaster with its test tools. Needs only Python 3.11;
-# installs Debian's venv support first when this Python lacks it (needs root or sudo).
+# Create .venv and install broadcaster. Needs only Python 3.11; installs Debian's venv
+# support first when this Python lacks it (needs root or sudo).
+#   scripts/bootstrap.sh        the tool itself (make run)
+#   scripts/bootstrap.sh dev    plus test, lint and benchmark tools (make test)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+extras="${1:-}"
 
 PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
 if [ -z "$PYTHON" ]; then
@@ -23,13 +26,24 @@ apt_install() {
 }
 
 if [ ! -x .venv/bin/python ]; then
+  echo "创建虚拟环境 creating .venv …" >&2
   if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
     rm -rf .venv
     apt_install python3-venv
     "$PYTHON" -m venv .venv
   fi
 fi
-.venv/bin/python -m pip install -q --disable-pip-version-check --upgrade pip setuptools wheel 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -m pip install -q --disable-pip-version-check -e '.[dev]' 2>&1 | grep -v "^WARNING: Location" || true
-.venv/bin/python -c "import broadcaster.cli" # fail loudly when the install did not work
-touch .venv/.installed
+pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
+  echo "安装依赖 installing dependencies …" >&2
+  pip install --upgrade pip "setuptools>=70.1" wheel
+  pip install -e .
+  .venv/bin/python -c "import broadcaster.cli"  # fail loudly when the install did not work
+  touch .venv/.installed
+fi
+if [ "$extras" = "dev" ] && { [ ! -f .venv/.installed-dev ] || [ pyproject.toml -nt .venv/.installed-dev ]; }; then
+  echo "安装测试工具 installing test tools …" >&2
+  pip install -e '.[dev]'
+  .venv/bin/python -c "import pytest, psycopg, apprise"
+  touch .venv/.installed-dev
+fi
