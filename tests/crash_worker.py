@@ -23,13 +23,21 @@ def main(path: str, db: str, mode: str) -> None:
     clock = SystemClock()
     try:
         if mode == "fire":
-            dispatcher = Dispatcher(campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var")
-            occurrence = next(Planner(campaign).rule_occurrences(campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)))
+            dispatcher = Dispatcher(
+                campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var"
+            )
+            occurrence = next(
+                Planner(campaign).rule_occurrences(
+                    campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)
+                )
+            )
             print("firing", flush=True)
             dispatcher.fire(occurrence)
             dispatcher.close()
         else:
-            runner = Runner(campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var")
+            runner = Runner(
+                campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var"
+            )
             print(f"resumed {runner.sweep()}", flush=True)
             runner.dispatcher.close()
     finally:

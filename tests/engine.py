@@ -32,7 +32,10 @@ def write_engine_campaign(
 ) -> Path:
     """A campaign with one SMS webhook channel (the fake) and one outbox, as JSON (valid YAML)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "people.csv").write_text("name,phone\n" + "".join(f"P{i},{n}\n" for i, n in enumerate(numbers(contacts))), encoding="utf-8")
+    (folder / "people.csv").write_text(
+        "name,phone\n" + "".join(f"P{i},{n}\n" for i, n in enumerate(numbers(contacts))),
+        encoding="utf-8",
+    )
     sms = {
         "type": "webhook",
         "kind": "sms",
@@ -52,14 +55,21 @@ def write_engine_campaign(
     config: dict[str, Any] = {
         "campaign": {"id": "engine", "name": "引擎测试", "office": "测试派出所"},
         "default_theme": "routine",
-        "themes": {"routine": {"name": "日常", "topics": ["order_brushing", "loan", "fake_police"]}},
+        "themes": {
+            "routine": {"name": "日常", "topics": ["order_brushing", "loan", "fake_police"]}
+        },
         "targets": [
             {
                 "id": "town",
                 "name": "测试镇",
                 "audience": "villagers",
                 "children": [
-                    {"id": "people", "name": "短信名单", "tags": ["sms_list"], "contacts_file": "people.csv"},
+                    {
+                        "id": "people",
+                        "name": "短信名单",
+                        "tags": ["sms_list"],
+                        "contacts_file": "people.csv",
+                    },
                     {"id": "g1", "name": "一组群", "tags": ["group"]},
                     {"id": "g2", "name": "二组群", "tags": ["group"]},
                 ],
@@ -68,19 +78,36 @@ def write_engine_campaign(
         "channels": {"sms": sms, "handoff": {"type": "outbox", "kind": "bot"}},
         "rules": rules
         or [
-            {"id": "blast", "channels": ["sms"], "targets": {"tags": ["sms_list"]}, "when": {"dates": [DAY.isoformat()], "at": "10:00"}},
-            {"id": "groups", "channels": ["handoff"], "targets": {"tags": ["group"]}, "when": {"weekdays": ["tue", "fri"], "at": "10:00"}},
+            {
+                "id": "blast",
+                "channels": ["sms"],
+                "targets": {"tags": ["sms_list"]},
+                "when": {"dates": [DAY.isoformat()], "at": "10:00"},
+            },
+            {
+                "id": "groups",
+                "channels": ["handoff"],
+                "targets": {"tags": ["group"]},
+                "when": {"weekdays": ["tue", "fri"], "at": "10:00"},
+            },
         ],
     }
     if phases:
-        config["phases"] = [{"id": "main", "name": "集中宣传", "start": "2026-01-01", "end": "2026-12-31"}]
+        config["phases"] = [
+            {"id": "main", "name": "集中宣传", "start": "2026-01-01", "end": "2026-12-31"}
+        ]
     path = folder / "schedules.yaml"
     path.write_text(json.dumps(config, ensure_ascii=False, indent=1), encoding="utf-8")
     return path
 
 
 def load(path: Path, environ: dict[str, str] | None = None) -> Campaign:
-    return load_campaign(path, today=DAY, environ=TOKEN_ENV if environ is None else environ, state_dir=path.parent / "var")
+    return load_campaign(
+        path,
+        today=DAY,
+        environ=TOKEN_ENV if environ is None else environ,
+        state_dir=path.parent / "var",
+    )
 
 
 def at(*args: int) -> dt.datetime:

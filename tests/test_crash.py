@@ -34,9 +34,13 @@ def worker(path: Path, db: str, mode: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_mid_fan_out_then_restart_sends_each_delivery_exactly_once(tmp_path: Path, webhook_server: WebhookFake, log_url: str) -> None:
+def test_sigkill_mid_fan_out_then_restart_sends_each_delivery_exactly_once(
+    tmp_path: Path, webhook_server: WebhookFake, log_url: str
+) -> None:
     webhook_server.latency = 0.01
-    path = write_engine_campaign(tmp_path, webhook_server.url, contacts=N, channel={"concurrency": 32})
+    path = write_engine_campaign(
+        tmp_path, webhook_server.url, contacts=N, channel={"concurrency": 32}
+    )
     first = worker(path, log_url, "fire")
     deadline = time.monotonic() + 120
     while len(webhook_server.accepted) < N // 3:
@@ -65,6 +69,8 @@ def test_sigkill_mid_fan_out_then_restart_sends_each_delivery_exactly_once(tmp_p
         states = store.deliveries()
         assert {s.status for s in states} == {Status.ACCEPTED}
         assert {s.key for s in states} == set(webhook_server.accepted)
-        interrupted = [s for s in states if any(e.status is Status.INTERRUPTED for e in store.events(s.key))]
+        interrupted = [
+            s for s in states if any(e.status is Status.INTERRUPTED for e in store.events(s.key))
+        ]
     # deliveries caught in flight by the kill were reconciled, not blindly re-sent
     assert interrupted

@@ -29,8 +29,16 @@ def store(tmp_path: Path) -> Iterator[DeliveryLog]:
     log.close()
 
 
-def make_runner(campaign, store: DeliveryLog, clock: VirtualClock, tmp_path: Path, grace: dt.timedelta = dt.timedelta(hours=2)) -> Runner:
-    return Runner(campaign, store, clock=clock, hash_key=KEY, state_dir=tmp_path / "var", grace=grace)
+def make_runner(
+    campaign,
+    store: DeliveryLog,
+    clock: VirtualClock,
+    tmp_path: Path,
+    grace: dt.timedelta = dt.timedelta(hours=2),
+) -> Runner:
+    return Runner(
+        campaign, store, clock=clock, hash_key=KEY, state_dir=tmp_path / "var", grace=grace
+    )
 
 
 def run_until(runner: Runner, clock: VirtualClock, end: dt.datetime) -> None:
@@ -64,8 +72,17 @@ def test_run_fires_exactly_what_plan_lists_over_a_year(tmp_path: Path, store: De
     assert len(store.deliveries(since=start, until=end)) == plan_deliveries
 
 
-def test_catch_up_within_the_grace_and_missed_beyond_it(tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake) -> None:
-    rules = [{"id": "hourly", "channels": ["handoff"], "targets": {"tags": ["group"]}, "when": {"daily": True, "at": "08:00", "repeat": {"every": "1h", "until": "20:00"}}}]
+def test_catch_up_within_the_grace_and_missed_beyond_it(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    rules = [
+        {
+            "id": "hourly",
+            "channels": ["handoff"],
+            "targets": {"tags": ["group"]},
+            "when": {"daily": True, "at": "08:00", "repeat": {"every": "1h", "until": "20:00"}},
+        }
+    ]
     campaign = load(write_engine_campaign(tmp_path, webhook_server.url, rules=rules))
     clock = VirtualClock(at(2026, 3, 3, 7, 59))
     runner = make_runner(campaign, store, clock, tmp_path)
@@ -81,22 +98,40 @@ def test_catch_up_within_the_grace_and_missed_beyond_it(tmp_path: Path, store: D
     restarted.dispatcher.close()
     states = store.occurrence_states(at(2026, 3, 3), at(2026, 3, 4))
     by_hour = {dt.datetime.fromisoformat(k.split("@")[1]).hour: s for k, s in states.items()}
-    assert {h: s.status for h, s in by_hour.items()} == {8: "done", 9: "done", 10: "done", 11: "missed", 12: "missed", 13: "missed", 14: "done", 15: "done"}
+    assert {h: s.status for h, s in by_hour.items()} == {
+        8: "done",
+        9: "done",
+        10: "done",
+        11: "missed",
+        12: "missed",
+        13: "missed",
+        14: "done",
+        15: "done",
+    }
     assert "beyond the grace of 2:00:00" in by_hour[11].reason
     assert by_hour[14].reason.startswith("补发 caught up 1:30:00 late")
 
 
-def test_a_restart_never_resends_and_resumes_what_was_interrupted(tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake) -> None:
+def test_a_restart_never_resends_and_resumes_what_was_interrupted(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
     campaign = load(write_engine_campaign(tmp_path, webhook_server.url, contacts=6))
     clock = VirtualClock(at(2026, 3, 3, 10))
     runner = make_runner(campaign, store, clock, tmp_path)
-    occurrence = next(Planner(campaign).rule_occurrences(campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)))
+    occurrence = next(
+        Planner(campaign).rule_occurrences(campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4))
+    )
     # an earlier process planned six deliveries, was sending two (the gateway got one), then died
     pairs = runner.dispatcher.prepare(occurrence)
     store.begin_occurrence(occurrence.id, occurrence.rule_id, occurrence.at, clock.now())
     store.add_deliveries([r for _, r in pairs], clock.now())
     (d1, _), (d2, _) = pairs[0], pairs[1]
-    store.append([Event(d1.key, Status.SENDING, clock.now(), attempt=1), Event(d2.key, Status.SENDING, clock.now(), attempt=1)])
+    store.append(
+        [
+            Event(d1.key, Status.SENDING, clock.now(), attempt=1),
+            Event(d2.key, Status.SENDING, clock.now(), attempt=1),
+        ]
+    )
     runner.dispatcher.channel("sms").send([d1])  # reached the gateway; the answer was never logged
     assert len(webhook_server.sends) == 1
     resumed = runner.sweep()
@@ -105,38 +140,66 @@ def test_a_restart_never_resends_and_resumes_what_was_interrupted(tmp_path: Path
     assert {s.status for s in store.deliveries()} == {Status.ACCEPTED}
     assert webhook_server.repeated_keys() == {}
     assert len(webhook_server.sends) == 6
-    assert [e.status for e in store.events(d1.key)] == [Status.PLANNED, Status.SENDING, Status.INTERRUPTED, Status.ACCEPTED]
-    assert [e.status for e in store.events(d2.key)][:3] == [Status.PLANNED, Status.SENDING, Status.INTERRUPTED]
+    assert [e.status for e in store.events(d1.key)] == [
+        Status.PLANNED,
+        Status.SENDING,
+        Status.INTERRUPTED,
+        Status.ACCEPTED,
+    ]
+    assert [e.status for e in store.events(d2.key)][:3] == [
+        Status.PLANNED,
+        Status.SENDING,
+        Status.INTERRUPTED,
+    ]
 
 
-def test_a_failing_tick_is_logged_and_the_next_one_works(tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_failing_tick_is_logged_and_the_next_one_works(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
     campaign = load(write_engine_campaign(tmp_path, webhook_server.url))
     clock = VirtualClock(at(2026, 3, 3, 9, 59))
     runner = make_runner(campaign, store, clock, tmp_path)
     runner.checked_until = clock.now()
     real_fire = runner.dispatcher.fire
-    monkeypatch.setattr(runner.dispatcher, "fire", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom")))
+    monkeypatch.setattr(
+        runner.dispatcher, "fire", lambda *a, **k: (_ for _ in ()).throw(RuntimeError("boom"))
+    )
     clock.set(at(2026, 3, 3, 10))
     assert runner.tick(clock.now()) == []
     assert any(kind == "error" and "boom" in text for _, kind, text in runner.activity.lines)
     monkeypatch.setattr(runner.dispatcher, "fire", real_fire)
     reports = runner.tick(clock.now())  # not marked checked: the failed occurrences are retried
     runner.dispatcher.close()
-    assert sorted(r.occurrence_id for r in reports) == ["blast@2026-03-03T10:00", "groups@2026-03-03T10:00"]
+    assert sorted(r.occurrence_id for r in reports) == [
+        "blast@2026-03-03T10:00",
+        "groups@2026-03-03T10:00",
+    ]
 
 
-def test_an_invalid_edit_is_refused_and_a_valid_one_applied(tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake) -> None:
+def test_an_invalid_edit_is_refused_and_a_valid_one_applied(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
     path = write_engine_campaign(tmp_path, webhook_server.url)
     campaign = load(path)
     clock = VirtualClock(at(2026, 3, 3, 9))
-    runner = Runner(campaign, store, clock=clock, hash_key=KEY, state_dir=tmp_path / "var", environ={"TEST_SECRET_TOKEN": "secret"})
+    runner = Runner(
+        campaign,
+        store,
+        clock=clock,
+        hash_key=KEY,
+        state_dir=tmp_path / "var",
+        environ={"TEST_SECRET_TOKEN": "secret"},
+    )
     good = path.read_text(encoding="utf-8")
     assert '"weekdays"' in good
     path.write_text(good.replace('"weekdays"', '"wekdays"'), encoding="utf-8")
     _touch(path)
     assert runner.reload_if_changed() is False
     assert runner.campaign is campaign
-    assert any("edit refused" in text and "did you mean 'weekdays'?" in text for _, _, text in runner.activity.lines)
+    assert any(
+        "edit refused" in text and "did you mean 'weekdays'?" in text
+        for _, _, text in runner.activity.lines
+    )
     edited = good.replace('"tue",', '"mon", "tue",', 1)
     assert edited != good
     path.write_text(edited, encoding="utf-8")
@@ -147,7 +210,9 @@ def test_an_invalid_edit_is_refused_and_a_valid_one_applied(tmp_path: Path, stor
     runner.dispatcher.close()
 
 
-def test_the_scheduler_survives_a_raising_job(tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake) -> None:
+def test_the_scheduler_survives_a_raising_job(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
     """With real APScheduler: a job that raises is reported and the scheduler keeps its wake job."""
     campaign = load(write_engine_campaign(tmp_path, webhook_server.url))
     clock = VirtualClock(dt.datetime.now(TZ))
@@ -172,12 +237,20 @@ def _touch(path: Path) -> None:
     os.utime(path, (stat.st_atime + 10, stat.st_mtime + 10))
 
 
-def test_unknown_outcomes_are_reconciled_by_the_sweep(tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake) -> None:
-    campaign = load(write_engine_campaign(tmp_path, webhook_server.url, contacts=2, settings={"status_url": None}))
+def test_unknown_outcomes_are_reconciled_by_the_sweep(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    campaign = load(
+        write_engine_campaign(
+            tmp_path, webhook_server.url, contacts=2, settings={"status_url": None}
+        )
+    )
     clock = VirtualClock(at(2026, 3, 3, 10))
     runner = make_runner(campaign, store, clock, tmp_path)
     webhook_server.on_request(1, Mode.CLOSE)
-    occurrence = next(Planner(campaign).rule_occurrences(campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)))
+    occurrence = next(
+        Planner(campaign).rule_occurrences(campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4))
+    )
     runner.dispatcher.fire(occurrence)
     assert sorted(s.status.value for s in store.deliveries()) == ["accepted", "unknown"]
     runner.sweep()  # still no way to reconcile: it stays unknown and is not re-sent

@@ -117,7 +117,9 @@ def validate(state: State, now: str | None, strict: bool) -> None:
             "[yellow]警告 warning[/yellow] 部分对象未达到工作要求 some targets fall short of a duty (see above)"
         )
     if campaign.calendar_stale:
-        state.out.print("[red]✘ 校验未通过 validate fails: an official holiday file is missing (see the warning above)[/red]")
+        state.out.print(
+            "[red]✘ 校验未通过 validate fails: an official holiday file is missing (see the warning above)[/red]"
+        )
     if campaign.calendar_stale or (strict and (campaign.warnings or not met)):
         raise click.exceptions.Exit(1)
 
