@@ -124,14 +124,7 @@ def write_campaign(folder: Path, n: int, port: int, concurrency: int) -> Path:
 
 def serve_fake(latency: float, token: str) -> None:
     """Child: run WebhookFake; print its port; answer `stats` and `stop` on stdin."""
-    from tests.fakes import http as fake_http
-    from tests.fakes.webhook_server import WebhookFake
-
-    # The fake writes headers and body in two send() calls; without TCP_NODELAY, Nagle's
-    # algorithm holds the body back until the client's delayed ACK (40 ms on Linux) on
-    # every answer of a kept-alive connection: 23 answers/s per connection instead of
-    # ~1,700. Real gateways (nginx, Go, Java servers) set TCP_NODELAY; so does this one.
-    fake_http._Handler.disable_nagle_algorithm = True
+    from tests.fakes.webhook_server import WebhookFake  # sets TCP_NODELAY, as real gateways do
 
     fake = WebhookFake(token=token)
     fake.latency = latency

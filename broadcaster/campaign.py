@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from .calendar import ChinaCalendar
-from .channel import Capabilities, Channel, ChannelContext, ChannelSettings, MessageKind
+from .channel import Capabilities, Channel, ChannelContext, ChannelSettings, Message, MessageKind
 from .errors import ConfigIssue
 from .render import Renderer
 from .targets import TargetTree
@@ -37,6 +37,20 @@ class ChannelSpec:
 
     def open(self, context: ChannelContext) -> Channel:
         return self.plugin(self.settings, context)
+
+    def message_problems(self, channel: Channel, message: Message) -> list[str]:
+        """What is wrong with sending `message` here: the length budget, then the plugin's checks."""
+        problems = []
+        limit = self.capabilities.max_length
+        if limit is not None and len(message.text) > limit:
+            problems.append(
+                f"超出长度预算 {len(message.text)} characters, over channel '{self.id}' max_length {limit}"
+            )
+        try:
+            problems += channel.check_message(message)
+        except Exception as exc:  # a plugin bug is reported, not raised
+            problems.append(f"渠道检查失败 channel check failed: {exc!r}")
+        return problems
 
 
 @dataclass(frozen=True)

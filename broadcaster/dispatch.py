@@ -325,10 +325,17 @@ class Dispatcher:
         rule: RuleSpec | None = None,
         extra_vars: dict[str, Any] | None = None,
         note: str = "",
+        fired_note: str = "",
     ) -> FireReport:
-        """Log and send one occurrence; on a restart, pick up where the last run stopped."""
+        """Log and send one occurrence; on a restart, pick up where the last run stopped.
+
+        `fired_note` is stored when it first fires (a one-off send's description), `note`
+        when it is done (e.g. "caught up 1:30:00 late").
+        """
         now = self.clock.now()
-        first = self.log.begin_occurrence(occurrence.id, occurrence.rule_id, occurrence.at, now)
+        first = self.log.begin_occurrence(
+            occurrence.id, occurrence.rule_id, occurrence.at, now, fired_note
+        )
         report = FireReport(occurrence.id, first)
         pairs = self.prepare(occurrence, rule, extra_vars)
         states = self.log.add_deliveries([r for _, r in pairs], now)

@@ -342,7 +342,7 @@ class Planner:
             template,
             kind,
             lambda: message_context(
-                campaign, occurrence, channel_id, target_id, theme, occasion, topic
+                campaign, occurrence, channel_id, target_id, theme, occasion, topic, extra_vars
             ),
             key,
         )

@@ -24,7 +24,8 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from .campaign import Campaign
+from .adhoc import ADHOC_PREFIX, AdHoc
+from .campaign import Campaign, RuleSpec
 from .channel import Delivery, Result, Status
 from .clock import Clock
 from .config import load_campaign
@@ -188,10 +189,11 @@ class Runner:
                     by_occurrence.setdefault(state.occurrence_id, []).append(state)
                 resumed = 0
                 for occurrence_id, states in by_occurrence.items():
-                    occurrence = self._rebuild(occurrence_id)
-                    if occurrence is None:
+                    rebuilt = self._rebuild(occurrence_id)
+                    if rebuilt is None:
                         continue
-                    pairs = self.dispatcher.prepare(occurrence)
+                    occurrence, adhoc_spec, extra_vars = rebuilt
+                    pairs = self.dispatcher.prepare(occurrence, adhoc_spec, extra_vars)
                     wanted = {s.key: s for s in states}
                     deliveries = [d for d, _ in pairs if d.key in wanted]
                     futures = self.dispatcher.dispatch(deliveries, wanted)
@@ -210,17 +212,28 @@ class Runner:
                 self.activity.add(self.clock.now(), "error", f"续发出错 sweep failed: {exc!r}")
                 return 0
 
-    def _rebuild(self, occurrence_id: str) -> Occurrence | None:
-        """The occurrence an id names, re-derived from the plan (addresses are never logged)."""
+    def _rebuild(
+        self, occurrence_id: str
+    ) -> tuple[Occurrence, RuleSpec | None, dict[str, Any] | None] | None:
+        """The occurrence an id names, re-derived from the plan (addresses are never logged);
+        a one-off send from the description it logged when it fired."""
         rule_id, _, when = occurrence_id.partition("@")
         try:
             at = dt.datetime.fromisoformat(when).replace(tzinfo=self.campaign.tz)
         except ValueError:
             return None
+        if rule_id.startswith(ADHOC_PREFIX):
+            adhoc = AdHoc.from_note(self.log.fired_reason(occurrence_id))
+            if adhoc is None:
+                return None
+            return adhoc.occurrence(at), adhoc.spec(self.campaign, at), adhoc.vars
         spec = next((r for r in self.campaign.rules if r.id == rule_id), None)
         if spec is None:
             return None
-        return next(self.planner.rule_occurrences(spec, at, at + dt.timedelta(minutes=1)), None)
+        occurrence = next(
+            self.planner.rule_occurrences(spec, at, at + dt.timedelta(minutes=1)), None
+        )
+        return (occurrence, None, None) if occurrence else None
 
     # -- config edits
 

@@ -85,7 +85,8 @@ class OutboxChannel(BaseChannel):
                 "written_at": now.isoformat(),
             }
             lines.append(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-        path = self.folder / f"{now:%Y-%m-%d}.jsonl"
+        # one file per local day of the occurrence (scheduled_at carries the campaign's zone)
+        path = self.folder / f"{batch[0].scheduled_at:%Y-%m-%d}.jsonl"
         data = "".join(lines).encode("utf-8")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)

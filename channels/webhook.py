@@ -14,7 +14,6 @@ from __future__ import annotations
 import email.utils
 import json
 import re
-import string
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -88,15 +87,26 @@ class WebhookSettings(ChannelSettings):
         if self.status_url is not None and "{key}" not in self.status_url:
             raise ValueError("status_url 须包含 {key} status_url must contain {key}")
         for name, template in self.headers.items():
-            for field in string.Formatter().parse(template):
-                if field[1] is not None and field[1] not in self.secrets:
+            for field in _PLACEHOLDER.findall(template):
+                if field not in self.secrets:
                     raise ValueError(
-                        f"headers.{name}: 未声明的密钥 {{{field[1]}}} names no entry of secrets"
+                        f"headers.{name}: 未声明的密钥 {{{field}}} names no entry of secrets"
                     )
+        for field in _PLACEHOLDER.findall(self.url):
+            if field != "address" and field not in self.secrets:
+                raise ValueError(
+                    f"url: 未知的占位符 {{{field}}}: expected {{address}} or a name under secrets"
+                )
         return self
 
 
 _env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+
+
+def _fill(template: str, values: dict[str, str]) -> str:
+    """Replace {name} placeholders whose name is in values; leave the rest as written."""
+    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
 
 
 def _dig(data: Any, path: str) -> Any:
@@ -156,10 +166,12 @@ class WebhookChannel(BaseChannel):
         return headers
 
     def _url(self, delivery: Delivery) -> str:
-        return self.settings.url.replace("{address}", delivery.recipient.address)
+        values = {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
+        return _fill(self.settings.url, {**values, "address": delivery.recipient.address})
 
     def endpoint(self, recipient: Any) -> str:
-        return self.settings.url.replace("{address}", recipient.address)
+        """The URL with the address filled in and secrets left as placeholders (it is logged)."""
+        return _fill(self.settings.url, {"address": recipient.address})
 
     def render_body(self, delivery: Delivery) -> str:
         m = delivery.message

@@ -4,13 +4,54 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
 pytest_plugins = ["tests.fakes.fixtures", "tests.log.fixtures"]
+
+# Secret values the tests hand to the product. None may ever appear in anything the suite
+# printed: checked over every test's captured output and every CliRunner result at the end.
+SECRET_CANARY = "tok-Canary-7Qx9"
+SECRET_VALUES = (SECRET_CANARY, "S3cr3t-Token-XYZ", "tok-7f3a9c21e5")
+_printed: list[str] = []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _record_cli_output() -> Iterator[None]:
+    """Keep every CliRunner result's output for the end-of-session secret check."""
+    from click.testing import CliRunner
+
+    real = CliRunner.invoke
+
+    def invoke(self: CliRunner, *args: Any, **kwargs: Any) -> Any:
+        result = real(self, *args, **kwargs)
+        _printed.append(result.output)
+        return result
+
+    CliRunner.invoke = invoke  # type: ignore[method-assign]
+    yield
+    CliRunner.invoke = real  # type: ignore[method-assign]
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    _printed.extend(text for _, text in report.sections)
+    if report.longrepr is not None:
+        _printed.append(str(report.longrepr))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Fail the run if any test printed a secret (stdout, stderr, logs, CLI output, tracebacks)."""
+    leaked = sorted({s for s in SECRET_VALUES for text in _printed if s in text})
+    if leaked:
+        print(f"\nSECRET LEAK: {leaked} appeared in the output of the test suite", file=sys.stderr)
+        session.exitstatus = 1
+
 
 TZ = ZoneInfo("Asia/Shanghai")
 NOW = dt.datetime(2026, 3, 2, 9, 0, tzinfo=TZ)  # a Monday in a year with an official file

@@ -9,9 +9,9 @@ from typing import Any
 
 from broadcaster.campaign import Campaign
 from broadcaster.config import load_campaign
-from tests.conftest import TZ
+from tests.conftest import SECRET_CANARY, TZ
 
-TOKEN_ENV = {"TEST_SECRET_TOKEN": "secret"}
+TOKEN_ENV = {"TEST_SECRET_TOKEN": SECRET_CANARY}
 DAY = dt.date(2026, 3, 3)  # a Tuesday
 
 

@@ -16,7 +16,7 @@ from broadcaster.log import DeliveryLog, Event
 from broadcaster.plan import Planner
 from broadcaster.runner import Runner
 from tests.conftest import REPO, TZ
-from tests.engine import at, load, write_engine_campaign
+from tests.engine import TOKEN_ENV, at, load, write_engine_campaign
 from tests.fakes.webhook_server import Mode, WebhookFake
 
 KEY = b"runner-key"
@@ -188,7 +188,7 @@ def test_an_invalid_edit_is_refused_and_a_valid_one_applied(
         clock=clock,
         hash_key=KEY,
         state_dir=tmp_path / "var",
-        environ={"TEST_SECRET_TOKEN": "secret"},
+        environ=TOKEN_ENV,
     )
     good = path.read_text(encoding="utf-8")
     assert '"weekdays"' in good
@@ -257,3 +257,44 @@ def test_unknown_outcomes_are_reconciled_by_the_sweep(
     runner.dispatcher.close()
     assert sorted(s.status.value for s in store.deliveries()) == ["accepted", "unknown"]
     assert webhook_server.repeated_keys() == {}
+
+
+def test_a_one_off_send_held_by_quiet_hours_is_finished_by_the_sweep(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    from broadcaster.adhoc import AdHoc
+
+    campaign = load(
+        write_engine_campaign(
+            tmp_path,
+            webhook_server.url,
+            contacts=3,
+            channel={"quiet_hours": "21:00-08:00", "max_length": 200},
+        )
+    )
+    clock = VirtualClock(at(2026, 3, 3, 23, 10))
+    runner = make_runner(campaign, store, clock, tmp_path)
+    adhoc = AdHoc(
+        "alert",
+        ("sms",),
+        ("people",),
+        template="alert",
+        vars={"alert_text": "近期有人冒充快递员以理赔为名行骗"},
+    )
+    occurrence = adhoc.occurrence(clock.now().astimezone(TZ))
+    runner.dispatcher.fire(
+        occurrence,
+        rule=adhoc.spec(campaign, occurrence.at),
+        extra_vars=adhoc.vars,
+        fired_note=adhoc.note(),
+    )
+    assert {s.status for s in store.deliveries()} == {Status.PLANNED}
+    assert webhook_server.sends == []
+    clock.set(at(2026, 3, 4, 8, 0))
+    assert runner.sweep() == 3
+    runner.dispatcher.close()
+    assert {s.status for s in store.deliveries()} == {Status.ACCEPTED}
+    assert all(
+        "近期有人冒充快递员以理赔为名行骗" in store.text(s.text_sha256) for s in store.deliveries()
+    )
+    assert len(webhook_server.sends) == 3

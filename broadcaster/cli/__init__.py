@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import sys
 import traceback
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,10 @@ class BroadcasterGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
             raise
+        except BrokenPipeError:  # `broadcaster log --format csv | head`: the reader has enough
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise click.exceptions.Exit(0) from None
         except ConfigError as exc:
             err.print(str(exc), markup=False)
             raise click.exceptions.Exit(exc.exit_code) from None

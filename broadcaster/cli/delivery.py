@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import re
 import shutil
@@ -16,26 +17,30 @@ from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import click
 import requests
 from rich.console import Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from ..campaign import Campaign, ChannelSpec, RuleSpec
+from ..adhoc import AdHoc
+from ..campaign import Campaign, ChannelSpec
 from ..channel import Channel, ChannelContext, Status
 from ..clock import SystemClock, VirtualClock
 from ..config.explain import did_you_mean
-from ..config.schema import Rule, Selector, When
+from ..config.schema import Rule, Selector
 from ..dispatch import Dispatcher
 from ..engine import open_log, state_dir_for
 from ..errors import AbortedError
-from ..plan import Occurrence, Planner
+from ..log import DeliveryLog
+from ..plan import Planner
 from ..registry import Registry
 from ..runner import Activity, Runner
-from ..targets import parse_phone
+from ..targets import mask_phone, parse_phone
 from . import State, cli, parse_date
 from .campaign import NOW_OPTION, load, pass_state, print_warnings
 
@@ -330,6 +335,7 @@ def simulate(
     what it would send to var/simulate/outbox/. Prints a summary by channel, target and theme.
     """
     campaign, when = load(state, now)
+    print_warnings(state, campaign)
     first = parse_date(from_, "--from") or when.date()
     last = parse_date(to, "--to") or first + dt.timedelta(days=days - 1)
     folder = state_dir_for(state.config, state_dir) / "simulate"
@@ -337,7 +343,9 @@ def simulate(
     folder.mkdir(parents=True)
     if not live_channels:
         campaign = outboxed(campaign, folder / "outbox")
-    store, key = open_log(f"sqlite:///{folder / 'simulate.sqlite3'}", folder)
+    # a fixed key: the same period simulates to the same keys and files every time
+    key = hashlib.sha256(f"simulate:{campaign.id}".encode()).hexdigest().encode()
+    store = DeliveryLog.open(f"sqlite:///{folder / 'simulate.sqlite3'}", hash_key=key)
     tz = campaign.tz
     start = dt.datetime.combine(first, dt.time(), tzinfo=tz)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
@@ -380,7 +388,7 @@ def simulate(
     targets.add_column("对象 target")
     for s in statuses:
         targets.add_column(s, justify="right")
-    for tid, counts in sorted(by_target.items(), key=lambda kv: -sum(kv[1].values()))[:15]:
+    for tid, counts in sorted(by_target.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:15]:
         targets.add_row(campaign.targets[tid].name, *(str(counts.get(s, 0)) for s in statuses))
     state.out.print(targets)
     theme_table = Table(title="按主题 by theme", title_justify="left")
@@ -490,61 +498,63 @@ def send_now(
     targets = campaign.targets.select(**selector.model_dump())
     if not targets:
         raise click.UsageError("选择不到任何对象 the selection matches no target")
-    extra = parse_vars(variables)
-    label = rule_id or template
-    when = When(dates=[now.date()], at=[now.time().replace(second=0, microsecond=0)])
-    adhoc = Rule(
-        id=f"now-{label}".lower().replace("_", "-"),
-        name=f"立即发送 send-now {label}",
-        channels=chosen_channels,
-        targets=selector,
-        when=when,
-        theme=base.theme if base else None,
-        topics=base.topics if base else None,
-        template=(base.template if base else template),
+    label = rule_id or template or ""
+    adhoc = AdHoc(
+        label,
+        tuple(chosen_channels),
+        targets,
+        rule=rule_id,
+        template=template,
+        vars=parse_vars(variables),
     )
-    spec = RuleSpec(-1, adhoc, targets)
-    minute = now.replace(second=0, microsecond=0)
-    occurrence = Occurrence(adhoc.id, minute, int(minute.timestamp() // 60), minute.date())
+    spec = adhoc.spec(campaign, now)
+    occurrence = adhoc.occurrence(now)
     folder = state_dir_for(state.config, state_dir)
     store, key = open_log(db, folder)
     clock = SystemClock()
     dispatcher = Dispatcher(campaign, store, clock=clock, hash_key=key, state_dir=folder)
     try:
-        pairs = dispatcher.prepare(occurrence, spec, extra)
+        pairs = dispatcher.prepare(occurrence, spec, adhoc.vars)
         if not pairs:
             raise click.UsageError(
                 "没有可发送的内容 nothing to send: no template for these channels and targets"
             )
-        per_channel = Counter(d.channel_id for d, _ in pairs)
-        state.out.rule(f"立即发送 send-now · {label} · {minute:%Y-%m-%d %H:%M}")
+        state.out.rule(f"立即发送 send-now · {label} · {occurrence.at:%Y-%m-%d %H:%M}")
+        problems: list[str] = []
         shown: set[tuple[str, str]] = set()
         for d, _ in pairs:
             if (d.channel_id, d.message.template) in shown:
                 continue
             shown.add((d.channel_id, d.message.template))
             state.out.print(
-                f"[bold]{d.channel_id}[/bold] · {d.message.template} · {len(d.message.text)} 字 chars"
+                f"[bold]{escape(d.channel_id)}[/bold] · {d.message.template} · {len(d.message.text)} 字 chars"
             )
             for line in d.message.text.splitlines():
                 state.out.print(f"  │ {line}", markup=False)
-        for cid, n in per_channel.items():
-            spec_c = campaign.channels[cid]
-            note = (
-                ""
-                if spec_c.enabled
-                else f" [yellow](停用 disabled: {spec_c.disabled_reason}; logged as skipped)[/yellow]"
-            )
-            state.out.print(
-                f"{cid}: {len({d.recipient.target_id for d, _ in pairs if d.channel_id == cid})} 个对象 targets, {n} 次投递 deliveries{note}"
+            channel_spec = campaign.channels[d.channel_id]
+            if channel_spec.enabled:
+                problems += channel_spec.message_problems(
+                    dispatcher.channel(d.channel_id), d.message
+                )
+        local = now.astimezone(campaign.tz).time()
+        for cid, n in Counter(d.channel_id for d, _ in pairs).items():
+            channel_spec = campaign.channels[cid]
+            quiet = channel_spec.capabilities.quiet_hours
+            note = ""
+            if not channel_spec.enabled:
+                note = f" [yellow](停用 disabled: {channel_spec.disabled_reason}; logged as skipped)[/yellow]"
+            elif quiet is not None and quiet.contains(local):
+                note = f" [yellow](免打扰时段 quiet hours {quiet}: held until {quiet.end:%H:%M}, sent by `broadcaster run`)[/yellow]"
+            count = len({d.recipient.target_id for d, _ in pairs if d.channel_id == cid})
+            state.out.print(f"{cid}: {count} 个对象 targets, {n} 次投递 deliveries{note}")
+        if problems:
+            raise click.UsageError(
+                "消息不能发送 the message cannot be sent: " + "; ".join(dict.fromkeys(problems))
             )
         if not yes and not click.confirm("确认发送? send now?", default=False):
             raise AbortedError("已取消 cancelled; nothing was sent")
         report = dispatcher.fire(
-            occurrence,
-            rule=spec,
-            extra_vars=extra,
-            note=json.dumps({"send_now": label, "targets": list(targets)}, ensure_ascii=False),
+            occurrence, rule=spec, extra_vars=adhoc.vars, fired_note=adhoc.note()
         )
     finally:
         dispatcher.close()
@@ -600,12 +610,10 @@ def log_command(
     state_dir: Path | None,
 ) -> None:
     """查询投递日志 the delivery log: coverage per send (targeted, accepted, delivered) and deliveries."""
-    from zoneinfo import ZoneInfo
 
     tz = ZoneInfo("Asia/Shanghai")
-    if state.config.exists():
-        campaign, _ = load(state, None)
-        tz = campaign.tz
+    if state.config.exists():  # only the zone: an auditor can query even when the config is broken
+        tz = campaign_zone(state.config)
     first = parse_date(from_, "--from")
     last = parse_date(to, "--to")
     since = dt.datetime.combine(first, dt.time(), tzinfo=tz) if first else None
@@ -705,7 +713,7 @@ def log_command(
             )
         state.out.print(table)
     table = Table(
-        title=("号码查询 lookup by number: " + ((phone and f"{phone[:3]}****{phone[-4:]}") or ""))
+        title=("号码查询 lookup by number: " + mask_phone(parse_phone(phone) or phone))
         if phone
         else "投递记录 deliveries",
         title_justify="left",
@@ -739,6 +747,17 @@ def log_command(
     )
 
 
+def campaign_zone(config: Path) -> ZoneInfo:
+    """The campaign's time zone, read without validating the whole config."""
+    from ..config.source import load_document
+
+    try:
+        doc, _ = load_document(config)
+        return ZoneInfo(str(doc.data.get("campaign", {}).get("timezone", "Asia/Shanghai")))
+    except Exception:
+        return ZoneInfo("Asia/Shanghai")
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, dt.datetime):
         return value.isoformat()
@@ -749,6 +768,6 @@ def _plain(value: Any) -> Any:
 
 def _csv_safe(value: Any) -> Any:
     """Neutralise spreadsheet formulas (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@"):
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
         return "'" + value
     return value

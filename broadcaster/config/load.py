@@ -19,7 +19,7 @@ from pydantic import ValidationError
 
 from ..calendar import SOLAR_TERMS, ChinaCalendar
 from ..campaign import Campaign, ChannelSpec, RuleSpec
-from ..channel import Addressing, ChannelContext, MessageKind, QuietHours, RateLimit
+from ..channel import Addressing, ChannelContext, Message, MessageKind, QuietHours, RateLimit
 from ..errors import CalendarError, ConfigError, ConfigIssue, TemplateError
 from ..registry import Registry
 from ..render import Renderer
@@ -733,20 +733,8 @@ class _Builder:
                     )
                 )
             return
-        problems = []
-        limit = channel.capabilities.max_length
-        if limit is not None and len(text) > limit:
-            problems.append(
-                f"超出长度预算 {len(text)} characters, over channel '{channel.id}' max_length {limit}"
-            )
-        from ..channel import Message
-
         message = Message(channel.kind, text, template, renderer.sha(template), theme, topic)
-        try:
-            problems += self.probes[channel.id].check_message(message)
-        except Exception as exc:
-            problems.append(f"渠道检查失败 channel check failed: {exc!r}")
-        for problem in problems:
+        for problem in channel.message_problems(self.probes[channel.id], message):
             key = (template, channel.id + problem)
             if key in reported:
                 continue

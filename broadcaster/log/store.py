@@ -218,12 +218,21 @@ class DeliveryLog:
     # --- occurrences ---------------------------------------------------------------------------
 
     def begin_occurrence(
-        self, occurrence_id: str, rule_id: str, scheduled_at: dt.datetime, at: dt.datetime
+        self,
+        occurrence_id: str,
+        rule_id: str,
+        scheduled_at: dt.datetime,
+        at: dt.datetime,
+        reason: str = "",
     ) -> bool:
-        """Record that an occurrence fires; False (nothing written) if it already fired."""
+        """Record that an occurrence fires; False (nothing written) if it already fired.
+
+        `reason` is kept with the record: a one-off send stores what it sends to, so a
+        restart can finish it.
+        """
         _aware(scheduled_at, "scheduled_at")
         _aware(at, "at")
-        row = _occurrence_row(occurrence_id, rule_id, scheduled_at, "fired", "", at)
+        row = _occurrence_row(occurrence_id, rule_id, scheduled_at, "fired", reason, at)
         insert = self._insert(occurrences).on_conflict_do_nothing().returning(occurrences.c.id)
         seen = (
             sa.select(sa.literal(1))
@@ -273,6 +282,17 @@ class DeliveryLog:
             )
             for r in rows
         }
+
+    def fired_reason(self, occurrence_id: str) -> str | None:
+        """The reason written when an occurrence fired, or None if it never fired."""
+        o = occurrences
+        query = (
+            sa.select(o.c.reason)
+            .where(o.c.occurrence_id == occurrence_id, o.c.status == "fired")
+            .order_by(o.c.id)
+            .limit(1)
+        )
+        return self._read(lambda conn: conn.execute(query).scalar())
 
     def last_occurrence_at(self) -> dt.datetime | None:
         """When the latest scheduled occurrence on record was due (ad-hoc `now-*` sends excluded):

@@ -28,7 +28,7 @@ from tests.conftest import NOW
 from tests.fakes.deliveries import delivery
 
 MakeOutbox = Callable[..., OutboxChannel]
-DAY_FILE = "2026-03-02.jsonl"  # the clock's day
+DAY_FILE = "2026-03-03.jsonl"  # the local day the deliveries are scheduled for (not the clock's)
 NOT_WRITTEN = "未写入 not in the outbox; safe to write again"
 
 

@@ -15,10 +15,11 @@ import requests
 
 from broadcaster.channel import ChannelContext, ErrorClass, Message, MessageKind, Result, Status
 from broadcaster.channels.webhook import WebhookChannel
+from tests.conftest import SECRET_CANARY
 from tests.fakes.deliveries import delivery
 from tests.fakes.webhook_server import HTML_PAGE, Mode, WebhookFake
 
-TOKEN = "secret"
+TOKEN = SECRET_CANARY
 ENVIRON = {"TOKEN_ENV": TOKEN}
 MakeChannel = Callable[..., WebhookChannel]
 
@@ -76,7 +77,7 @@ def test_success_is_read_from_the_body(
     assert make_channel().send([d]) == [Result(d.key, Status.ACCEPTED, provider_id="biz-000001")]
     [request] = webhook_server.sends
     assert request.path == "/send"
-    assert request.headers["Authorization"] == "Bearer secret"
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["Content-Type"] == "application/json; charset=utf-8"
     assert request.headers["Idempotency-Key"] == d.key
     assert request.json() == {

@@ -1,7 +1,7 @@
 """Pytest fixtures for the fakes; import them into a conftest to use them.
 
 * `http_server`: a started `FakeHTTPServer` (queue replies with `enqueue()`).
-* `webhook_server`: a started `WebhookFake`, token "secret", mode OK.
+* `webhook_server`: a started `WebhookFake`, token `SECRET_CANARY`, mode OK.
 * `http_session`: a `requests.Session` closed after the test.
 
 Each server is stopped after its test (hung handlers are woken, connections closed),
@@ -14,6 +14,8 @@ from collections.abc import Iterator
 
 import pytest
 import requests
+
+from tests.conftest import SECRET_CANARY
 
 from .http import FakeHTTPServer, serving
 from .webhook_server import WebhookFake
@@ -28,7 +30,7 @@ def http_server() -> Iterator[FakeHTTPServer]:
 
 @pytest.fixture
 def webhook_server() -> Iterator[WebhookFake]:
-    yield from serving(WebhookFake(token="secret"))
+    yield from serving(WebhookFake(token=SECRET_CANARY))
 
 
 @pytest.fixture

@@ -10,10 +10,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import requests
 
+from tests.conftest import SECRET_CANARY
 from tests.fakes.http import FakeHTTPServer, Reply
 from tests.fakes.webhook_server import Mode, WebhookFake
 
-AUTH = {"Authorization": "Bearer secret", "Content-Type": "application/json"}
+AUTH = {"Authorization": f"Bearer {SECRET_CANARY}", "Content-Type": "application/json"}
 
 
 def test_records_every_request_in_order(
@@ -28,7 +29,7 @@ def test_records_every_request_in_order(
         "/a/b",
         {"x": ["1", "2"], "y": [""]},
     )
-    assert first.headers["authorization"] == "Bearer secret"
+    assert first.headers["authorization"] == f"Bearer {SECRET_CANARY}"
     assert (first.body, first.json()) == (b'{"n": 1}', {"n": 1})
     assert (second.seq, second.method, second.body) == (2, "GET", b"")
     assert first.received_at <= second.received_at
@@ -87,7 +88,7 @@ def test_stop_ends_hung_and_idle_connections_at_once(http_session: requests.Sess
 
 def test_200_concurrent_connections_with_latency() -> None:
     """Benchmark support: 200 connections at once, each answered after 200 ms."""
-    with WebhookFake() as server:
+    with WebhookFake(token=SECRET_CANARY) as server:
         server.latency = 0.2
 
         def post(n: int) -> int:
