@@ -222,6 +222,7 @@ class Capabilities:
     quiet_hours: QuietHours | None = None
     resend_on_unknown: int = 0  # how often an unknown outcome may be re-sent (bots: 1, SMS: 0)
     late_outcomes: bool = False  # outcomes arrive later: reconcile() is called
+    settle_seconds: float = 60.0  # after an attempt starts, how long its outcome may still change
 
 
 # --- what crosses the contract -----------------------------------------------------------------

@@ -15,16 +15,17 @@ pool that calls `execute` without touching any channel.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import hashlib
 import hmac
 import logging
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -59,8 +60,21 @@ from .ratelimit import Limiters
 __all__ = ["Dispatcher", "Executor", "FireReport", "SendTask", "ThreadExecutor", "delivery_key"]
 
 log = logging.getLogger("broadcaster.dispatch")
+T = TypeVar("T")
 
 RESUMABLE = (Status.PLANNED, Status.SENDING, Status.INTERRUPTED, Status.UNKNOWN)
+FIRE_CHUNK = 5_000  # deliveries logged and handed to workers at a time
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def delivery_key(
@@ -254,9 +268,17 @@ class Dispatcher:
         extra_vars: dict[str, Any] | None = None,
     ) -> list[tuple[Delivery, DeliveryRecord]]:
         """Every delivery of one occurrence, rendered, keyed and ready to log."""
+        return list(self.iter_prepare(occurrence, rule, extra_vars))
+
+    def iter_prepare(
+        self,
+        occurrence: Occurrence,
+        rule: RuleSpec | None = None,
+        extra_vars: dict[str, Any] | None = None,
+    ) -> Iterator[tuple[Delivery, DeliveryRecord]]:
+        """`prepare`, one delivery at a time: a fan-out to 100,000 numbers is never all in memory."""
         campaign = self.campaign
         renderer = campaign.renderer
-        out: list[tuple[Delivery, DeliveryRecord]] = []
         for item in self.planner.expand(occurrence, render=False, spec=rule):
             if item.template is None:
                 continue  # validate refuses such a config; nothing to render
@@ -312,8 +334,7 @@ class Dispatcher:
                     text=text,
                     scheduled_at=occurrence.at,
                 )
-                out.append((delivery, record))
-        return out
+                yield delivery, record
 
     # -- firing
 
@@ -337,10 +358,14 @@ class Dispatcher:
             occurrence.id, occurrence.rule_id, occurrence.at, now, fired_note
         )
         report = FireReport(occurrence.id, first)
-        pairs = self.prepare(occurrence, rule, extra_vars)
-        states = self.log.add_deliveries([r for _, r in pairs], now)
-        deliveries = [d for d, _ in pairs]
-        futures = self.dispatch(deliveries, states, report)
+        futures: list[Future[Any]] = []
+        for chunk in _chunks(self.iter_prepare(occurrence, rule, extra_vars), FIRE_CHUNK):
+            states = self.log.add_deliveries([r for _, r in chunk], now)
+            if futures and wait:  # the previous chunk finishes while this one was logged
+                for f in futures:
+                    f.result()
+                futures = []
+            futures += self.dispatch([d for d, _ in chunk], states, report)
         if wait:
             for f in futures:
                 f.result()
@@ -579,14 +604,35 @@ class Dispatcher:
     def recover(
         self, deliveries: Sequence[Delivery], report: FireReport, *, attempt: int = 0
     ) -> list[Delivery]:
-        """Reconcile deliveries whose outcome is unknown; return those safe to send again."""
+        """Reconcile deliveries whose outcome is unknown; return those safe to send again.
+
+        An attempt cut off by a crash is left alone until its outcome has settled (the
+        channel's `settle_seconds` after it started): a request already on its way may still
+        reach the provider, and asking too early would call it lost and send it twice.
+        """
         if not deliveries:
             return []
         now = self.clock.now()
+        states = self.log.latest([d.key for d in deliveries])
+        settled = []
+        for d in deliveries:
+            state = states.get(d.key)
+            settle = dt.timedelta(
+                seconds=self.campaign.channels[d.channel_id].capabilities.settle_seconds
+            )
+            if (
+                attempt == 0
+                and state is not None
+                and state.status is Status.SENDING
+                and now - state.status_at < settle
+            ):
+                report.add(d.channel_id, Status.SENDING)  # the next sweep looks again
+                continue
+            settled.append(d)
+        deliveries = settled
         by_channel: dict[str, list[Delivery]] = defaultdict(list)
         for d in deliveries:
             by_channel[d.channel_id].append(d)
-        states = self.log.latest([d.key for d in deliveries])
         interrupted = [
             Event(
                 d.key,

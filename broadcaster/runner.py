@@ -287,18 +287,24 @@ class Runner:
 
     # -- APScheduler: only wakes us
 
-    def start(self) -> None:
-        """Catch up, resume, then let APScheduler wake us at each next occurrence."""
+    def recover(self) -> None:
+        """What a start does before scheduling: resume unfinished deliveries, finish occurrences
+        that were cut short, catch up what was missed while nothing ran."""
         now = self.clock.now()
-        self.checked_until = self.start_point(now)
-        if self.checked_until < now:
-            self.activity.add(
-                now,
-                "start",
-                f"从 {self.checked_until:%Y-%m-%d %H:%M} 补查 catching up since the last occurrence in the log",
-            )
+        if self.checked_until is None:
+            self.checked_until = self.start_point(now)
+            if self.checked_until < now:
+                self.activity.add(
+                    now,
+                    "start",
+                    f"从 {self.checked_until:%Y-%m-%d %H:%M} 补查 catching up since the last occurrence in the log",
+                )
         self.sweep()
         self.tick(now)
+
+    def start(self) -> None:
+        """Recover, then let APScheduler wake us at each next occurrence."""
+        self.recover()
         scheduler = BackgroundScheduler(
             timezone=self.campaign.tz,
             job_defaults={

@@ -56,6 +56,7 @@ class OutboxChannel(BaseChannel):
             addressing=self.settings.addressing,
             batch_size=500,
             concurrency=1,  # one writer per file keeps lines whole
+            settle_seconds=0,  # a write either reached the file or it did not
         )
 
     def check(self) -> str | None:

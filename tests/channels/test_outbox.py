@@ -120,6 +120,7 @@ def test_capabilities(make_outbox: MakeOutbox) -> None:
         addressing=Addressing.CONTACTS,
         batch_size=500,
         concurrency=1,
+        settle_seconds=0,
     )
 
 

@@ -72,6 +72,7 @@ class WebhookFake(FakeHTTPServer):
         self.dedupe = True
         self.accepted: dict[str, str] = {}  # idempotency key -> biz_id, for sends acted on
         self.key_counts: Counter[str] = Counter()  # every POST carrying the key, any outcome
+        self.acted_counts: Counter[str] = Counter()  # well-formed, authorised sends acted on
         self._by_index: dict[int, Mode] = {}
         self._modes: deque[Mode] = deque()
         self._posts = 0
@@ -100,6 +101,12 @@ class WebhookFake(FakeHTTPServer):
         """Keys received more than once, with their counts: {} when nothing was sent twice."""
         with self._state:
             return {k: n for k, n in self.key_counts.items() if n > 1}
+
+    def duplicate_sends(self) -> dict[str, int]:
+        """Keys the gateway acted on more than once: a message the recipient would get twice.
+        (A POST cut off mid-body by a crash is refused as malformed and is not counted.)"""
+        with self._state:
+            return {k: n for k, n in self.acted_counts.items() if n > 1}
 
     # -- answering
 
@@ -144,6 +151,8 @@ class WebhookFake(FakeHTTPServer):
     def _reply(self, mode: Mode, seq: int, key: str | None) -> Reply:
         if mode in ACTING_MODES:
             with self._state:
+                if key:
+                    self.acted_counts[key] += 1
                 biz_id = self.accepted.get(key) if key and self.dedupe else None
                 if biz_id is None:
                     biz_id = f"biz-{seq:06d}"
