@@ -55,7 +55,7 @@ class ThemeBook:
         self.campaign = campaign
         self._years: dict[int, list[OccasionSpan]] = {}
         self._days: dict[dt.date, tuple[OccasionSpan, ...]] = {}
-        self._choices: dict[tuple[int, dt.date, str | None, frozenset[str]], Choice] = {}
+        self._choices: dict[tuple[object, ...], Choice] = {}
 
     # -- occasions
 
@@ -133,11 +133,13 @@ class ThemeBook:
 
     def choose(self, spec: RuleSpec, d: dt.date, target: TargetNode) -> Choice:
         """The theme and topics for one rule on one day for one target."""
-        key = (spec.index, d, target.audience, target.tags)
+        rule = spec.rule
+        # rules that choose alike share the cache: only their overrides set them apart
+        topics = tuple(rule.topics) if rule.topics else None
+        key = (rule.theme, topics, rule.template, d, target.audience, target.tags)
         hit = self._choices.get(key)
         if hit is not None:
             return hit
-        rule = spec.rule
         config = self.campaign.config
         if rule.template:
             choice = Choice(rule.theme, None, (), rule.template)
