@@ -199,6 +199,7 @@ class Runner:
                     futures = self.dispatcher.dispatch(deliveries, wanted)
                     for f in futures:
                         f.result()
+                    self.log.flush()
                     resumed += len(deliveries)
                     if resumed:
                         self.activity.add(

@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import logging
 import os
 import queue
 import re
@@ -48,6 +49,8 @@ UNFINISHED = (Status.PLANNED, Status.SENDING, Status.INTERRUPTED, Status.UNKNOWN
 OCCURRENCE_RECORDS = frozenset({"done", "missed", "skipped", "failed"})
 _CHUNK = 900  # rows per IN (...) lookup and per multi-row INSERT
 _MAX_GROUP = 2000  # queued writes committed together at most
+_ID_CACHE = 200_000  # delivery key -> row id, remembered by the writer
+log = logging.getLogger("broadcaster.log")
 _MIGRATIONS = Path(__file__).resolve().with_name("migrations")
 _PG_MIGRATION_LOCK = 0x62726F61  # advisory lock id: two processes never migrate at once
 
@@ -136,6 +139,7 @@ class _Job:
     done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: LogStoreError | None = None
+    detached: bool = False  # nobody waits: a failure is kept for flush()
 
 
 class DeliveryLog:
@@ -152,6 +156,8 @@ class DeliveryLog:
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
+        self._async_errors: list[LogStoreError] = []  # failures of writes nobody waited for
+        self._ids: dict[str, int] = {}  # delivery key -> row id; only the writer thread uses it
         self._thread = threading.Thread(target=self._write_loop, name="delivery-log", daemon=True)
         self._thread.start()
 
@@ -189,6 +195,10 @@ class DeliveryLog:
             raise target.translate(exc) from exc
         return cls(target, writer, reader, hash_key)
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         """Commit what is queued, stop the writer and close every connection."""
         with self._lock:
@@ -199,6 +209,9 @@ class DeliveryLog:
         self._thread.join()
         self._writer.dispose()
         self._reader.dispose()
+        if self._async_errors:
+            error = self._async_errors[0]
+            raise LogStoreError(str(error)) from error.__cause__
 
     def __enter__(self) -> DeliveryLog:
         return self
@@ -350,15 +363,28 @@ class DeliveryLog:
         self._submit(_Job(work=work))
         return self.latest(list(rows))
 
-    def append(self, events: Sequence[Event]) -> None:
-        """Append status changes; durable when this returns. Safe from many threads."""
+    def append(self, events: Sequence[Event], *, wait: bool = True) -> None:
+        """Append status changes; durable when this returns. Safe from many threads.
+
+        `wait=False` queues them and returns at once (an outcome after its `sending` event,
+        say): they are committed in order before any later write, and a failure is raised by
+        the next `flush()` or `close()`.
+        """
         for e in events:  # checked here, so a bad event never fails someone else's commit
             _aware(e.at, "Event.at")
             Status(e.status)
             if e.error_class is not None:
                 ErrorClass(e.error_class)
         if events:
-            self._submit(_Job(events=list(events)))
+            self._submit(_Job(events=list(events)), wait=wait)
+
+    def flush(self) -> None:
+        """Wait until everything queued is committed; raise the first failure of a queued write."""
+        self._submit(_Job(work=lambda conn: None))
+        with self._lock:
+            failed, self._async_errors = self._async_errors, []
+        if failed:
+            raise LogStoreError(str(failed[0])) from failed[0].__cause__
 
     def latest(self, keys: Iterable[str]) -> dict[str, DeliveryState]:
         """Latest state of each known key (unknown keys are left out)."""
@@ -471,12 +497,15 @@ class DeliveryLog:
 
     # --- group commit --------------------------------------------------------------------------
 
-    def _submit(self, job: _Job) -> Any:
+    def _submit(self, job: _Job, *, wait: bool = True) -> Any:
         """Queue a write and wait until it is committed; re-raise its error here."""
         with self._lock:
             if self._closed:
                 raise LogStoreError(f"日志已关闭 delivery log is closed: {self.url_display}")
+            job.detached = not wait
             self._queue.put(job)
+        if not wait:
+            return None
         job.done.wait()
         if job.error is not None:
             raise LogStoreError(str(job.error)) from job.error.__cause__
@@ -514,6 +543,10 @@ class DeliveryLog:
                 error.__cause__ = exc
             for job in group:
                 job.error = error
+                if job.detached:
+                    log.error("queued log write failed: %s", error)
+                    with self._lock:
+                        self._async_errors.append(error)
                 job.done.set()
             return
         for job, result in zip(group, results, strict=True):
@@ -523,6 +556,7 @@ class DeliveryLog:
     def _write(self, group: list[_Job]) -> list[Any]:
         results: list[Any] = []
         pending: list[Event] = []
+        found: dict[str, int] = {}  # delivery ids looked up in this transaction
         with self._writer.begin() as conn:
             for job in group:
                 if job.events is not None:
@@ -530,12 +564,15 @@ class DeliveryLog:
                     results.append(None)
                     continue
                 if pending:
-                    _insert_events(conn, pending)
+                    _insert_events(conn, pending, self._ids, found)
                     pending = []
                 assert job.work is not None
                 results.append(job.work(conn))
             if pending:
-                _insert_events(conn, pending)
+                _insert_events(conn, pending, self._ids, found)
+        if len(self._ids) > _ID_CACHE:
+            self._ids.clear()
+        self._ids.update(found)  # only once committed: a rolled-back id is never reused
         return results
 
     # --- helpers -------------------------------------------------------------------------------
@@ -599,13 +636,21 @@ def _event_row(
     }
 
 
-def _insert_events(conn: Connection, events: Sequence[Event]) -> None:
-    """Insert events in the order given; the row id is the global order."""
+def _insert_events(
+    conn: Connection, events: Sequence[Event], known: Mapping[str, int], found: dict[str, int]
+) -> None:
+    """Insert events in the order given; the row id is the global order.
+
+    Delivery ids come from `known` (committed earlier) or are looked up and added to `found`.
+    """
     keys = list(dict.fromkeys(e.key for e in events))
-    ids: dict[str, int] = {}
+    ids: dict[str, int] = {k: known[k] for k in keys if k in known}
+    ids.update((k, found[k]) for k in keys if k in found)
     lookup = sa.select(deliveries.c.key, deliveries.c.id)
-    for chunk in _chunks(keys):
-        ids.update((k, i) for k, i in conn.execute(lookup.where(deliveries.c.key.in_(chunk))))
+    for chunk in _chunks([k for k in keys if k not in ids]):
+        rows = list(conn.execute(lookup.where(deliveries.c.key.in_(chunk))))
+        ids.update((k, i) for k, i in rows)
+        found.update((k, i) for k, i in rows)
     missing = [k for k in keys if k not in ids]
     if missing:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
