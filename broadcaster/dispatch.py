@@ -160,8 +160,37 @@ class SessionPerThread:
                 self._all.append(session)
         return session
 
-    def request(self, *args: Any, **kwargs: Any) -> requests.Response:
-        return self._session().request(*args, **kwargs)
+    def request(
+        self,
+        method: str,
+        url: str,
+        *,
+        data: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: Any = None,
+        allow_redirects: bool = True,
+        **kwargs: Any,
+    ) -> requests.Response:
+        """`Session.request`, with a shorter path for the common case (no cookies, auth, files):
+        the same request prepared directly, the environment's proxy settings still applied."""
+        session = self._session()
+        if kwargs or session.cookies or session.auth:
+            return session.request(
+                method,
+                url,
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=allow_redirects,
+                **kwargs,
+            )
+        merged = {**session.headers, **(headers or {})}
+        prepared = requests.PreparedRequest()
+        prepared.prepare(
+            method=method.upper(), url=url, headers=merged, data=data, hooks=session.hooks
+        )
+        settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
+        return session.send(prepared, timeout=timeout, allow_redirects=allow_redirects, **settings)
 
     def get(self, *args: Any, **kwargs: Any) -> requests.Response:
         return self._session().get(*args, **kwargs)
