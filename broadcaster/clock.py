@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
-import time
 from typing import Protocol
 
 __all__ = ["Clock", "SystemClock", "VirtualClock"]
@@ -63,7 +62,3 @@ class VirtualClock:
 
     def interrupt(self) -> None:
         return None
-
-
-def monotonic() -> float:
-    return time.monotonic()

@@ -63,7 +63,6 @@ __all__ = ["Dispatcher", "Executor", "FireReport", "SendTask", "ThreadExecutor",
 log = logging.getLogger("broadcaster.dispatch")
 T = TypeVar("T")
 
-RESUMABLE = (Status.PLANNED, Status.SENDING, Status.INTERRUPTED, Status.UNKNOWN)
 FIRE_CHUNK = 5_000  # deliveries logged and handed to workers at a time
 
 
@@ -396,7 +395,6 @@ class Dispatcher:
         self,
         occurrence: Occurrence,
         *,
-        wait: bool = True,
         rule: RuleSpec | None = None,
         extra_vars: dict[str, Any] | None = None,
         note: str = "",
@@ -415,17 +413,16 @@ class Dispatcher:
         futures: list[Future[Any]] = []
         for chunk in _chunks(self.iter_prepare(occurrence, rule, extra_vars), FIRE_CHUNK):
             states = self.log.add_deliveries([r for _, r in chunk], now)
-            if futures and wait:  # the previous chunk finishes while this one was logged
+            if futures:  # the previous chunk finishes while this one was logged
                 for f in futures:
                     f.result()
                 futures = []
             futures += self.dispatch([d for d, _ in chunk], states, report)
-        if wait:
-            for f in futures:
-                f.result()
-            self.log.record_occurrence(
-                occurrence.id, occurrence.rule_id, occurrence.at, "done", note, self.clock.now()
-            )
+        for f in futures:
+            f.result()
+        self.log.record_occurrence(
+            occurrence.id, occurrence.rule_id, occurrence.at, "done", note, self.clock.now()
+        )
         return report
 
     def dispatch(
@@ -433,8 +430,6 @@ class Dispatcher:
         deliveries: Sequence[Delivery],
         states: dict[str, DeliveryState],
         report: FireReport | None = None,
-        *,
-        interrupted_ok: bool = False,
     ) -> list[Future[Any]]:
         """Send what is due among `deliveries`, given their logged states; return the task futures."""
         report = report or FireReport("", False)
@@ -775,10 +770,3 @@ def _logged_text(d: Delivery, state: DeliveryState | None, store: DeliveryLog) -
         d.message, text=text, template=state.template, template_sha=state.template_sha
     )
     return dataclasses.replace(d, message=message)
-
-
-def group_by_occurrence(states: Iterable[DeliveryState]) -> dict[str, list[DeliveryState]]:
-    out: dict[str, list[DeliveryState]] = defaultdict(list)
-    for s in states:
-        out[s.occurrence_id].append(s)
-    return out

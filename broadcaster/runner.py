@@ -306,6 +306,15 @@ class Runner:
     def start(self) -> None:
         """Recover, then let APScheduler wake us at each next occurrence."""
         self.recover()
+        self.start_scheduler()
+
+    def start_scheduler(self) -> None:
+        """A fresh APScheduler with the wake, sweep and watch jobs (also after a watchdog alarm)."""
+        if self.scheduler is not None:
+            try:
+                self.scheduler.shutdown(wait=False)
+            except Exception:  # it may already be dead: that is why we are here
+                log.exception("old scheduler did not shut down")
         scheduler = BackgroundScheduler(
             timezone=self.campaign.tz,
             job_defaults={

@@ -254,7 +254,7 @@ def run(
                         "error",
                         "调度线程异常，正在重启 scheduler thread died; restarting it",
                     )
-                    runner.start()
+                    runner.start_scheduler()
         else:
             with Live(
                 live_view(runner, campaign, store.url_display),
@@ -269,7 +269,7 @@ def run(
                             "error",
                             "调度线程异常，正在重启 scheduler thread died; restarting it",
                         )
-                        runner.start()
+                        runner.start_scheduler()
                     view.update(live_view(runner, runner.campaign, store.url_display))
     finally:
         state.out.print(
