@@ -203,25 +203,9 @@ class Fake:
 
 
 def postgres_unavailable() -> str | None:
-    try:
-        import psycopg
-        import sqlalchemy as sa
-    except ImportError as exc:
-        return f"psycopg not installed: {exc}"
-    url = sa.make_url(PG_URL)
-    try:
-        psycopg.connect(
-            host=url.host,
-            port=url.port or 5432,
-            user=url.username,
-            password=url.password,
-            dbname=url.database,
-            connect_timeout=3,
-        ).close()
-    except psycopg.Error as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        return f"{url.render_as_string(hide_password=True)}: {first}"
-    return None
+    from tests.log.fixtures import postgres_unavailable as probe
+
+    return probe()
 
 
 def run_broadcaster(backend: str, n: int, port: int, folder: str) -> dict[str, Any]:

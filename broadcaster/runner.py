@@ -381,6 +381,16 @@ class Runner:
             self._schedule_next()
         return True
 
+    def watchdog(self) -> None:
+        """Called every second by `run`: a dead scheduler is reported and started again."""
+        if not self.healthy():
+            self.activity.add(
+                self.clock.now(),
+                "error",
+                "调度线程异常，正在重启 scheduler thread died; restarting it",
+            )
+            self.start_scheduler()
+
     def stop(self, timeout: float = 15.0) -> None:
         """Stop cleanly: no new sends; in-flight ones finish or are logged as interrupted."""
         self.stopped.set()

@@ -248,13 +248,7 @@ def run(
                 state.out.print(f"下次 next: {occurrence.at:%Y-%m-%d %H:%M} {occurrence.rule_id}")
             state.out.print("运行中 running; Ctrl-C 停止 stop", markup=False)
             while not stop.wait(1.0):
-                if not runner.healthy():
-                    activity.add(
-                        clock.now(),
-                        "error",
-                        "调度线程异常，正在重启 scheduler thread died; restarting it",
-                    )
-                    runner.start_scheduler()
+                runner.watchdog()
         else:
             with Live(
                 live_view(runner, campaign, store.url_display),
@@ -263,13 +257,7 @@ def run(
                 transient=False,
             ) as view:
                 while not stop.wait(0.5):
-                    if not runner.healthy():
-                        activity.add(
-                            clock.now(),
-                            "error",
-                            "调度线程异常，正在重启 scheduler thread died; restarting it",
-                        )
-                        runner.start_scheduler()
+                    runner.watchdog()
                     view.update(live_view(runner, runner.campaign, store.url_display))
     finally:
         state.out.print(

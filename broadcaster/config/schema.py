@@ -172,28 +172,9 @@ class CalendarSettings(Model):
     overrides: str = "calendar"  # folder of <year>.yaml files, relative to schedules.yaml
 
 
-class Phase(Model):
-    id: Slug
-    name: str
-    start: Date
-    end: Date | None = None  # open-ended (常态化)
-    theme: str | None = None
-
-    @model_validator(mode="after")
-    def _order(self) -> Phase:
-        if self.end is not None and self.end < self.start:
-            raise _err(
-                "date_order",
-                "结束早于开始 end {end} is before start {start}",
-                end=str(self.end),
-                start=str(self.start),
-            )
-        return self
-
-
 class DateRange(Model):
     start: Date
-    end: Date | None = None
+    end: Date | None = None  # open-ended
 
     @model_validator(mode="after")
     def _order(self) -> DateRange:
@@ -205,6 +186,12 @@ class DateRange(Model):
                 start=str(self.start),
             )
         return self
+
+
+class Phase(DateRange):
+    id: Slug
+    name: str
+    theme: str | None = None  # the theme while no occasion applies
 
 
 class Occasion(Model):
