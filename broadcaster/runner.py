@@ -35,7 +35,9 @@ from .log import DeliveryLog
 from .plan import Occurrence, Planner
 from .ratelimit import Limiters
 
-__all__ = ["Activity", "Runner"]
+__all__ = ["FIRE_ATTEMPTS", "Activity", "Runner"]
+
+FIRE_ATTEMPTS = 3  # ticks an occurrence that raises is tried on before it is logged as failed
 
 log = logging.getLogger("broadcaster.run")
 
@@ -80,6 +82,7 @@ class Runner:
         self.dispatcher = self._dispatcher(campaign)
         self.planner = Planner(campaign)
         self.checked_until: dt.datetime | None = None
+        self._failing: dict[str, tuple[Occurrence, int]] = {}  # occurrence id -> (it, attempts)
         self._lock = threading.RLock()
         self._mtimes = self._watched_mtimes(campaign)
         self.scheduler: BackgroundScheduler | None = None
@@ -145,22 +148,48 @@ class Runner:
                         occurrence.id, occurrence.rule_id, occurrence.at, "missed", reason, now
                     )
                     self.activity.add(now, "missed", f"{occurrence.id} {reason}")
+                due_ids = {o.id for o in fire}
+                fire += [o for o, _ in self._failing.values() if o.id not in due_ids]
                 for occurrence in fire:
                     if self.stopped.is_set():
                         break
-                    late = now - occurrence.at
-                    note = f"补发 caught up {late} late" if late > dt.timedelta(minutes=1) else ""
-                    report = self.dispatcher.fire(occurrence, note=note)
-                    reports.append(report)
-                    self.activity.add(
-                        now, "fired", _summary(report) + (f" · {note}" if note else "")
-                    )
+                    report = self._fire_one(occurrence, now)
+                    if report is not None:
+                        reports.append(report)
                 if not self.stopped.is_set():
                     self.checked_until = now
             except Exception as exc:  # a failing tick is logged; the next wake tries again
                 log.exception("tick failed")
                 self.activity.add(now, "error", f"调度出错 tick failed: {exc!r}")
         return reports
+
+    def _fire_one(self, occurrence: Occurrence, now: dt.datetime) -> FireReport | None:
+        """Fire one occurrence; one that raises is retried on the next ticks, then logged as
+        failed, and never holds up the others."""
+        late = now - occurrence.at
+        note = f"补发 caught up {late} late" if late > dt.timedelta(minutes=1) else ""
+        try:
+            report = self.dispatcher.fire(occurrence, note=note)
+        except Exception as exc:
+            log.exception("firing %s failed", occurrence.id)
+            attempts = self._failing.get(occurrence.id, (occurrence, 0))[1] + 1
+            self.activity.add(
+                now,
+                "error",
+                f"{occurrence.id} 触发失败 failed to fire ({attempts}/{FIRE_ATTEMPTS}): {exc!r}",
+            )
+            if attempts < FIRE_ATTEMPTS:
+                self._failing[occurrence.id] = (occurrence, attempts)
+            else:
+                self._failing.pop(occurrence.id, None)
+                reason = f"触发失败 failed to fire {attempts} times: {exc}"
+                self.log.record_occurrence(
+                    occurrence.id, occurrence.rule_id, occurrence.at, "failed", reason, now
+                )
+            return None
+        self._failing.pop(occurrence.id, None)
+        self.activity.add(now, "fired", _summary(report) + (f" · {note}" if note else ""))
+        return report
 
     def next_wake(self, after: dt.datetime) -> dt.datetime | None:
         nxt = next(

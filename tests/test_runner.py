@@ -173,12 +173,41 @@ def test_a_failing_tick_is_logged_and_the_next_one_works(
     assert runner.tick(clock.now()) == []
     assert any(kind == "error" and "boom" in text for _, kind, text in runner.activity.lines)
     monkeypatch.setattr(runner.dispatcher, "fire", real_fire)
-    reports = runner.tick(clock.now())  # not marked checked: the failed occurrences are retried
+    reports = runner.tick(clock.now())  # the failed occurrences are tried again
     runner.dispatcher.close()
     assert sorted(r.occurrence_id for r in reports) == [
         "blast@2026-03-03T10:00",
         "groups@2026-03-03T10:00",
     ]
+
+
+def test_an_occurrence_that_keeps_failing_is_logged_and_blocks_nothing(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    campaign = load(write_engine_campaign(tmp_path, webhook_server.url))
+    clock = VirtualClock(at(2026, 3, 3, 9, 59))
+    runner = make_runner(campaign, store, clock, tmp_path)
+    runner.checked_until = clock.now()
+    real_fire = runner.dispatcher.fire
+
+    def fire(occurrence, **kw):
+        if occurrence.rule_id == "blast":
+            raise RuntimeError("template broke")
+        return real_fire(occurrence, **kw)
+
+    monkeypatch.setattr(runner.dispatcher, "fire", fire)
+    clock.set(at(2026, 3, 3, 10))
+    assert [r.occurrence_id for r in runner.tick(clock.now())] == ["groups@2026-03-03T10:00"]
+    for minute in (1, 2):
+        clock.set(at(2026, 3, 3, 10, minute))
+        assert runner.tick(clock.now()) == []
+    runner.dispatcher.close()
+    states = store.occurrence_states(at(2026, 3, 3), at(2026, 3, 4))
+    assert states["groups@2026-03-03T10:00"].status == "done"
+    assert states["blast@2026-03-03T10:00"].status == "failed"
+    assert (
+        states["blast@2026-03-03T10:00"].reason == "触发失败 failed to fire 3 times: template broke"
+    )
 
 
 def test_an_invalid_edit_is_refused_and_a_valid_one_applied(
