@@ -749,6 +749,28 @@ class Dispatcher:
             self.log.append(events)
         return resend
 
+    def settle(self, deliveries: Sequence[Delivery]) -> int:
+        """Record the final outcomes a late-outcome channel reports for accepted deliveries."""
+        by_channel: dict[str, list[Delivery]] = defaultdict(list)
+        for d in deliveries:
+            by_channel[d.channel_id].append(d)
+        events = []
+        for channel_id, items in by_channel.items():
+            try:
+                results = self.channel(channel_id).reconcile(items)
+            except Exception as exc:
+                log.warning("reconcile on %s failed: %r", channel_id, exc)
+                continue
+            now = self.clock.now()
+            events += [
+                Event(r.key, r.status, now, r.error_class, r.reason, r.provider_id)
+                for r in results
+                if r.status in (Status.DELIVERED, Status.FAILED)
+            ]
+        if events:
+            self.log.append(events)
+        return len(events)
+
     def _unknown_resends(self, key: str) -> int:
         return sum(1 for e in self.log.events(key) if e.status is Status.SENDING) - 1
 

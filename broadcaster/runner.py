@@ -10,12 +10,13 @@ logged and the scheduler goes on; a config edit is applied only if it validates.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ from .ratelimit import Limiters
 __all__ = ["FIRE_ATTEMPTS", "Activity", "Runner"]
 
 FIRE_ATTEMPTS = 3  # ticks an occurrence that raises is tried on before it is logged as failed
+LATE_OUTCOME_WINDOW = dt.timedelta(days=3)  # how long receipts and confirmations are waited for
 
 log = logging.getLogger("broadcaster.run")
 
@@ -209,38 +211,57 @@ class Runner:
         return out
 
     def sweep(self) -> int:
-        """Resume deliveries left planned, sending or unknown by an earlier run; return how many."""
+        """Resume deliveries left planned, sending or unknown by an earlier run, and collect
+        outcomes that arrive later (receipts, confirmations); return how many were resumed."""
         with self._lock:
             try:
                 unfinished = [s for s in self.log.unfinished() if s.campaign == self.campaign.id]
-                by_occurrence: dict[str, list[Any]] = {}
-                for state in unfinished:
-                    by_occurrence.setdefault(state.occurrence_id, []).append(state)
                 resumed = 0
-                for occurrence_id, states in by_occurrence.items():
-                    rebuilt = self._rebuild(occurrence_id)
-                    if rebuilt is None:
-                        continue
-                    occurrence, adhoc_spec, extra_vars = rebuilt
-                    pairs = self.dispatcher.prepare(occurrence, adhoc_spec, extra_vars)
-                    wanted = {s.key: s for s in states}
-                    deliveries = [d for d, _ in pairs if d.key in wanted]
-                    futures = self.dispatcher.dispatch(deliveries, wanted)
+                for occurrence_id, deliveries, states in self._rebuilt(unfinished):
+                    futures = self.dispatcher.dispatch(deliveries, states)
                     for f in futures:
                         f.result()
                     self.log.flush()
                     resumed += len(deliveries)
-                    if resumed:
+                    if deliveries:
                         self.activity.add(
                             self.clock.now(),
                             "resumed",
                             f"{occurrence_id}: {len(deliveries)} 条续发/对账 resumed or reconciled",
                         )
+                self.collect_late_outcomes()
                 return resumed
             except Exception as exc:
                 log.exception("sweep failed")
                 self.activity.add(self.clock.now(), "error", f"续发出错 sweep failed: {exc!r}")
                 return 0
+
+    def collect_late_outcomes(self) -> int:
+        """Ask channels whose outcomes arrive later about deliveries still only accepted."""
+        since = self.clock.now() - LATE_OUTCOME_WINDOW
+        settled = 0
+        for spec in self.campaign.channels.values():
+            if not (spec.enabled and spec.capabilities.late_outcomes):
+                continue
+            accepted = self.log.deliveries(channel=spec.id, status=Status.ACCEPTED, since=since)
+            mine = [s for s in accepted if s.campaign == self.campaign.id]
+            for _, deliveries, states in self._rebuilt(mine):
+                with_ids = [dataclasses.replace(d, provider_id=states[d.key].provider_id) for d in deliveries]
+                settled += self.dispatcher.settle(with_ids)
+        return settled
+
+    def _rebuilt(self, states: list[Any]) -> Iterator[tuple[str, list[Delivery], dict[str, Any]]]:
+        """Logged deliveries as sendable ones (addresses re-derived from the plan), by occurrence."""
+        by_occurrence: dict[str, dict[str, Any]] = {}
+        for state in states:
+            by_occurrence.setdefault(state.occurrence_id, {})[state.key] = state
+        for occurrence_id, wanted in by_occurrence.items():
+            rebuilt = self._rebuild(occurrence_id)
+            if rebuilt is None:
+                continue
+            occurrence, adhoc_spec, extra_vars = rebuilt
+            pairs = self.dispatcher.prepare(occurrence, adhoc_spec, extra_vars)
+            yield occurrence_id, [d for d, _ in pairs if d.key in wanted], wanted
 
     def _rebuild(
         self, occurrence_id: str

@@ -332,3 +332,48 @@ def test_a_one_off_send_held_by_quiet_hours_is_finished_by_the_sweep(
         "近期有人冒充快递员以理赔为名行骗" in store.text(s.text_sha256) for s in store.deliveries()
     )
     assert len(webhook_server.sends) == 3
+
+
+def test_outcomes_that_arrive_later_are_collected_by_the_sweep(
+    tmp_path: Path, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    """A channel with late outcomes (receipts, a person's confirmation) is asked about what is
+    still only accepted; what it confirms becomes delivered, the rest waits."""
+    import dataclasses
+
+    from broadcaster.channel import Result
+    from broadcaster.channels.outbox import OutboxChannel
+
+    confirmed: set[str] = set()
+
+    class ReceiptOutbox(OutboxChannel):
+        def reconcile(self, pending):  # type: ignore[no-untyped-def]
+            assert all(d.provider_id for d in pending)  # what the provider answered at send time
+            return [
+                Result(d.key, Status.DELIVERED, reason="DELIVRD", provider_id=d.provider_id)
+                for d in pending
+                if d.key in confirmed
+            ]
+
+    campaign = load(write_engine_campaign(tmp_path, webhook_server.url))
+    handoff = campaign.channels["handoff"]
+    campaign.channels["handoff"] = dataclasses.replace(
+        handoff,
+        plugin=ReceiptOutbox,
+        capabilities=dataclasses.replace(handoff.capabilities, late_outcomes=True),
+    )
+    clock = VirtualClock(at(2026, 3, 3, 10))
+    runner = make_runner(campaign, store, clock, tmp_path)
+    occurrence = next(
+        Planner(campaign).rule_occurrences(campaign.rule("groups"), at(2026, 3, 3), at(2026, 3, 4))
+    )
+    runner.dispatcher.fire(occurrence)
+    first, second = sorted(store.deliveries(), key=lambda s: s.target_id)
+    confirmed.add(first.key)
+    clock.set(at(2026, 3, 3, 10, 5))
+    assert runner.collect_late_outcomes() == 1
+    runner.dispatcher.close()
+    assert store.latest([first.key])[first.key].status is Status.DELIVERED
+    assert store.latest([second.key])[second.key].status is Status.ACCEPTED
+    [coverage] = store.coverage()
+    assert (coverage.targeted, coverage.accepted, coverage.delivered) == (2, 2, 1)
