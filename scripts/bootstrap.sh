@@ -33,7 +33,14 @@ if [ ! -x .venv/bin/python ]; then
     "$PYTHON" -m venv .venv
   fi
 fi
-pip() { .venv/bin/python -m pip -q --disable-pip-version-check "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+# pip's output is kept in .venv/pip.log and shown only when it fails
+pip() {
+  if ! .venv/bin/python -m pip -q --disable-pip-version-check "$@" > .venv/pip.log 2>&1; then
+    grep -v "^WARNING: Location" .venv/pip.log >&2
+    echo "安装失败 install failed: pip $*" >&2
+    exit 1
+  fi
+}
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "安装依赖 installing dependencies …" >&2
   pip install --upgrade pip "setuptools>=70.1" wheel
