@@ -246,7 +246,10 @@ class Runner:
             accepted = self.log.deliveries(channel=spec.id, status=Status.ACCEPTED, since=since)
             mine = [s for s in accepted if s.campaign == self.campaign.id]
             for _, deliveries, states in self._rebuilt(mine):
-                with_ids = [dataclasses.replace(d, provider_id=states[d.key].provider_id) for d in deliveries]
+                with_ids = [
+                    dataclasses.replace(d, provider_id=states[d.key].provider_id)
+                    for d in deliveries
+                ]
                 settled += self.dispatcher.settle(with_ids)
         return settled
 

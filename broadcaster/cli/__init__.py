@@ -125,3 +125,5 @@ def main() -> None:
 
 from . import campaign as _campaign  # noqa: E402,F401  (registers the commands)
 from . import delivery as _delivery  # noqa: E402,F401
+from . import log as _log  # noqa: E402,F401
+from . import run as _run  # noqa: E402,F401

@@ -1,35 +1,24 @@
-"""Delivery commands: channels, run, simulate, send-now, log."""
+"""Delivery commands: channels, simulate, send-now (run and log have modules of their own)."""
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import datetime as dt
 import hashlib
-import json
-import re
 import shutil
-import signal
-import sys
-import threading
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import click
 import requests
-from rich.console import Group
-from rich.live import Live
 from rich.markup import escape
-from rich.panel import Panel
 from rich.table import Table
 
 from ..adhoc import AdHoc
 from ..campaign import Campaign, ChannelSpec
-from ..channel import Channel, ChannelContext, Status
+from ..channel import Channel, ChannelContext
 from ..clock import SystemClock, VirtualClock
 from ..config.explain import did_you_mean
 from ..config.schema import Rule, Selector
@@ -39,12 +28,18 @@ from ..errors import AbortedError
 from ..log import DeliveryLog
 from ..plan import Planner
 from ..registry import Registry
-from ..runner import Activity, Runner
-from ..targets import mask_phone, parse_phone
 from . import State, cli, parse_date
 from .campaign import NOW_OPTION, load, pass_state, print_warnings
 
-__all__ = ["channels_command", "log_command", "run", "send_now", "simulate"]
+__all__ = [
+    "DB_OPTION",
+    "STATE_OPTION",
+    "channel_checks",
+    "channels_command",
+    "print_channel_table",
+    "send_now",
+    "simulate",
+]
 
 DB_OPTION = click.option(
     "--db",
@@ -134,140 +129,6 @@ def channels_command(state: State, now: str | None, state_dir: Path | None) -> N
         for channel in opened:
             channel.close()
         session.close()
-
-
-# --- run -----------------------------------------------------------------------------------------
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    m = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
-    if not m:
-        raise click.BadParameter(
-            f"expected a duration such as 30m, 2h or 1d; got {text!r}", param_hint="--grace"
-        )
-    n, unit = int(m.group(1)), m.group(2)
-    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
-
-
-def live_view(runner: Runner, campaign: Campaign, db: str) -> Panel:
-    now = runner.clock.now().astimezone(campaign.tz)
-    upcoming = Table(title="下次推送 next occurrences", title_justify="left", expand=True)
-    for column in ("时间 time", "规则 rule", "渠道 channels", "对象 targets"):
-        upcoming.add_column(column)
-    rules = {r.id: r for r in runner.campaign.rules}
-    for occurrence in runner.upcoming(now, 8):
-        spec = rules[occurrence.rule_id]
-        upcoming.add_row(
-            f"{occurrence.at:%m-%d %a %H:%M}",
-            occurrence.rule_id,
-            ", ".join(spec.rule.channels),
-            str(len(spec.targets)),
-        )
-    recent = Table(title="最近动态 recent activity", title_justify="left", expand=True)
-    recent.add_column("时间 time", no_wrap=True)
-    recent.add_column("事件 event")
-    for when, kind, text in list(runner.activity.lines)[-12:]:
-        style = {"error": "red", "missed": "yellow"}.get(kind, "")
-        recent.add_row(
-            f"{when.astimezone(campaign.tz):%m-%d %H:%M:%S}",
-            f"[{style}]{kind}[/{style}] {text}" if style else f"{kind} {text}",
-        )
-    ready = [c.id for c in runner.campaign.channels.values() if c.enabled]
-    off = [
-        f"{c.id} ({c.disabled_reason})" for c in runner.campaign.channels.values() if not c.enabled
-    ]
-    footer = f"就绪 ready: {', '.join(ready) or '—'}\n停用 disabled: {'; '.join(off) or '—'}\n日志 log: {db} · Ctrl-C 停止 stop"
-    return Panel(
-        Group(upcoming, recent, footer),
-        title=f"broadcaster run · {campaign.config.campaign.name} · {now:%Y-%m-%d %H:%M:%S}",
-    )
-
-
-@cli.command()
-@DB_OPTION
-@STATE_OPTION
-@click.option(
-    "--grace",
-    default="2h",
-    show_default=True,
-    help="停机补发宽限 catch up occurrences missed within this long (30m, 2h, 1d); older ones are logged as missed.",
-)
-@click.option(
-    "--live/--no-live",
-    default=None,
-    help="实时界面 live view (default: when writing to a terminal).",
-)
-@pass_state
-def run(
-    state: State, db: str | None, state_dir: Path | None, grace: str, live: bool | None
-) -> None:
-    """长期运行的调度器 the long-running scheduler: fires exactly what `plan` lists.
-
-    Restarts never re-send what was sent; occurrences missed while it was down are caught up
-    within --grace and logged as missed beyond it. Edits to the config are applied once they
-    validate. Ctrl-C or SIGTERM stops it cleanly.
-    """
-    campaign, _ = load(state, None)
-    print_warnings(state, campaign)
-    folder = state_dir_for(state.config, state_dir)
-    store, key = open_log(db, folder)
-    activity = Activity()
-    clock = SystemClock()
-    runner = Runner(
-        campaign,
-        store,
-        clock=clock,
-        hash_key=key,
-        state_dir=folder,
-        grace=parse_duration(grace),
-        activity=activity,
-    )
-    use_live = state.out.is_terminal if live is None else live
-    if not use_live:
-        activity.listeners.append(
-            lambda when, kind, text: state.out.print(
-                f"{when.astimezone(campaign.tz):%Y-%m-%d %H:%M:%S} {kind} {text}", markup=False
-            )
-        )
-    stop = threading.Event()
-
-    def on_signal(signum: int, _frame: Any) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    state.out.print(
-        f"启动 starting: {campaign.config.campaign.name}, {len(campaign.rules)} rules · 日志 log {store.url_display}"
-    )
-    print_channel_table(
-        state, campaign, channel_checks(campaign, lambda spec: runner.dispatcher.channel(spec.id))
-    )
-    try:
-        runner.start()
-        if not use_live:
-            for occurrence in runner.upcoming(clock.now(), 5):
-                state.out.print(f"下次 next: {occurrence.at:%Y-%m-%d %H:%M} {occurrence.rule_id}")
-            state.out.print("运行中 running; Ctrl-C 停止 stop", markup=False)
-            while not stop.wait(1.0):
-                runner.watchdog()
-        else:
-            with Live(
-                live_view(runner, campaign, store.url_display),
-                console=state.out,
-                refresh_per_second=2,
-                transient=False,
-            ) as view:
-                while not stop.wait(0.5):
-                    runner.watchdog()
-                    view.update(live_view(runner, runner.campaign, store.url_display))
-    finally:
-        state.out.print(
-            "正在停止 stopping: in-flight deliveries finish or are logged as interrupted …"
-        )
-        runner.stop()
-        store.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
-        state.out.print("已停止 stopped cleanly.")
 
 
 # --- simulate ------------------------------------------------------------------------------------
@@ -554,208 +415,3 @@ def send_now(
         else " (此分钟已发送过，未重复发送 already sent this minute: nothing sent twice)"
     )
     state.out.print(f"完成 done: {counts or '—'}{already}")
-
-
-# --- log -----------------------------------------------------------------------------------------
-
-
-@cli.command("log")
-@click.option("--from", "from_", metavar="DATE", help="起始日期 first day.")
-@click.option("--to", metavar="DATE", help="结束日期 last day, inclusive.")
-@click.option("--rule")
-@click.option("--channel")
-@click.option("--target")
-@click.option("--status", type=click.Choice([s.value for s in Status]))
-@click.option(
-    "--phone",
-    help="按号码查询 was this number reached? (一案三查; the number is hashed, never stored)",
-)
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["table", "csv", "json"]),
-    default="table",
-    show_default=True,
-)
-@click.option(
-    "--limit", type=int, default=50, show_default=True, help="表格最多行数 table rows at most."
-)
-@DB_OPTION
-@STATE_OPTION
-@pass_state
-def log_command(
-    state: State,
-    from_: str | None,
-    to: str | None,
-    rule: str | None,
-    channel: str | None,
-    target: str | None,
-    status: str | None,
-    phone: str | None,
-    fmt: str,
-    limit: int,
-    db: str | None,
-    state_dir: Path | None,
-) -> None:
-    """查询投递日志 the delivery log: coverage per send (targeted, accepted, delivered) and deliveries."""
-
-    tz = ZoneInfo("Asia/Shanghai")
-    if state.config.exists():  # only the zone: an auditor can query even when the config is broken
-        tz = campaign_zone(state.config)
-    first = parse_date(from_, "--from")
-    last = parse_date(to, "--to")
-    since = dt.datetime.combine(first, dt.time(), tzinfo=tz) if first else None
-    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz) if last else None
-    folder = state_dir_for(state.config, state_dir)
-    store, _ = open_log(db, folder)
-    try:
-        recipient_hash = None
-        if phone:
-            number = parse_phone(phone)
-            if number is None:
-                raise click.BadParameter(
-                    "not a mainland mobile or landline number", param_hint="--phone"
-                )
-            recipient_hash = store.recipient_hash(number)
-        filters = {
-            "since": since,
-            "until": until,
-            "rule": rule,
-            "channel": channel,
-            "target": target,
-        }
-        rows = store.deliveries(
-            **filters, status=Status(status) if status else None, recipient_hash=recipient_hash
-        )
-        coverage = [] if phone else store.coverage(**filters)
-    finally:
-        store.close()
-    if fmt in ("csv", "json"):
-        fields = (
-            "scheduled_at",
-            "occurrence_id",
-            "rule_id",
-            "channel_id",
-            "target_id",
-            "recipient_display",
-            "status",
-            "status_at",
-            "error_class",
-            "reason",
-            "provider_id",
-            "template",
-            "template_sha",
-            "text_sha256",
-            "key",
-        )
-        records = [{f: _plain(getattr(r, f)) for f in fields} for r in rows]
-        if fmt == "json":
-            sys.stdout.write(
-                json.dumps(
-                    {
-                        "deliveries": records,
-                        "coverage": [
-                            {k: _plain(v) for k, v in dataclasses.asdict(c).items()}
-                            for c in coverage
-                        ],
-                    },
-                    ensure_ascii=False,
-                    indent=1,
-                )
-                + "\n"
-            )
-        else:
-            writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
-            writer.writeheader()
-            for record in records:
-                writer.writerow({k: _csv_safe(v) for k, v in record.items()})
-        return
-    if coverage:
-        table = Table(title="每次推送覆盖情况 coverage per send", title_justify="left")
-        for column in (
-            "时间 time",
-            "规则 rule",
-            "渠道 channel",
-            "目标 targeted",
-            "已受理 accepted",
-            "已送达 delivered",
-            "失败 failed",
-            "未知 unknown",
-            "跳过 skipped",
-            "受理率 rate",
-        ):
-            table.add_column(column, justify="right" if column[0] in "目已失未跳受" else "left")
-        for c in coverage[-limit:]:
-            rate = f"{100 * c.accepted / c.targeted:.0f}%" if c.targeted else "—"
-            table.add_row(
-                f"{c.scheduled_at.astimezone(tz):%m-%d %H:%M}",
-                c.rule_id,
-                c.channel_id,
-                str(c.targeted),
-                str(c.accepted),
-                str(c.delivered),
-                str(c.failed),
-                str(c.unknown),
-                str(c.skipped),
-                rate,
-            )
-        state.out.print(table)
-    table = Table(
-        title=("号码查询 lookup by number: " + mask_phone(parse_phone(phone) or phone))
-        if phone
-        else "投递记录 deliveries",
-        title_justify="left",
-    )
-    for column in (
-        "计划时间 scheduled",
-        "规则 rule",
-        "渠道 channel",
-        "对象 target",
-        "接收方 recipient",
-        "状态 status",
-        "原因 reason",
-        "模板 template",
-    ):
-        table.add_column(column)
-    for r in rows[-limit:]:
-        table.add_row(
-            f"{r.scheduled_at.astimezone(tz):%m-%d %H:%M}",
-            r.rule_id,
-            r.channel_id,
-            r.target_id,
-            r.recipient_display,
-            r.status.value,
-            (r.reason or "")[:50],
-            r.template,
-        )
-    state.out.print(table)
-    state.out.print(
-        f"共 {len(rows)} 条 {len(rows)} deliveries"
-        + (f"; showing the last {limit}" if len(rows) > limit else "")
-    )
-
-
-def campaign_zone(config: Path) -> ZoneInfo:
-    """The campaign's time zone, read without validating the whole config."""
-    from ..config.source import load_document
-
-    try:
-        doc, _ = load_document(config)
-        return ZoneInfo(str(doc.data.get("campaign", {}).get("timezone", "Asia/Shanghai")))
-    except Exception:
-        return ZoneInfo("Asia/Shanghai")
-
-
-def _plain(value: Any) -> Any:
-    if isinstance(value, dt.datetime):
-        return value.isoformat()
-    if isinstance(value, Status) or hasattr(value, "value"):
-        return value.value
-    return value
-
-
-def _csv_safe(value: Any) -> Any:
-    """Neutralise spreadsheet formulas (CSV injection)."""
-    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
-        return "'" + value
-    return value

@@ -19,12 +19,13 @@ from pydantic import ValidationError
 
 from ..calendar import SOLAR_TERMS, ChinaCalendar
 from ..campaign import Campaign, ChannelSpec, RuleSpec
-from ..channel import Addressing, ChannelContext, Message, MessageKind, QuietHours, RateLimit
+from ..channel import Addressing, ChannelContext, MessageKind, QuietHours, RateLimit
 from ..errors import CalendarError, ConfigError, ConfigIssue, TemplateError
 from ..registry import Registry
 from ..render import Renderer
 from ..targets import Contact, TargetNode, TargetTree, load_contacts_csv, mask_phone, parse_phone
 from .explain import did_you_mean, explain
+from .render_checks import RenderChecks
 from .schema import Config, Selector, Target
 from .source import Document, Path_, load_document
 
@@ -59,7 +60,7 @@ def load_campaign(
     return campaign
 
 
-class _Builder:
+class _Builder(RenderChecks):
     def __init__(
         self,
         doc: Document,
@@ -634,114 +635,3 @@ class _Builder:
                         f"未知的阶段 unknown phase '{pid}'",
                         did_you_mean(pid, phase_ids),
                     )
-
-    # -- render every template a rule can pick, once per kind of target
-
-    def _render_checks(self, campaign: Campaign, today: dt.date) -> None:
-        from ..plan import Occurrence, Planner
-
-        planner = Planner(campaign)
-        config = self.config
-        reported: set[tuple[str, str]] = set()
-        for spec in campaign.rules:
-            rule = spec.rule
-            if not rule.enabled:
-                continue
-            combos: list[tuple[str | None, str | None]] = []
-            if rule.template or rule.theme:
-                combos.append((rule.theme, None))
-            else:
-                combos.append((config.default_theme, None))
-                combos += [(p.theme, None) for p in config.phases if p.theme]
-                combos += [(o.theme, o.id) for o in config.occasions]
-            groups: dict[tuple[Any, ...], str] = {}
-            for tid in spec.targets:
-                node = campaign.targets[tid]
-                key = (node.audience, tuple(sorted(k for k, _ in node.vars)))
-                best = groups.get(key)
-                weight = len(node.name) + sum(len(str(v)) for _, v in node.vars)
-                if best is None or weight > self._weight(campaign, best):
-                    groups[key] = tid
-            at = dt.datetime.combine(today, Planner.times(rule.when)[-1], tzinfo=campaign.tz)
-            occurrence = Occurrence(rule.id, at, 0, today)
-            for cid in rule.channels:
-                channel = campaign.channels[cid]
-                for theme, occasion in combos:
-                    names = (
-                        [rule.template]
-                        if rule.template
-                        else list(rule.topics or config.themes[theme].topics)
-                    )  # type: ignore[index]
-                    for name in names:
-                        for tid in groups.values():
-                            node = campaign.targets[tid]
-                            if occasion is not None and not planner.themes.applies(
-                                campaign.occasion(occasion), node
-                            ):
-                                continue
-                            template = campaign.renderer.template_name(
-                                channel.kind, name, node.audience
-                            )
-                            if template is None:
-                                continue
-                            self._check_one(
-                                planner,
-                                channel,
-                                template,
-                                occurrence,
-                                tid,
-                                theme,
-                                occasion,
-                                None if rule.template else name,
-                                spec,
-                                reported,
-                            )
-
-    @staticmethod
-    def _weight(campaign: Campaign, tid: str) -> int:
-        node = campaign.targets[tid]
-        return len(node.name) + sum(len(str(v)) for _, v in node.vars)
-
-    def _check_one(
-        self,
-        planner: Any,
-        channel: ChannelSpec,
-        template: str,
-        occurrence: Any,
-        tid: str,
-        theme: str | None,
-        occasion: str | None,
-        topic: str | None,
-        spec: RuleSpec,
-        reported: set[tuple[str, str]],
-    ) -> None:
-        renderer = planner.campaign.renderer
-        try:
-            text = planner.text(template, occurrence, channel.id, tid, theme, occasion, topic)
-        except TemplateError as exc:
-            where, _, message = str(exc).partition(": ")
-            file, _, line = where.rpartition(":")
-            key = (template, message)
-            if key not in reported:
-                reported.add(key)
-                self.issues.append(
-                    ConfigIssue(
-                        self._shown(Path(file)),
-                        int(line) if line.isdigit() else None,
-                        "",
-                        f"{message} (rule '{spec.id}', channel '{channel.id}')",
-                    )
-                )
-            return
-        message = Message(channel.kind, text, template, renderer.sha(template), theme, topic)
-        for problem in channel.message_problems(self.probes[channel.id], message):
-            key = (template, channel.id + problem)
-            if key in reported:
-                continue
-            reported.add(key)
-            _, file = renderer.source(template)
-            self.issues.append(
-                ConfigIssue(
-                    self._shown(Path(file)), 1, "", f"{problem} (rule '{spec.id}', target '{tid}')"
-                )
-            )

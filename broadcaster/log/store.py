@@ -19,9 +19,7 @@ import datetime as dt
 import hashlib
 import hmac
 import logging
-import os
 import queue
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -29,14 +27,20 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine, Row
-from sqlalchemy.engine.url import URL, make_url
 
 from ..channel import ErrorClass, Status
 from ..errors import LogStoreError
+from .engines import (
+    RefusedError,
+    Target,
+    mask,
+    migrate,
+    parse_url,
+    pg_engine,
+    sqlite_engine,
+    sqlite_path,
+)
 from .models import deliveries, delivery_events, messages, occurrences
 from .records import CoverageRow, DeliveryRecord, DeliveryState, Event, OccurrenceState
 
@@ -51,18 +55,11 @@ _CHUNK = 900  # rows per IN (...) lookup and per multi-row INSERT
 _MAX_GROUP = 2000  # queued writes committed together at most
 _ID_CACHE = 200_000  # delivery key -> row id, remembered by the writer
 log = logging.getLogger("broadcaster.log")
-_MIGRATIONS = Path(__file__).resolve().with_name("migrations")
-_PG_MIGRATION_LOCK = 0x62726F61  # advisory lock id: two processes never migrate at once
 
 
 def default_url(state_dir: Path) -> str:
     """The SQLite log inside the state folder."""
     return f"sqlite:///{Path(state_dir) / 'delivery-log.sqlite3'}"
-
-
-def _mask(url: str) -> str:
-    """Mask the password of a URL that SQLAlchemy could not parse."""
-    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -73,61 +70,6 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
 def _aware(value: dt.datetime, what: str) -> None:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise ValueError(f"{what} 需要带时区的时间 must be an aware datetime, got {value!r}")
-
-
-class _RefusedError(LogStoreError):
-    """A write refused because of its own content: fails only the caller who sent it."""
-
-
-class _Target:
-    """Where the log lives, as shown to people; turns database errors into LogStoreError."""
-
-    def __init__(self, url: URL, path: Path | None, busy_timeout: float) -> None:
-        self.display = url.render_as_string(hide_password=True)
-        self.password = url.password
-        self.dialect = url.get_backend_name()
-        self.path = path
-        self.busy_timeout = busy_timeout
-
-    def translate(self, exc: BaseException) -> LogStoreError:
-        """One bilingual LogStoreError for any database failure; never shows a password."""
-        if isinstance(exc, LogStoreError):
-            return exc
-        orig = getattr(exc, "orig", None) or exc
-        lines = [line.strip() for line in str(orig).splitlines() if line.strip()]
-        detail = lines[0] if lines else type(orig).__name__
-        if self.password:
-            detail = detail.replace(self.password, "***")
-        low = detail.lower()
-        where = str(self.path) if self.path else self.display
-        sqlstate = getattr(orig, "sqlstate", None)
-        if self.dialect == "sqlite":
-            if "locked" in low or "busy" in low:
-                return LogStoreError(
-                    f"日志库被锁定 delivery log is locked: {where} (another connection holds"
-                    f" the lock; gave up after {self.busy_timeout:g} s: {detail})"
-                )
-            if any(w in low for w in ("readonly", "read-only", "unable to open", "permission")):
-                return LogStoreError(
-                    f"日志库无法写入 delivery log is not writable: {where} ({detail})"
-                )
-        elif sqlstate in ("55P03", "40P01"):  # lock_not_available, deadlock_detected
-            return LogStoreError(
-                f"日志库被锁定 delivery log is locked: {where} (gave up after"
-                f" {self.busy_timeout:g} s: {detail})"
-            )
-        elif sqlstate == "42501":  # insufficient_privilege
-            return LogStoreError(f"日志库无法写入 delivery log is not writable: {where} ({detail})")
-        elif isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and (
-            sqlstate is None or sqlstate.startswith("08")
-        ):
-            return LogStoreError(f"日志库无法连接 delivery log is unreachable: {where} ({detail})")
-        if isinstance(exc, sa.exc.IntegrityError):
-            return _RefusedError(f"日志拒绝写入 delivery log refused the write: {where} ({detail})")
-        if isinstance(exc, OSError):
-            reason = exc.strerror or detail
-            return LogStoreError(f"日志库无法写入 delivery log is not writable: {where} ({reason})")
-        return LogStoreError(f"日志库出错 delivery log error: {where} ({detail})")
 
 
 @dataclass(eq=False)
@@ -145,7 +87,7 @@ class _Job:
 class DeliveryLog:
     """The append-only delivery log. Open with `DeliveryLog.open(url, hash_key=...)`."""
 
-    def __init__(self, target: _Target, writer: Engine, reader: Engine, hash_key: bytes) -> None:
+    def __init__(self, target: Target, writer: Engine, reader: Engine, hash_key: bytes) -> None:
         """Use `DeliveryLog.open()`."""
         self.url_display = target.display
         self._target = target
@@ -170,12 +112,12 @@ class DeliveryLog:
         """Open (creating if needed) the log at `url` and migrate it to the newest schema."""
         if not isinstance(hash_key, bytes) or not hash_key:
             raise ValueError("hash_key 须为非空字节串 must be non-empty bytes")
-        parsed = _parse_url(url)
-        path = _sqlite_path(parsed, _mask(url)) if parsed.get_backend_name() == "sqlite" else None
-        target = _Target(parsed, path, busy_timeout)
+        parsed = parse_url(url)
+        path = sqlite_path(parsed, mask(url)) if parsed.get_backend_name() == "sqlite" else None
+        target = Target(parsed, path, busy_timeout)
         if path is not None:
-            writer = _sqlite_engine(parsed, busy_timeout, immediate=True, pool_size=1)
-            reader = _sqlite_engine(parsed, busy_timeout, immediate=False, pool_size=8)
+            writer = sqlite_engine(parsed, busy_timeout, immediate=True, pool_size=1)
+            reader = sqlite_engine(parsed, busy_timeout, immediate=False, pool_size=8)
         else:
             try:
                 import psycopg  # noqa: F401
@@ -184,11 +126,11 @@ class DeliveryLog:
                     f"缺少 PostgreSQL 驱动 PostgreSQL driver missing for {target.display}"
                     " (pip install 'broadcaster[postgres]')"
                 ) from None
-            writer = _pg_engine(parsed, busy_timeout, pool_size=1)
+            writer = pg_engine(parsed, busy_timeout, pool_size=1)
             # Several queries of one read see one snapshot.
-            reader = _pg_engine(parsed, busy_timeout, pool_size=8, isolation="REPEATABLE READ")
+            reader = pg_engine(parsed, busy_timeout, pool_size=8, isolation="REPEATABLE READ")
         try:
-            _migrate(writer)
+            migrate(writer)
         except Exception as exc:
             writer.dispose()
             reader.dispose()
@@ -535,7 +477,7 @@ class DeliveryLog:
             results = self._write(group)
         except BaseException as exc:
             error = self._target.translate(exc)
-            if isinstance(error, _RefusedError) and len(group) > 1:
+            if isinstance(error, RefusedError) and len(group) > 1:
                 for job in group:
                     self._commit([job])
                 return
@@ -654,7 +596,7 @@ def _insert_events(
     missing = [k for k in keys if k not in ids]
     if missing:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
-        raise _RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
+        raise RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
     rows = [
         _event_row(ids[e.key], e.status, e.at, e.error_class, e.reason, e.provider_id, e.attempt)
         for e in events
@@ -724,119 +666,3 @@ def _state(row: Row[Any]) -> DeliveryState:
     m = row._mapping
     error_class = ErrorClass(m["error_class"]) if m["error_class"] else None
     return DeliveryState(**{**m, "status": Status(m["status"]), "error_class": error_class})
-
-
-# --- engines and migrations ---------------------------------------------------------------------
-
-
-def _parse_url(url: str) -> URL:
-    try:
-        parsed = make_url(url)
-    except Exception as exc:
-        raise LogStoreError(
-            f"日志库地址无效 delivery log URL is invalid: {_mask(str(url))} ({exc})"
-        ) from None
-    backend, driver = parsed.get_backend_name(), parsed.get_driver_name()
-    if backend == "sqlite" and driver == "pysqlite":
-        return parsed
-    if backend == "postgresql" and driver in ("psycopg", "psycopg2"):
-        return parsed.set(drivername="postgresql+psycopg")  # psycopg 3 only
-    raise LogStoreError(
-        f"日志库地址无效 delivery log URL is invalid: {parsed.render_as_string(hide_password=True)}"
-        " (use sqlite:///path/to/log.sqlite3 or postgresql+psycopg://user@host/db)"
-    )
-
-
-def _sqlite_path(url: URL, display: str) -> Path:
-    """The database file, its folder created and checked writable."""
-    if not url.database or url.database == ":memory:" or url.query.get("mode") == "memory":
-        raise LogStoreError(
-            f"日志库地址无效 delivery log URL is invalid: {display} (SQLite needs a file path)"
-        )
-    path = Path(url.database).expanduser().absolute()
-    folder = path.parent
-    for parent in (folder, *folder.parents):
-        if parent.exists():
-            if not parent.is_dir():
-                raise LogStoreError(
-                    f"日志库无法写入 delivery log is not writable: {path} ({parent} is a file, not a folder)"
-                )
-            break
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise LogStoreError(
-            f"日志库无法写入 delivery log is not writable: {path} ({exc.strerror})"
-        ) from exc
-    # WAL needs to create -wal and -shm files next to the database.
-    if not os.access(folder, os.W_OK | os.X_OK) or (
-        path.exists() and not os.access(path, os.R_OK | os.W_OK)
-    ):
-        raise LogStoreError(
-            f"日志库无法写入 delivery log is not writable: {path} (Permission denied)"
-        )
-    return path
-
-
-def _sqlite_engine(url: URL, busy_timeout: float, *, immediate: bool, pool_size: int) -> Engine:
-    engine = sa.create_engine(
-        url,
-        connect_args={"timeout": busy_timeout, "check_same_thread": False},
-        pool_size=pool_size,
-        max_overflow=0 if immediate else 8,
-    )
-
-    @sa_event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"
-
-    @sa_event.listens_for(engine, "begin")
-    def on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql(begin)
-
-    return engine
-
-
-def _pg_engine(
-    url: URL, busy_timeout: float, *, pool_size: int, isolation: str = "READ COMMITTED"
-) -> Engine:
-    connect_args: dict[str, Any] = {}
-    if "connect_timeout" not in url.query:
-        connect_args["connect_timeout"] = 10
-    engine = sa.create_engine(
-        url,
-        connect_args=connect_args,
-        pool_size=pool_size,
-        max_overflow=0 if pool_size == 1 else 8,
-        pool_pre_ping=True,
-        isolation_level=isolation,
-    )
-    timeout_ms = max(1, round(busy_timeout * 1000))
-
-    @sa_event.listens_for(engine, "connect")
-    def on_connect(dbapi_connection: Any, _record: Any) -> None:
-        autocommit = dbapi_connection.autocommit
-        dbapi_connection.autocommit = True
-        dbapi_connection.execute(f"SET lock_timeout = {timeout_ms}")
-        dbapi_connection.autocommit = autocommit
-
-    return engine
-
-
-def _migrate(engine: Engine) -> None:
-    """Run the Alembic migrations to head inside one write transaction."""
-    config = Config()
-    config.set_main_option("script_location", str(_MIGRATIONS))
-    config.set_main_option("path_separator", "os")
-    with engine.begin() as conn:
-        if conn.dialect.name == "postgresql":
-            conn.execute(sa.text(f"SELECT pg_advisory_xact_lock({_PG_MIGRATION_LOCK})"))
-        config.attributes["connection"] = conn
-        command.upgrade(config, "head")

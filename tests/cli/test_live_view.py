@@ -7,7 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from broadcaster.cli.delivery import live_view
+from broadcaster.cli.run import live_view
 from broadcaster.clock import VirtualClock
 from broadcaster.log import DeliveryLog
 from broadcaster.runner import Runner

@@ -1,0 +1,226 @@
+"""`broadcaster log`: coverage per send and deliveries, by time, rule, channel, target, status or number."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import datetime as dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import click
+from rich.table import Table
+
+from ..channel import Status
+from ..engine import open_log, state_dir_for
+from ..targets import mask_phone, parse_phone
+from . import State, cli, parse_date
+from .campaign import pass_state
+from .delivery import DB_OPTION, STATE_OPTION
+
+__all__ = ["log_command"]
+
+
+@cli.command("log")
+@click.option("--from", "from_", metavar="DATE", help="起始日期 first day.")
+@click.option("--to", metavar="DATE", help="结束日期 last day, inclusive.")
+@click.option("--rule")
+@click.option("--channel")
+@click.option("--target")
+@click.option("--status", type=click.Choice([s.value for s in Status]))
+@click.option(
+    "--phone",
+    help="按号码查询 was this number reached? (一案三查; the number is hashed, never stored)",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "csv", "json"]),
+    default="table",
+    show_default=True,
+)
+@click.option(
+    "--limit", type=int, default=50, show_default=True, help="表格最多行数 table rows at most."
+)
+@DB_OPTION
+@STATE_OPTION
+@pass_state
+def log_command(
+    state: State,
+    from_: str | None,
+    to: str | None,
+    rule: str | None,
+    channel: str | None,
+    target: str | None,
+    status: str | None,
+    phone: str | None,
+    fmt: str,
+    limit: int,
+    db: str | None,
+    state_dir: Path | None,
+) -> None:
+    """查询投递日志 the delivery log: coverage per send (targeted, accepted, delivered) and deliveries."""
+
+    tz = ZoneInfo("Asia/Shanghai")
+    if state.config.exists():  # only the zone: an auditor can query even when the config is broken
+        tz = campaign_zone(state.config)
+    first = parse_date(from_, "--from")
+    last = parse_date(to, "--to")
+    since = dt.datetime.combine(first, dt.time(), tzinfo=tz) if first else None
+    until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz) if last else None
+    folder = state_dir_for(state.config, state_dir)
+    store, _ = open_log(db, folder)
+    try:
+        recipient_hash = None
+        if phone:
+            number = parse_phone(phone)
+            if number is None:
+                raise click.BadParameter(
+                    "not a mainland mobile or landline number", param_hint="--phone"
+                )
+            recipient_hash = store.recipient_hash(number)
+        filters = {
+            "since": since,
+            "until": until,
+            "rule": rule,
+            "channel": channel,
+            "target": target,
+        }
+        rows = store.deliveries(
+            **filters, status=Status(status) if status else None, recipient_hash=recipient_hash
+        )
+        coverage = [] if phone else store.coverage(**filters)
+    finally:
+        store.close()
+    if fmt in ("csv", "json"):
+        fields = (
+            "scheduled_at",
+            "occurrence_id",
+            "rule_id",
+            "channel_id",
+            "target_id",
+            "recipient_display",
+            "status",
+            "status_at",
+            "error_class",
+            "reason",
+            "provider_id",
+            "template",
+            "template_sha",
+            "text_sha256",
+            "key",
+        )
+        records = [{f: _plain(getattr(r, f)) for f in fields} for r in rows]
+        if fmt == "json":
+            sys.stdout.write(
+                json.dumps(
+                    {
+                        "deliveries": records,
+                        "coverage": [
+                            {k: _plain(v) for k, v in dataclasses.asdict(c).items()}
+                            for c in coverage
+                        ],
+                    },
+                    ensure_ascii=False,
+                    indent=1,
+                )
+                + "\n"
+            )
+        else:
+            writer = csv.DictWriter(sys.stdout, fieldnames=fields, lineterminator="\n")
+            writer.writeheader()
+            for record in records:
+                writer.writerow({k: _csv_safe(v) for k, v in record.items()})
+        return
+    if coverage:
+        table = Table(title="每次推送覆盖情况 coverage per send", title_justify="left")
+        for column in (
+            "时间 time",
+            "规则 rule",
+            "渠道 channel",
+            "目标 targeted",
+            "已受理 accepted",
+            "已送达 delivered",
+            "失败 failed",
+            "未知 unknown",
+            "跳过 skipped",
+            "受理率 rate",
+        ):
+            table.add_column(column, justify="right" if column[0] in "目已失未跳受" else "left")
+        for c in coverage[-limit:]:
+            rate = f"{100 * c.accepted / c.targeted:.0f}%" if c.targeted else "—"
+            table.add_row(
+                f"{c.scheduled_at.astimezone(tz):%m-%d %H:%M}",
+                c.rule_id,
+                c.channel_id,
+                str(c.targeted),
+                str(c.accepted),
+                str(c.delivered),
+                str(c.failed),
+                str(c.unknown),
+                str(c.skipped),
+                rate,
+            )
+        state.out.print(table)
+    table = Table(
+        title=("号码查询 lookup by number: " + mask_phone(parse_phone(phone) or phone))
+        if phone
+        else "投递记录 deliveries",
+        title_justify="left",
+    )
+    for column in (
+        "计划时间 scheduled",
+        "规则 rule",
+        "渠道 channel",
+        "对象 target",
+        "接收方 recipient",
+        "状态 status",
+        "原因 reason",
+        "模板 template",
+    ):
+        table.add_column(column)
+    for r in rows[-limit:]:
+        table.add_row(
+            f"{r.scheduled_at.astimezone(tz):%m-%d %H:%M}",
+            r.rule_id,
+            r.channel_id,
+            r.target_id,
+            r.recipient_display,
+            r.status.value,
+            (r.reason or "")[:50],
+            r.template,
+        )
+    state.out.print(table)
+    state.out.print(
+        f"共 {len(rows)} 条 {len(rows)} deliveries"
+        + (f"; showing the last {limit}" if len(rows) > limit else "")
+    )
+
+
+def campaign_zone(config: Path) -> ZoneInfo:
+    """The campaign's time zone, read without validating the whole config."""
+    from ..config.source import load_document
+
+    try:
+        doc, _ = load_document(config)
+        return ZoneInfo(str(doc.data.get("campaign", {}).get("timezone", "Asia/Shanghai")))
+    except Exception:
+        return ZoneInfo("Asia/Shanghai")
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, Status) or hasattr(value, "value"):
+        return value.value
+    return value
+
+
+def _csv_safe(value: Any) -> Any:
+    """Neutralise spreadsheet formulas (CSV injection)."""
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return value

@@ -1,0 +1,157 @@
+"""`broadcaster run`: the long-running scheduler and its live view."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+
+from ..campaign import Campaign
+from ..clock import SystemClock
+from ..engine import open_log, state_dir_for
+from ..runner import Activity, Runner
+from . import State, cli
+from .campaign import load, pass_state, print_warnings
+from .delivery import DB_OPTION, STATE_OPTION, channel_checks, print_channel_table
+
+__all__ = ["live_view", "run"]
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    m = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
+    if not m:
+        raise click.BadParameter(
+            f"expected a duration such as 30m, 2h or 1d; got {text!r}", param_hint="--grace"
+        )
+    n, unit = int(m.group(1)), m.group(2)
+    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+
+
+def live_view(runner: Runner, campaign: Campaign, db: str) -> Panel:
+    now = runner.clock.now().astimezone(campaign.tz)
+    upcoming = Table(title="下次推送 next occurrences", title_justify="left", expand=True)
+    for column in ("时间 time", "规则 rule", "渠道 channels", "对象 targets"):
+        upcoming.add_column(column)
+    rules = {r.id: r for r in runner.campaign.rules}
+    for occurrence in runner.upcoming(now, 8):
+        spec = rules[occurrence.rule_id]
+        upcoming.add_row(
+            f"{occurrence.at:%m-%d %a %H:%M}",
+            occurrence.rule_id,
+            ", ".join(spec.rule.channels),
+            str(len(spec.targets)),
+        )
+    recent = Table(title="最近动态 recent activity", title_justify="left", expand=True)
+    recent.add_column("时间 time", no_wrap=True)
+    recent.add_column("事件 event")
+    for when, kind, text in list(runner.activity.lines)[-12:]:
+        style = {"error": "red", "missed": "yellow"}.get(kind, "")
+        recent.add_row(
+            f"{when.astimezone(campaign.tz):%m-%d %H:%M:%S}",
+            f"[{style}]{kind}[/{style}] {text}" if style else f"{kind} {text}",
+        )
+    ready = [c.id for c in runner.campaign.channels.values() if c.enabled]
+    off = [
+        f"{c.id} ({c.disabled_reason})" for c in runner.campaign.channels.values() if not c.enabled
+    ]
+    footer = f"就绪 ready: {', '.join(ready) or '—'}\n停用 disabled: {'; '.join(off) or '—'}\n日志 log: {db} · Ctrl-C 停止 stop"
+    return Panel(
+        Group(upcoming, recent, footer),
+        title=f"broadcaster run · {campaign.config.campaign.name} · {now:%Y-%m-%d %H:%M:%S}",
+    )
+
+
+@cli.command()
+@DB_OPTION
+@STATE_OPTION
+@click.option(
+    "--grace",
+    default="2h",
+    show_default=True,
+    help="停机补发宽限 catch up occurrences missed within this long (30m, 2h, 1d); older ones are logged as missed.",
+)
+@click.option(
+    "--live/--no-live",
+    default=None,
+    help="实时界面 live view (default: when writing to a terminal).",
+)
+@pass_state
+def run(
+    state: State, db: str | None, state_dir: Path | None, grace: str, live: bool | None
+) -> None:
+    """长期运行的调度器 the long-running scheduler: fires exactly what `plan` lists.
+
+    Restarts never re-send what was sent; occurrences missed while it was down are caught up
+    within --grace and logged as missed beyond it. Edits to the config are applied once they
+    validate. Ctrl-C or SIGTERM stops it cleanly.
+    """
+    campaign, _ = load(state, None)
+    print_warnings(state, campaign)
+    folder = state_dir_for(state.config, state_dir)
+    store, key = open_log(db, folder)
+    activity = Activity()
+    clock = SystemClock()
+    runner = Runner(
+        campaign,
+        store,
+        clock=clock,
+        hash_key=key,
+        state_dir=folder,
+        grace=parse_duration(grace),
+        activity=activity,
+    )
+    use_live = state.out.is_terminal if live is None else live
+    if not use_live:
+        activity.listeners.append(
+            lambda when, kind, text: state.out.print(
+                f"{when.astimezone(campaign.tz):%Y-%m-%d %H:%M:%S} {kind} {text}", markup=False
+            )
+        )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    state.out.print(
+        f"启动 starting: {campaign.config.campaign.name}, {len(campaign.rules)} rules · 日志 log {store.url_display}"
+    )
+    print_channel_table(
+        state, campaign, channel_checks(campaign, lambda spec: runner.dispatcher.channel(spec.id))
+    )
+    try:
+        runner.start()
+        if not use_live:
+            for occurrence in runner.upcoming(clock.now(), 5):
+                state.out.print(f"下次 next: {occurrence.at:%Y-%m-%d %H:%M} {occurrence.rule_id}")
+            state.out.print("运行中 running; Ctrl-C 停止 stop", markup=False)
+            while not stop.wait(1.0):
+                runner.watchdog()
+        else:
+            with Live(
+                live_view(runner, campaign, store.url_display),
+                console=state.out,
+                refresh_per_second=2,
+                transient=False,
+            ) as view:
+                while not stop.wait(0.5):
+                    runner.watchdog()
+                    view.update(live_view(runner, runner.campaign, store.url_display))
+    finally:
+        state.out.print(
+            "正在停止 stopping: in-flight deliveries finish or are logged as interrupted …"
+        )
+        runner.stop()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        state.out.print("已停止 stopped cleanly.")
