@@ -221,25 +221,26 @@ def simulate(
         by_channel[row.channel_id][row.status.value] += 1
         by_target[row.target_id][row.status.value] += 1
     statuses = sorted({s for c in by_channel.values() for s in c})
-    table = Table(
-        title=f"模拟 simulated {first} … {last}: {occurrences} 次触发 occurrences, {len(rows)} 次投递 deliveries",
-        title_justify="left",
-    )
-    table.add_column("渠道 channel")
-    for s in statuses:
-        table.add_column(s, justify="right")
+
+    def status_table(title: str, first: str, rows: list[tuple[str, Counter[str]]]) -> Table:
+        table = Table(title=title, title_justify="left")
+        table.add_column(first)
+        for s in statuses:
+            table.add_column(s, justify="right")
+        for label, counts in rows:
+            table.add_row(label, *(str(counts.get(s, 0)) for s in statuses))
+        return table
+
+    channel_rows = []
     for cid, counts in sorted(by_channel.items()):
         spec = campaign.channels[cid]
         label = cid if spec.enabled else f"{cid} (停用 disabled: {spec.disabled_reason})"
-        table.add_row(label, *(str(counts.get(s, 0)) for s in statuses))
-    state.out.print(table)
-    targets = Table(title="按对象 by target", title_justify="left")
-    targets.add_column("对象 target")
-    for s in statuses:
-        targets.add_column(s, justify="right")
-    for tid, counts in sorted(by_target.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:15]:
-        targets.add_row(campaign.targets[tid].name, *(str(counts.get(s, 0)) for s in statuses))
-    state.out.print(targets)
+        channel_rows.append((label, counts))
+    title = f"模拟 simulated {first} … {last}: {occurrences} 次触发 occurrences, {len(rows)} 次投递 deliveries"
+    state.out.print(status_table(title, "渠道 channel", channel_rows))
+    busiest = sorted(by_target.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))[:15]
+    target_rows = [(campaign.targets[tid].name, counts) for tid, counts in busiest]
+    state.out.print(status_table("按对象 by target", "对象 target", target_rows))
     theme_table = Table(title="按主题 by theme", title_justify="left")
     theme_table.add_column("主题 theme")
     theme_table.add_column("投递 deliveries", justify="right")
