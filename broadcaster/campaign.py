@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 import datetime as dt
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,7 @@ class ChannelSpec:
     type: str
     kind: MessageKind
     name: str
-    plugin: type[Channel]
+    plugin: builtins.type[Channel]  # `type` is also a field name here
     settings: ChannelSettings
     capabilities: Capabilities
     enabled: bool

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import logging
@@ -372,7 +373,9 @@ class Dispatcher:
                 )
                 with self._lock:
                     self._in_flight.update(d.key for d in task.deliveries)
-                futures.append(self.executor.submit(lambda t=task: self._run_task(t, report)))
+                futures.append(
+                    self.executor.submit(functools.partial(self._run_task, task, report))
+                )
         return futures
 
     def _run_task(self, task: SendTask, report: FireReport) -> None:

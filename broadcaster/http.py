@@ -22,14 +22,14 @@ class _Session(requests.Session):
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
-    ) -> dict[str, Any]:
+    ) -> Any:
         if proxies or cert is not None or verify not in (None, True):
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
         parts = urlsplit(url)
         key = (parts.scheme, parts.netloc)
-        found = self._environment.get(key)
+        found: Any = self._environment.get(key)
         if found is None:
-            found = super().merge_environment_settings(url, {}, None, None, None)
+            found = dict(super().merge_environment_settings(url, {}, None, None, None))
             self._environment[key] = found
         return {**found, "stream": stream if stream is not None else found.get("stream")}
 

@@ -320,7 +320,7 @@ class Planner:
 
         campaign = self.campaign
         d = occurrence.at.date()
-        key = {
+        key: dict[str, object] = {
             "campaign": None,
             "target": target_id,
             "vars": target_id,

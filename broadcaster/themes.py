@@ -84,10 +84,10 @@ class ThemeBook:
                         )
                     bases.append((start, end, False))
             elif occ.lunar is not None:
-                bases += [(d, d, False) for d in lunar_dates_in_year(year, *occ.lunar)]
+                bases += [(day, day, False) for day in lunar_dates_in_year(year, *occ.lunar)]
             elif occ.solar_term is not None:
-                d = solar_term_date(year, occ.solar_term)
-                bases.append((d, d, False))
+                term = solar_term_date(year, occ.solar_term)
+                bases.append((term, term, False))
             elif occ.holiday is not None:
                 known = cal.is_known(year)
                 bases += [

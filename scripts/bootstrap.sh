@@ -51,6 +51,6 @@ fi
 if [ "$extras" = "dev" ] && { [ ! -f .venv/.installed-dev ] || [ pyproject.toml -nt .venv/.installed-dev ]; }; then
   echo "安装测试工具 installing test tools …" >&2
   pip install -e '.[dev]'
-  .venv/bin/python -c "import pytest, psycopg, apprise"
+  .venv/bin/python -c "import pytest, psycopg, apprise, mypy"
   touch .venv/.installed-dev
 fi

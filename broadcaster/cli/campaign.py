@@ -474,8 +474,8 @@ def calendar_show(state: State, year: int, now: str | None) -> None:
     if known:
         for d, what in cal.years[year].workdays:
             rows.append((d, None, "调休上班 make-up working day", f"为{what}调休 for {what}"))
-    for name, m, d in LUNAR_FESTIVALS:
-        for day in lunar_dates_in_year(year, m, d):
+    for name, month, day_of_month in LUNAR_FESTIVALS:
+        for day in lunar_dates_in_year(year, month, day_of_month):
             rows.append((day, None, "农历节日 lunar festival", f"{name} ({lunar_label(day)})"))
             if name == "春节":
                 rows.append(
@@ -509,8 +509,8 @@ def calendar_show(state: State, year: int, now: str | None) -> None:
         table.add_column(column)
     weekdays = "一二三四五六日"
     for start, end, kind, name in rows:
-        span = f"{start} … {end}" if end and end != start else f"{start}"
-        table.add_row(span, "周" + weekdays[start.weekday()], kind, name)
+        dates = f"{start} … {end}" if end and end != start else f"{start}"
+        table.add_row(dates, "周" + weekdays[start.weekday()], kind, name)
     state.out.print(table)
     if known:
         data = cal.years[year]

@@ -8,7 +8,7 @@ import hashlib
 import shutil
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 
 import click
@@ -140,13 +140,8 @@ def outboxed(campaign: Campaign, folder: Path) -> Campaign:
 
     specs = {}
     for cid, spec in campaign.channels.items():
-        if spec.type == "outbox":
-            settings = OutboxSettings(
-                folder=str(folder / cid), addressing=spec.settings.addressing, fsync=False
-            )  # type: ignore[attr-defined]
-        else:
-            addressing = getattr(spec.settings, "addressing", spec.capabilities.addressing)
-            settings = OutboxSettings(folder=str(folder / cid), addressing=addressing, fsync=False)
+        addressing = getattr(spec.settings, "addressing", spec.capabilities.addressing)
+        settings = OutboxSettings(folder=str(folder / cid), addressing=addressing, fsync=False)
         specs[cid] = dataclasses.replace(spec, plugin=OutboxChannel, settings=settings)
     return dataclasses.replace(campaign, channels=specs)
 
@@ -334,14 +329,15 @@ def send_now(
         selector = base.targets
     else:
         raise click.UsageError("choose targets with --tag, --target or --under")
-    for name, values, known in (
+    choices: tuple[tuple[str, tuple[str, ...], Collection[str]], ...] = (
         ("--tag", tag, campaign.targets.tags),
         ("--target", ids, campaign.targets.nodes),
         ("--under", under, campaign.targets.nodes),
-    ):
+    )
+    for name, values, known_names in choices:
         for v in values:
-            if v not in known:
-                hint = did_you_mean(v, known)
+            if v not in known_names:
+                hint = did_you_mean(v, known_names)
                 raise click.BadParameter(
                     f"unknown {v!r}" + (f" ({hint})" if hint else ""), param_hint=name
                 )

@@ -82,7 +82,7 @@ def log_command(
                     "not a mainland mobile or landline number", param_hint="--phone"
                 )
             recipient_hash = store.recipient_hash(number)
-        filters = {
+        filters: dict[str, Any] = {
             "since": since,
             "until": until,
             "rule": rule,

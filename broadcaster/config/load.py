@@ -227,13 +227,13 @@ class _Builder(RenderChecks):
         vars_by_target: dict[str, dict[str, Any]] = {}
         for tid in self._tree_order(nodes, order):
             entry = nodes[tid]
-            target: Target = entry["t"]
+            node: Target = entry["t"]
             ancestors: list[str] = []
             p = entry["parent"]
             while p is not None:
                 ancestors.insert(0, p)
                 p = nodes[p]["parent"]
-            lineage = [nodes[a]["t"] for a in ancestors] + [target]
+            lineage = [nodes[a]["t"] for a in ancestors] + [node]
             audience = next((t.audience for t in reversed(lineage) if t.audience), None)
             merged_vars = dict(campaign_vars)
             for t in lineage:
@@ -242,14 +242,14 @@ class _Builder(RenderChecks):
             built.append(
                 TargetNode(
                     id=tid,
-                    name=target.name,
-                    tags=frozenset(target.tags),
+                    name=node.name,
+                    tags=frozenset(node.tags),
                     audience=audience,
                     parent=entry["parent"],
                     ancestors=tuple(ancestors),
-                    path=(*(nodes[a]["t"].name for a in ancestors), target.name),
-                    contacts=tuple(self._contacts(target, paths[tid])),
-                    address=tuple(sorted(target.address.items())),
+                    path=(*(nodes[a]["t"].name for a in ancestors), node.name),
+                    contacts=tuple(self._contacts(node, paths[tid])),
+                    address=tuple(sorted(node.address.items())),
                     vars=tuple(sorted(merged_vars.items())),
                     children=tuple(entry["children"]),
                 )

@@ -58,7 +58,7 @@ class RenderChecks:
                         [rule.template]
                         if rule.template
                         else list(rule.topics or config.themes[theme].topics)
-                    )  # type: ignore[index]
+                    )
                     for name in names:
                         for tid in groups.values():
                             node = campaign.targets[tid]
@@ -120,8 +120,8 @@ class RenderChecks:
                     )
                 )
             return
-        message = Message(channel.kind, text, template, renderer.sha(template), theme, topic)
-        for problem in channel.message_problems(self.probes[channel.id], message):
+        rendered = Message(channel.kind, text, template, renderer.sha(template), theme, topic)
+        for problem in channel.message_problems(self.probes[channel.id], rendered):
             key = (template, channel.id + problem)
             if key in reported:
                 continue

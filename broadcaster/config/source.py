@@ -201,6 +201,7 @@ class _Reader:
             return [
                 self.convert(item, (*path, i), name, marks) for i, item in enumerate(node.value)
             ]
+        assert isinstance(node, yaml.ScalarNode)
         return self.scalar(node)
 
     @staticmethod
@@ -220,7 +221,7 @@ class _Reader:
         if node.tag == "tag:yaml.org,2002:float":
             lowered = value.lower().lstrip("+")
             special = {".inf": "inf", "-.inf": "-inf", ".nan": "nan"}
-            return float(special.get(lowered, value))
+            return float(special.get(lowered, str(value)))
         return None  # null
 
 

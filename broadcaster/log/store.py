@@ -590,9 +590,9 @@ def _insert_events(
     ids.update((k, found[k]) for k in keys if k in found)
     lookup = sa.select(deliveries.c.key, deliveries.c.id)
     for chunk in _chunks([k for k in keys if k not in ids]):
-        rows = list(conn.execute(lookup.where(deliveries.c.key.in_(chunk))))
-        ids.update((k, i) for k, i in rows)
-        found.update((k, i) for k, i in rows)
+        pairs = [(k, i) for k, i in conn.execute(lookup.where(deliveries.c.key.in_(chunk)))]
+        ids.update(pairs)
+        found.update(pairs)
     missing = [k for k in keys if k not in ids]
     if missing:
         shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
