@@ -49,9 +49,9 @@ def mask_phone(number: str) -> str:
     digits = number.removeprefix("+86")
     if len(digits) == 11 and digits.startswith("1"):
         return f"{digits[:3]}****{digits[-4:]}"
-    if len(digits) >= 8:
-        area = 4 if not digits.startswith("0") else (3 if digits[1] in "12" else 4)
-        area = min(area, len(digits) - 4)
+    if len(digits) >= 9 and digits.isdigit():  # a landline: area code with its trunk 0
+        digits = digits if digits.startswith("0") else "0" + digits
+        area = 3 if digits[1] in "12" else 4  # 010, 02x; else 0xxx
         return f"{digits[:area]}****{digits[-4:]}"
     return f"**** ({len(digits)} digits)"
 
