@@ -75,7 +75,8 @@ def parse_now(value: str | None, tz: Any) -> dt.datetime:
         parsed = dt.datetime.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"expected YYYY-MM-DD or YYYY-MM-DDTHH:MM; got {value!r}", param_hint="--now"
+            f"时间格式错误 expected YYYY-MM-DD or YYYY-MM-DDTHH:MM; got {value!r}",
+            param_hint="--now",
         ) from None
     return parsed.replace(tzinfo=tz) if parsed.tzinfo is None else parsed.astimezone(tz)
 
@@ -87,7 +88,7 @@ def parse_date(value: str | None, name: str) -> dt.date | None:
         return dt.date.fromisoformat(value)
     except ValueError:
         raise click.BadParameter(
-            f"expected a date YYYY-MM-DD; got {value!r}", param_hint=name
+            f"日期格式错误 expected a date YYYY-MM-DD; got {value!r}", param_hint=name
         ) from None
 
 

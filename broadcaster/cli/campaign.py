@@ -243,7 +243,9 @@ def plan(
     first = parse_date(from_, "--from") or when.date()
     last = parse_date(to, "--to") or first + dt.timedelta(days=13)
     if last < first:
-        raise click.BadParameter(f"--to {last} is before --from {first}", param_hint="--to")
+        raise click.BadParameter(
+            f"结束早于开始 --to {last} is before --from {first}", param_hint="--to"
+        )
     for name, values, known in (
         ("--rule", rule, [r.id for r in campaign.rules]),
         ("--channel", channel, list(campaign.channels)),
@@ -252,7 +254,7 @@ def plan(
         unknown = [v for v in values if v not in known]
         if unknown:
             raise click.BadParameter(
-                f"unknown {', '.join(unknown)}; expected one of {', '.join(known[:20])}",
+                f"未知 unknown {', '.join(unknown)}; expected one of {', '.join(known[:20])}",
                 param_hint=name,
             )
     tz = campaign.tz
@@ -354,7 +356,7 @@ def preview(
 
         hint = did_you_mean(rule_id, known)
         raise click.BadParameter(
-            f"unknown rule {rule_id!r}; expected one of {', '.join(known)}"
+            f"未知的规则 unknown rule {rule_id!r}; expected one of {', '.join(known)}"
             + (f" ({hint})" if hint else ""),
             param_hint="RULE",
         )

@@ -261,7 +261,9 @@ def parse_vars(pairs: tuple[str, ...]) -> dict[str, str]:
     for pair in pairs:
         name, sep, value = pair.partition("=")
         if not sep or not name:
-            raise click.BadParameter(f"expected NAME=VALUE; got {pair!r}", param_hint="--var")
+            raise click.BadParameter(
+                f"变量格式错误 expected NAME=VALUE; got {pair!r}", param_hint="--var"
+            )
         out[name] = value
     return out
 
@@ -304,31 +306,37 @@ def send_now(
     """立即发送 send one rule or one template to a target selection at once (after confirmation)."""
     campaign, now = load(state, None)
     if bool(rule_id) == bool(template):
-        raise click.UsageError("give exactly one of --rule or --template")
+        raise click.UsageError(
+            "--rule 与 --template 只能给一个 give exactly one of --rule or --template"
+        )
     base: Rule | None = None
     if rule_id:
         known = [r.id for r in campaign.rules]
         if rule_id not in known:
             hint = did_you_mean(rule_id, known)
             raise click.BadParameter(
-                f"unknown rule {rule_id!r}" + (f" ({hint})" if hint else ""), param_hint="--rule"
+                f"未知的规则 unknown rule {rule_id!r}" + (f" ({hint})" if hint else ""),
+                param_hint="--rule",
             )
         base = campaign.rule(rule_id).rule
     chosen_channels = list(channels) or (list(base.channels) if base else [])
     if not chosen_channels:
-        raise click.UsageError("--channel is required with --template")
+        raise click.UsageError("使用 --template 时须指定渠道 --channel is required with --template")
     for cid in chosen_channels:
         if cid not in campaign.channels:
             hint = did_you_mean(cid, campaign.channels)
             raise click.BadParameter(
-                f"unknown channel {cid!r}" + (f" ({hint})" if hint else ""), param_hint="--channel"
+                f"未知的渠道 unknown channel {cid!r}" + (f" ({hint})" if hint else ""),
+                param_hint="--channel",
             )
     if tag or ids or under:
         selector = Selector(tags=list(tag), ids=list(ids), under=list(under))
     elif base:
         selector = base.targets
     else:
-        raise click.UsageError("choose targets with --tag, --target or --under")
+        raise click.UsageError(
+            "请用 --tag、--target 或 --under 选择对象 choose targets with --tag, --target or --under"
+        )
     choices: tuple[tuple[str, tuple[str, ...], Collection[str]], ...] = (
         ("--tag", tag, campaign.targets.tags),
         ("--target", ids, campaign.targets.nodes),
@@ -339,7 +347,7 @@ def send_now(
             if v not in known_names:
                 hint = did_you_mean(v, known_names)
                 raise click.BadParameter(
-                    f"unknown {v!r}" + (f" ({hint})" if hint else ""), param_hint=name
+                    f"未知 unknown {v!r}" + (f" ({hint})" if hint else ""), param_hint=name
                 )
     targets = campaign.targets.select(**selector.model_dump())
     if not targets:

@@ -79,7 +79,7 @@ def log_command(
             number = parse_phone(phone)
             if number is None:
                 raise click.BadParameter(
-                    "not a mainland mobile or landline number", param_hint="--phone"
+                    "号码无效 not a mainland mobile or landline number", param_hint="--phone"
                 )
             recipient_hash = store.recipient_hash(number)
         filters: dict[str, Any] = {

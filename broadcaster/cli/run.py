@@ -30,7 +30,8 @@ def parse_duration(text: str) -> dt.timedelta:
     m = re.fullmatch(r"(\d+)\s*([smhd])", text.strip())
     if not m:
         raise click.BadParameter(
-            f"expected a duration such as 30m, 2h or 1d; got {text!r}", param_hint="--grace"
+            f"时长格式错误 expected a duration such as 30m, 2h or 1d; got {text!r}",
+            param_hint="--grace",
         )
     n, unit = int(m.group(1)), m.group(2)
     return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})

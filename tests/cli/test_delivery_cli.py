@@ -470,11 +470,11 @@ def test_send_now_rule_on_a_disabled_channel_logs_skipped(sample: Path, state: P
     [
         (
             ("--rule", "sms-twice-monthly", "--template", "alert", "--yes"),
-            "Error: give exactly one of --rule or --template",
+            "Error: --rule 与 --template 只能给一个 give exactly one of --rule or --template",
         ),
         (
             ("--template", "alert", "--channel", "group_handof", "--tag", "village_group"),
-            "Error: Invalid value for --channel: unknown channel 'group_handof' (did you mean 'group_handoff'?)",
+            "Error: Invalid value for --channel: 未知的渠道 unknown channel 'group_handof' (did you mean 'group_handoff'?)",
         ),
     ],
 )
@@ -492,20 +492,23 @@ def test_send_now_bad_usage_on_the_sample(
     [
         (
             ("--rule", "sms-monthy", "--yes"),
-            "Error: Invalid value for --rule: unknown rule 'sms-monthy' (did you mean 'sms-monthly'?)",
+            "Error: Invalid value for --rule: 未知的规则 unknown rule 'sms-monthy' (did you mean 'sms-monthly'?)",
         ),
-        (("--template", "alert", "--tag", "group"), "Error: --channel is required with --template"),
+        (
+            ("--template", "alert", "--tag", "group"),
+            "Error: 使用 --template 时须指定渠道 --channel is required with --template",
+        ),
         (
             ("--template", "alert", "--channel", "handoff", "--tag", "grup"),
-            "Error: Invalid value for --tag: unknown 'grup' (did you mean 'group'?)",
+            "Error: Invalid value for --tag: 未知 unknown 'grup' (did you mean 'group'?)",
         ),
         (
             ("--template", "alert", "--channel", "handoff", "--tag", "group", "--var", "oops"),
-            "Error: Invalid value for --var: expected NAME=VALUE; got 'oops'",
+            "Error: Invalid value for --var: 变量格式错误 expected NAME=VALUE; got 'oops'",
         ),
         (
             ("--template", "alert", "--channel", "handoff"),
-            "Error: choose targets with --tag, --target or --under",
+            "Error: 请用 --tag、--target 或 --under 选择对象 choose targets with --tag, --target or --under",
         ),
     ],
 )
@@ -606,7 +609,10 @@ def test_log_lookup_by_phone_and_status(
 def test_log_phone_refuses_what_is_not_a_number(mini: Path, state: Path) -> None:
     result = invoke(mini, "log", "--phone", "12345", "--state-dir", str(state))
     assert result.exit_code == 2
-    assert "Invalid value for --phone: not a mainland mobile or landline number" in result.output
+    assert (
+        "Invalid value for --phone: 号码无效 not a mainland mobile or landline number"
+        in result.output
+    )
 
 
 def test_log_csv_neutralises_formulas(tmp_path: Path, state: Path) -> None:
