@@ -366,15 +366,23 @@ class ChinaCalendar:
         The one shared roll-forward rule: report deadlines, "the 5th, or the next working
         day", and rules with `on_holiday: next_working_day` all call this.
         """
-        cur = d if include_self else d + dt.timedelta(days=1)
+        return self._roll(d if include_self else d + dt.timedelta(days=1), dt.timedelta(days=1))
+
+    def previous_working_day(self, d: dt.date, *, include_self: bool = True) -> WorkingDay:
+        """The last working day on or before d (before d when include_self is False)."""
+        return self._roll(d if include_self else d - dt.timedelta(days=1), dt.timedelta(days=-1))
+
+    def _roll(self, start: dt.date, step: dt.timedelta) -> WorkingDay:
+        """The first working day from `start` going by `step`; estimated if any year was unknown."""
+        cur = start
         estimated = False
         for _ in range(60):
             estimated = estimated or cur.year not in self.years
             if self.is_working_day(cur):
                 return WorkingDay(cur, estimated)
-            cur += dt.timedelta(days=1)
+            cur += step
         raise CalendarError(
-            f"60 天内没有工作日 no working day within 60 days of {d}"
+            f"60 天内没有工作日 no working day within 60 days of {start}"
         )  # pragma: no cover
 
     # -- data freshness

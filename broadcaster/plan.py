@@ -128,14 +128,14 @@ class Planner:
                 actual = d
             elif policy == "skip":
                 continue
-            elif policy == "next_working_day":
-                answer = cal.next_working_day(d)
-                actual, estimated = answer.date, estimated or answer.estimated
             else:
-                actual = d - dt.timedelta(days=1)
-                while not cal.is_working_day(actual):
-                    actual -= dt.timedelta(days=1)
-                estimated = estimated or not cal.is_known(actual.year)
+                roll = (
+                    cal.next_working_day
+                    if policy == "next_working_day"
+                    else cal.previous_working_day
+                )
+                answer = roll(d)
+                actual, estimated = answer.date, estimated or answer.estimated
             if actual == previous or not (first <= actual <= last):
                 continue  # two nominal dates rolled onto one day: it fires once
             previous = actual

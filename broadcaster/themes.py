@@ -10,6 +10,7 @@ carry different topics and neighbouring groups do not all get the same one.
 
 from __future__ import annotations
 
+import calendar as pycal
 import datetime as dt
 import zlib
 from dataclasses import dataclass
@@ -77,11 +78,9 @@ class ThemeBook:
                     end = start
                     if occ.until is not None:
                         um, ud = occ.until
-                        end = dt.date(
-                            year if (um, ud) >= (m, d) else year + 1,
-                            um,
-                            min(ud, 28) if (um, ud) == (2, 29) else ud,
-                        )
+                        end_year = year if (um, ud) >= (m, d) else year + 1
+                        # "until 02-29" ends on the last day of February in any year
+                        end = dt.date(end_year, um, min(ud, pycal.monthrange(end_year, um)[1]))
                     bases.append((start, end, False))
             elif occ.lunar is not None:
                 bases += [(day, day, False) for day in lunar_dates_in_year(year, *occ.lunar)]

@@ -163,3 +163,14 @@ def test_freshness_warns_and_fails_from_october_when_next_year_is_missing() -> N
     # this year missing always fails
     [(_, serious)] = CAL.freshness_warnings(dt.date(2027, 1, 5))
     assert serious
+
+
+def test_previous_working_day_rolls_back_over_holidays_and_weekends() -> None:
+    assert CAL.previous_working_day(dt.date(2026, 10, 5)).date == dt.date(2026, 9, 30)  # 国庆
+    assert CAL.previous_working_day(dt.date(2026, 10, 11)).date == dt.date(
+        2026, 10, 10
+    )  # 调休 Saturday
+    assert CAL.previous_working_day(dt.date(2026, 3, 9), include_self=False).date == dt.date(
+        2026, 3, 6
+    )
+    assert CAL.previous_working_day(dt.date(2027, 10, 3)).estimated
