@@ -213,12 +213,12 @@ def run_broadcaster(backend: str, n: int, port: int, folder: str) -> dict[str, A
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
-    from broadcaster.clock import SystemClock
-    from broadcaster.config import load_campaign
-    from broadcaster.dispatch import Dispatcher
+    from broadcaster.engine.clock import SystemClock
+    from broadcaster.engine.dispatch import Dispatcher
     from broadcaster.log import DeliveryLog
-    from broadcaster.plan import Planner
-    from broadcaster.targets import parse_phone
+    from broadcaster.model.config import load_campaign
+    from broadcaster.model.plan import Planner
+    from broadcaster.model.targets import parse_phone
 
     base = Path(folder)
     nums = numbers(n)

@@ -101,8 +101,8 @@ def peak_mb() -> float:
 
 def run_plan(path: str) -> dict:
     from broadcaster.cli.campaign import PLAN_FIELDS, PlanRows
-    from broadcaster.config import load_campaign
-    from broadcaster.plan import Planner
+    from broadcaster.model.config import load_campaign
+    from broadcaster.model.plan import Planner
 
     t0 = time.perf_counter()
     campaign = load_campaign(path, today=dt.date(YEAR, 1, 1))

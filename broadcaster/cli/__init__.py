@@ -15,8 +15,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .. import __version__
-from ..errors import BroadcasterError, ConfigError
+from broadcaster import __version__
+from broadcaster.errors import BroadcasterError, ConfigError
 
 __all__ = ["main"]
 
@@ -124,7 +124,7 @@ def main() -> None:
     cli(prog_name="broadcaster")
 
 
-from . import campaign as _campaign  # noqa: E402,F401  (registers the commands)
-from . import delivery as _delivery  # noqa: E402,F401
-from . import log as _log  # noqa: E402,F401
-from . import run as _run  # noqa: E402,F401
+from broadcaster.cli import campaign as _campaign  # noqa: E402,F401  (registers the commands)
+from broadcaster.cli import delivery as _delivery  # noqa: E402,F401
+from broadcaster.cli import log as _log  # noqa: E402,F401
+from broadcaster.cli import run as _run  # noqa: E402,F401

@@ -13,13 +13,18 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from ..calendar import ChinaCalendar, lunar_dates_in_year, lunar_label, solar_term_date
-from ..campaign import Campaign
-from ..config import load_campaign
-from ..duties import DutyResult, check_duties
-from ..errors import ConfigError
-from ..plan import PlanItem, Planner
-from . import State, cli, parse_date, parse_now
+from broadcaster.cli import State, cli, parse_date, parse_now
+from broadcaster.errors import ConfigError
+from broadcaster.model.calendar import (
+    ChinaCalendar,
+    lunar_dates_in_year,
+    lunar_label,
+    solar_term_date,
+)
+from broadcaster.model.campaign import Campaign
+from broadcaster.model.config import load_campaign
+from broadcaster.model.duties import DutyResult, check_duties
+from broadcaster.model.plan import PlanItem, Planner
 
 __all__ = ["PLAN_FIELDS", "PlanRows", "calendar_group", "plan", "preview", "validate"]
 
@@ -352,7 +357,7 @@ def preview(
     campaign, when = load(state, now)
     known = [r.id for r in campaign.rules]
     if rule_id not in known:
-        from ..config.explain import did_you_mean
+        from broadcaster.model.config.explain import did_you_mean
 
         hint = did_you_mean(rule_id, known)
         raise click.BadParameter(
@@ -494,7 +499,7 @@ def calendar_show(state: State, year: int, now: str | None) -> None:
         for phase in campaign.config.phases:
             if phase.start.year <= year and (phase.end is None or phase.end.year >= year):
                 rows.append((phase.start, phase.end, "阶段 phase", phase.name))
-        from ..themes import ThemeBook
+        from broadcaster.model.themes import ThemeBook
 
         for span in ThemeBook(campaign).spans(year):
             rows.append(

@@ -16,20 +16,20 @@ import requests
 from rich.markup import escape
 from rich.table import Table
 
-from ..adhoc import AdHoc
-from ..campaign import Campaign, ChannelSpec
-from ..channel import Channel, ChannelContext
-from ..clock import SystemClock, VirtualClock
-from ..config.explain import did_you_mean
-from ..config.schema import Rule, Selector
-from ..dispatch import Dispatcher
-from ..engine import open_log, state_dir_for
-from ..errors import AbortedError
-from ..log import DeliveryLog
-from ..plan import Planner
-from ..registry import Registry
-from . import State, cli, parse_date
-from .campaign import NOW_OPTION, load, pass_state, print_warnings
+from broadcaster.channel import Channel, ChannelContext
+from broadcaster.cli import State, cli, parse_date
+from broadcaster.cli.campaign import NOW_OPTION, load, pass_state, print_warnings
+from broadcaster.engine.app import open_log, state_dir_for
+from broadcaster.engine.clock import SystemClock, VirtualClock
+from broadcaster.engine.dispatch import Dispatcher
+from broadcaster.engine.registry import Registry
+from broadcaster.errors import AbortedError
+from broadcaster.log import DeliveryLog
+from broadcaster.model.adhoc import AdHoc
+from broadcaster.model.campaign import Campaign, ChannelSpec
+from broadcaster.model.config.explain import did_you_mean
+from broadcaster.model.config.schema import Rule, Selector
+from broadcaster.model.plan import Planner
 
 __all__ = [
     "DB_OPTION",
@@ -136,7 +136,7 @@ def channels_command(state: State, now: str | None, state_dir: Path | None) -> N
 
 def outboxed(campaign: Campaign, folder: Path) -> Campaign:
     """The campaign with every networked channel replaced by an outbox of the same kind."""
-    from ..channels.outbox import OutboxChannel, OutboxSettings
+    from broadcaster.channels.outbox import OutboxChannel, OutboxSettings
 
     specs = {}
     for cid, spec in campaign.channels.items():

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from ..channel import Status
-from ..engine import open_log, state_dir_for
-from ..targets import mask_phone, parse_phone
-from . import State, cli, parse_date
-from .campaign import pass_state
-from .delivery import DB_OPTION, STATE_OPTION
+from broadcaster.channel import Status
+from broadcaster.cli import State, cli, parse_date
+from broadcaster.cli.campaign import pass_state
+from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
+from broadcaster.engine.app import open_log, state_dir_for
+from broadcaster.model.targets import mask_phone, parse_phone
 
 __all__ = ["log_command"]
 
@@ -202,7 +202,7 @@ def log_command(
 
 def campaign_zone(config: Path) -> ZoneInfo:
     """The campaign's time zone, read without validating the whole config."""
-    from ..config.source import load_document
+    from broadcaster.model.config.source import load_document
 
     try:
         doc, _ = load_document(config)

@@ -15,13 +15,13 @@ from rich.live import Live
 from rich.panel import Panel
 from rich.table import Table
 
-from ..campaign import Campaign
-from ..clock import SystemClock
-from ..engine import open_log, state_dir_for
-from ..runner import Activity, Runner
-from . import State, cli
-from .campaign import load, pass_state, print_warnings
-from .delivery import DB_OPTION, STATE_OPTION, channel_checks, print_channel_table
+from broadcaster.cli import State, cli
+from broadcaster.cli.campaign import load, pass_state, print_warnings
+from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION, channel_checks, print_channel_table
+from broadcaster.engine.app import open_log, state_dir_for
+from broadcaster.engine.clock import SystemClock
+from broadcaster.engine.runner import Activity, Runner
+from broadcaster.model.campaign import Campaign
 
 __all__ = ["live_view", "run"]
 

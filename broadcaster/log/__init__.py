@@ -6,8 +6,14 @@ form plus a keyed hash, never in clear; the exact text of every message is kept 
 by its sha256. SQLite (WAL) by default, any SQLAlchemy URL (PostgreSQL) by choice.
 """
 
-from .records import CoverageRow, DeliveryRecord, DeliveryState, Event, OccurrenceState
-from .store import DeliveryLog, default_url
+from broadcaster.log.records import (
+    CoverageRow,
+    DeliveryRecord,
+    DeliveryState,
+    Event,
+    OccurrenceState,
+)
+from broadcaster.log.store import DeliveryLog, default_url
 
 __all__ = [
     "CoverageRow",

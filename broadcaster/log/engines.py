@@ -15,7 +15,7 @@ from sqlalchemy import event as sa_event
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import URL, make_url
 
-from ..errors import LogStoreError
+from broadcaster.errors import LogStoreError
 
 __all__ = [
     "RefusedError",

@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from ..channel import ErrorClass, Status
+from broadcaster.channel import ErrorClass, Status
 
 __all__ = [
     "CoverageRow",

@@ -29,9 +29,9 @@ from typing import Any, TypeVar
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
-from ..channel import ErrorClass, Status
-from ..errors import LogStoreError
-from .engines import (
+from broadcaster.channel import ErrorClass, Status
+from broadcaster.errors import LogStoreError
+from broadcaster.log.engines import (
     RefusedError,
     Target,
     mask,
@@ -41,8 +41,14 @@ from .engines import (
     sqlite_engine,
     sqlite_path,
 )
-from .models import deliveries, delivery_events, messages, occurrences
-from .records import CoverageRow, DeliveryRecord, DeliveryState, Event, OccurrenceState
+from broadcaster.log.models import deliveries, delivery_events, messages, occurrences
+from broadcaster.log.records import (
+    CoverageRow,
+    DeliveryRecord,
+    DeliveryState,
+    Event,
+    OccurrenceState,
+)
 
 __all__ = ["DeliveryLog", "default_url"]
 

@@ -39,7 +39,7 @@ from broadcaster.channel import (
     Result,
     Status,
 )
-from broadcaster.registry import Registry
+from broadcaster.engine.registry import Registry
 from tests.fakes.deliveries import delivery
 
 EXAMPLE_PLUGIN = "echo"  # from tests/example_plugin, installed by the example_plugin fixture

@@ -8,10 +8,10 @@ from pathlib import Path
 from rich.console import Console
 
 from broadcaster.cli.run import live_view
-from broadcaster.clock import VirtualClock
+from broadcaster.engine.clock import VirtualClock
+from broadcaster.engine.runner import Runner
 from broadcaster.log import DeliveryLog
-from broadcaster.runner import Runner
-from tests.engine import at, load, write_engine_campaign
+from tests.engine.helpers import at, load, write_engine_campaign
 
 
 def test_live_view_shows_next_occurrences_activity_and_channels(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 
 from broadcaster.channel import MessageKind
-from broadcaster.render import WEEKDAY_NAMES, Renderer
+from broadcaster.model.render import WEEKDAY_NAMES, Renderer
 
 AUDIENCES = {
     "villagers",

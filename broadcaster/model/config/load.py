@@ -1,0 +1,644 @@
+"""Load a campaign: parse, validate the schema, cross-check every reference, render-test templates.
+
+All problems are collected and raised together as one `ConfigError`; a config with
+any error is refused whole, never half-applied.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import requests
+from pydantic import ValidationError
+
+from broadcaster.channel import Addressing, ChannelContext, MessageKind, QuietHours, RateLimit
+from broadcaster.engine.registry import Registry
+from broadcaster.errors import CalendarError, ConfigError, ConfigIssue, TemplateError
+from broadcaster.model.calendar import SOLAR_TERMS, ChinaCalendar
+from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
+from broadcaster.model.config.explain import did_you_mean, explain
+from broadcaster.model.config.render_checks import RenderChecks
+from broadcaster.model.config.schema import Config, Selector, Target
+from broadcaster.model.config.source import Document, Path_, load_document
+from broadcaster.model.render import Renderer
+from broadcaster.model.targets import (
+    Contact,
+    TargetNode,
+    TargetTree,
+    load_contacts_csv,
+    mask_phone,
+    parse_phone,
+)
+
+__all__ = ["HOLIDAY_NAMES", "load_campaign"]
+
+HOLIDAY_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
+
+
+def load_campaign(
+    path: Path | str,
+    *,
+    environ: Mapping[str, str] | None = None,
+    today: dt.date | None = None,
+    registry: Registry | None = None,
+    state_dir: Path | None = None,
+) -> Campaign:
+    """Load and check `path` (and its includes). Raises ConfigError listing every problem."""
+    path = Path(path)
+    environ = os.environ if environ is None else environ
+    doc, issues = load_document(path)
+    if any(i.severity == "error" for i in issues):
+        raise ConfigError(issues)
+    try:
+        config = Config.model_validate(doc.data)
+    except ValidationError as exc:
+        raise ConfigError(explain(exc, doc, Config)) from None
+    builder = _Builder(doc, config, environ, registry or Registry(), state_dir)
+    campaign = builder.build(today)
+    errors = [i for i in builder.issues if i.severity == "error"]
+    if errors:
+        raise ConfigError(builder.issues)
+    return campaign
+
+
+class _Builder(RenderChecks):
+    def __init__(
+        self,
+        doc: Document,
+        config: Config,
+        environ: Mapping[str, str],
+        registry: Registry,
+        state_dir: Path | None,
+    ):
+        self.doc = doc
+        self.config = config
+        self.environ = environ
+        self.registry = registry
+        self.base_dir = (doc.root or Path.cwd()).parent
+        self.state_dir = state_dir or self.base_dir / "var"
+        self.issues: list[ConfigIssue] = []
+        self.calendar_warnings: list[tuple[str, bool]] = []
+        self.probes: dict[str, Any] = {}  # one plugin instance per channel, for check_message
+
+    def error(self, path: Path_, message: str, hint: str | None = None) -> None:
+        self.issues.append(self.doc.issue(path, message, hint=hint))
+
+    def warn(self, path: Path_, message: str) -> None:
+        self.issues.append(self.doc.issue(path, message, severity="warning"))
+
+    # -- the whole build
+
+    def build(self, today: dt.date | None) -> Campaign:
+        config = self.config
+        tz = ZoneInfo(config.campaign.timezone)
+        today = today or dt.datetime.now(tz).date()
+        calendar = self._calendar(today)
+        renderer = Renderer(self._template_dirs())
+        try:
+            topics = renderer.topics
+        except TemplateError as exc:
+            self.issues.append(ConfigIssue(str(exc).split(": ")[0], None, "", str(exc)))
+            topics = {}
+        self._unique_ids()
+        tree, vars_by_target = self._targets()
+        channels = self._channels()
+        self._themes(topics)
+        rules = self._rules(tree, channels, topics, renderer)
+        self._duties(tree, channels)
+        campaign = Campaign(
+            path=self.doc.root or Path("schedules.yaml"),
+            config=config,
+            doc=self.doc,
+            tz=tz,
+            calendar=calendar,
+            targets=tree,
+            channels=channels,
+            rules=rules,
+            renderer=renderer,
+            vars_by_target=vars_by_target,
+        )
+        if not any(i.severity == "error" for i in self.issues):
+            self._render_checks(campaign, today)
+        campaign.warnings = [i for i in self.issues if i.severity != "error"]
+        campaign.calendar_warnings = self.calendar_warnings
+        return campaign
+
+    # -- sections
+
+    def _calendar(self, today: dt.date) -> ChinaCalendar:
+        folder = self.base_dir / self.config.calendar.overrides
+        try:
+            calendar = ChinaCalendar.load(folder)
+        except CalendarError as exc:
+            self.issues.append(ConfigIssue(str(folder), None, "", str(exc)))
+            calendar = ChinaCalendar.load(None)
+        years: set[int] = set()
+        for phase in self.config.phases:
+            last = (phase.end or dt.date(today.year + 1, 12, 31)).year
+            years |= set(range(phase.start.year, last + 1))
+        self.calendar_warnings = calendar.freshness_warnings(today, years, self._shown(folder))
+        for message, _ in self.calendar_warnings:
+            self.warn(("calendar", "overrides"), message)
+        return calendar
+
+    def _shown(self, p: Path) -> str:
+        try:
+            return str(p.resolve().relative_to(self.base_dir.resolve()))
+        except ValueError:
+            return str(p)
+
+    def _template_dirs(self) -> list[Path]:
+        dirs = []
+        for i, folder in enumerate(self.config.templates):
+            p = Path(self.doc.mark(("templates", i)).file)
+            base = (self.base_dir / p).parent if not p.is_absolute() else p.parent
+            path = (base / folder).resolve()
+            if not path.is_dir():
+                self.error(("templates", i), f"模板目录不存在 template folder not found: {folder}")
+                continue
+            dirs.append(path)
+        return dirs
+
+    def _unique_ids(self) -> None:
+        for section in ("phases", "occasions", "rules", "duties"):
+            seen: dict[str, int] = {}
+            for i, item in enumerate(getattr(self.config, section)):
+                if item.id in seen:
+                    first = self.doc.mark((section, seen[item.id], "id"))
+                    self.error(
+                        (section, i, "id"),
+                        f"标识重复 duplicate id '{item.id}'; first at {first.file}:{first.line}",
+                    )
+                else:
+                    seen[item.id] = i
+
+    def _targets(self) -> tuple[TargetTree, dict[str, dict[str, Any]]]:
+        nodes: dict[str, dict[str, Any]] = {}
+        paths: dict[str, Path_] = {}
+        order: list[str] = []
+
+        def walk(target: Target, path: Path_, parent: str | None, top: bool) -> None:
+            if target.parent is not None and not top:
+                self.error(
+                    (*path, "parent"),
+                    "parent 只能用于顶层对象 'parent' is only for top-level targets; nest children instead",
+                )
+            if target.id in nodes:
+                first = self.doc.mark((*paths[target.id], "id"))
+                self.error(
+                    (*path, "id"),
+                    f"标识重复 duplicate target id '{target.id}'; first at {first.file}:{first.line}",
+                )
+                return
+            nodes[target.id] = {"t": target, "parent": parent, "children": []}
+            paths[target.id] = path
+            order.append(target.id)
+            for j, child in enumerate(target.children):
+                walk(child, (*path, "children", j), target.id, False)
+                nodes[target.id]["children"].append(child.id)
+
+        for i, target in enumerate(self.config.targets):
+            walk(target, ("targets", i), None, True)
+        # attach top-level targets that name a parent (a township file under the county)
+        for i, target in enumerate(self.config.targets):
+            if (
+                target.parent is None
+                or target.id not in nodes
+                or nodes[target.id]["t"] is not target
+            ):
+                continue
+            if target.parent not in nodes:
+                self.error(
+                    ("targets", i, "parent"),
+                    f"未知的上级对象 unknown parent target '{target.parent}'",
+                    did_you_mean(target.parent, nodes),
+                )
+                continue
+            if target.parent in self._subtree(nodes, target.id):
+                self.error(
+                    ("targets", i, "parent"),
+                    f"上级关系成环 parent '{target.parent}' is inside this target's own subtree",
+                )
+                continue
+            nodes[target.id]["parent"] = target.parent
+            nodes[target.parent]["children"].append(target.id)
+
+        campaign_vars = dict(self.config.campaign.vars)
+        built: list[TargetNode] = []
+        vars_by_target: dict[str, dict[str, Any]] = {}
+        for tid in self._tree_order(nodes, order):
+            entry = nodes[tid]
+            node: Target = entry["t"]
+            ancestors: list[str] = []
+            p = entry["parent"]
+            while p is not None:
+                ancestors.insert(0, p)
+                p = nodes[p]["parent"]
+            lineage = [nodes[a]["t"] for a in ancestors] + [node]
+            audience = next((t.audience for t in reversed(lineage) if t.audience), None)
+            merged_vars = dict(campaign_vars)
+            for t in lineage:
+                merged_vars.update(t.vars)
+            vars_by_target[tid] = merged_vars
+            built.append(
+                TargetNode(
+                    id=tid,
+                    name=node.name,
+                    tags=frozenset(node.tags),
+                    audience=audience,
+                    parent=entry["parent"],
+                    ancestors=tuple(ancestors),
+                    path=(*(nodes[a]["t"].name for a in ancestors), node.name),
+                    contacts=tuple(self._contacts(node, paths[tid])),
+                    address=tuple(sorted(node.address.items())),
+                    vars=tuple(sorted(merged_vars.items())),
+                    children=tuple(entry["children"]),
+                )
+            )
+        return TargetTree(built), vars_by_target
+
+    @staticmethod
+    def _subtree(nodes: dict[str, dict[str, Any]], tid: str) -> set[str]:
+        out, stack = {tid}, [tid]
+        while stack:
+            for c in nodes[stack.pop()]["children"]:
+                out.add(c)
+                stack.append(c)
+        return out
+
+    @staticmethod
+    def _tree_order(nodes: dict[str, dict[str, Any]], order: list[str]) -> list[str]:
+        roots = [t for t in order if nodes[t]["parent"] is None]
+        out: list[str] = []
+
+        def visit(t: str) -> None:
+            out.append(t)
+            for c in nodes[t]["children"]:
+                visit(c)
+
+        for r in roots:
+            visit(r)
+        return out
+
+    def _contacts(self, target: Target, path: Path_) -> list[Contact]:
+        contacts: list[Contact] = []
+        seen: set[str] = set()
+        for j, raw in enumerate(target.contacts):
+            number = parse_phone(raw)
+            if number is None:
+                self.error(
+                    (*path, "contacts", j),
+                    f"号码无效 not a mainland mobile or landline number: {mask_phone(str(raw))}",
+                )
+            elif number not in seen:
+                seen.add(number)
+                contacts.append(Contact(number, mask_phone(number)))
+        if target.contacts_file:
+            declared_in = Path(self.doc.mark((*path, "contacts_file")).file)
+            base = (
+                declared_in.parent
+                if declared_in.is_absolute()
+                else (self.base_dir / declared_in).parent
+            )
+            file = base / target.contacts_file
+            shown = self._shown(file)
+            loaded, problems = load_contacts_csv(file, shown)
+            for problem in problems:
+                self.issues.append(ConfigIssue(problem.file, problem.line, "", problem.message))
+            if not loaded and not problems:
+                self.warn(
+                    (*path, "contacts_file"),
+                    f"联系人文件为空 contacts file has no rows: {target.contacts_file}",
+                )
+            for c in loaded:
+                if c.number not in seen:
+                    seen.add(c.number)
+                    contacts.append(c)
+        return contacts
+
+    def _channels(self) -> dict[str, ChannelSpec]:
+        out: dict[str, ChannelSpec] = {}
+        session = requests.Session()
+        for cid, inst in self.config.channels.items():
+            path: Path_ = ("channels", cid)
+            info = self.registry.get(inst.type)
+            if info is None or info.cls is None:
+                if info is not None and info.error:
+                    self.error(
+                        (*path, "type"),
+                        f"渠道插件不可用 channel plugin '{inst.type}' is unavailable: {info.error}",
+                    )
+                else:
+                    names = self.registry.names()
+                    self.error(
+                        (*path, "type"),
+                        f"未知的渠道类型 unknown channel type: expected one of {', '.join(names)}; got '{inst.type}'",
+                        did_you_mean(inst.type, names),
+                    )
+                continue
+            plugin = info.cls
+            try:
+                settings = plugin.Settings.model_validate(
+                    inst.settings, context={"environ": self.environ}
+                )
+            except ValidationError as exc:
+                self.issues += explain(
+                    exc, self.doc, plugin.Settings, prefix=(*path, "settings"), data=inst.settings
+                )
+                continue
+            context = ChannelContext(
+                cid, session, lambda: dt.datetime.now(dt.UTC), self.state_dir / "channels" / cid
+            )
+            try:
+                probe = plugin(settings, context)
+                caps = probe.capabilities
+            except Exception as exc:  # a plugin bug must not take the loader down
+                self.error(
+                    path, f"渠道插件初始化失败 plugin '{inst.type}' failed to start: {exc!r}"
+                )
+                continue
+            kinds = sorted(k.value for k in caps.kinds)
+            kind = inst.kind
+            if kind is None:
+                if len(caps.kinds) != 1:
+                    self.error(
+                        (*path, "kind"),
+                        f"缺少消息类型 missing required key; expected one of {', '.join(kinds)}",
+                    )
+                    continue
+                kind = next(iter(caps.kinds))
+            elif kind not in caps.kinds:
+                self.error(
+                    (*path, "kind"),
+                    f"渠道不支持该消息类型 '{inst.type}' sends {', '.join(kinds)}; got '{kind.value}'",
+                )
+                continue
+            if inst.quiet_hours:
+                caps = dataclasses.replace(caps, quiet_hours=QuietHours.parse(inst.quiet_hours))
+            if inst.max_length:
+                caps = dataclasses.replace(caps, max_length=inst.max_length)
+            if inst.concurrency:
+                caps = dataclasses.replace(caps, concurrency=inst.concurrency)
+            if inst.rate_limit:
+                count, _, seconds = inst.rate_limit.replace(" ", "").rstrip("s").partition("/")
+                caps = dataclasses.replace(caps, rate_limit=RateLimit(int(count), float(seconds)))
+            enabled, reason = True, None
+            missing = [(name, s) for name, s in settings.secret_fields() if s.value is None]
+            if inst.enabled is False:
+                enabled, reason = False, "配置中停用 disabled in the config (enabled: false)"
+            elif missing:
+                envs = ", ".join(s.env for _, s in missing)
+                if inst.enabled == "auto":
+                    enabled, reason = False, f"缺少环境变量 environment variable {envs} not set"
+                else:
+                    for name, secret in missing:
+                        self.error(
+                            (*path, "settings", *name.split(".")),
+                            f"缺少环境变量 environment variable {secret.env} is not set",
+                            "set it, or write enabled: auto to run without this channel",
+                        )
+                    continue
+            out[cid] = ChannelSpec(
+                cid,
+                inst.type,
+                MessageKind(kind),
+                inst.name,
+                plugin,
+                settings,
+                caps,
+                enabled,
+                reason,
+            )
+            self.probes[cid] = probe
+        return out
+
+    def _themes(self, topics: Mapping[str, Any]) -> None:
+        config = self.config
+        for tid, theme in config.themes.items():
+            for j, topic in enumerate(theme.topics):
+                if topics and topic not in topics:
+                    self.error(
+                        ("themes", tid, "topics", j),
+                        f"未知的诈骗类型 unknown topic '{topic}'",
+                        did_you_mean(topic, topics),
+                    )
+            if len(set(theme.topics)) < 2:
+                self.warn(
+                    ("themes", tid, "topics"),
+                    "只有一种诈骗类型 only one topic: every push in this theme carries the same message",
+                )
+        themes = list(config.themes)
+        if config.default_theme not in config.themes:
+            self.error(
+                ("default_theme",),
+                f"未知的主题 unknown theme '{config.default_theme}'; expected one of {', '.join(themes)}",
+                did_you_mean(config.default_theme, themes),
+            )
+        for i, phase in enumerate(config.phases):
+            if phase.theme and phase.theme not in config.themes:
+                self.error(
+                    ("phases", i, "theme"),
+                    f"未知的主题 unknown theme '{phase.theme}'",
+                    did_you_mean(phase.theme, themes),
+                )
+        for i, occ in enumerate(config.occasions):
+            if occ.theme not in config.themes:
+                self.error(
+                    ("occasions", i, "theme"),
+                    f"未知的主题 unknown theme '{occ.theme}'",
+                    did_you_mean(occ.theme, themes),
+                )
+            if occ.holiday is not None and occ.holiday not in HOLIDAY_NAMES:
+                self.error(
+                    ("occasions", i, "holiday"),
+                    f"未知的法定节假日 unknown official holiday; expected one of {', '.join(HOLIDAY_NAMES)}; got '{occ.holiday}'",
+                    did_you_mean(occ.holiday, HOLIDAY_NAMES),
+                )
+            if occ.solar_term is not None and occ.solar_term not in SOLAR_TERMS:
+                self.error(
+                    ("occasions", i, "solar_term"),
+                    f"未知的节气 unknown solar term '{occ.solar_term}'",
+                    did_you_mean(occ.solar_term, SOLAR_TERMS),
+                )
+
+    def _select(self, tree: TargetTree, selector: Selector, path: Path_) -> tuple[str, ...]:
+        ok = True
+        for key in ("tags", "all_tags"):
+            for j, tag in enumerate(getattr(selector, key)):
+                if tag not in tree.tags:
+                    ok = False
+                    self.error(
+                        (*path, key, j),
+                        f"没有对象带此标签 no target has tag '{tag}'",
+                        did_you_mean(tag, tree.tags),
+                    )
+        for j, aud in enumerate(selector.audiences):
+            if aud not in tree.audiences:
+                ok = False
+                self.error(
+                    (*path, "audiences", j),
+                    f"没有对象属于此受众 no target has audience '{aud}'",
+                    did_you_mean(aud, tree.audiences),
+                )
+        for key in ("under", "ids", "exclude"):
+            for j, tid in enumerate(getattr(selector, key)):
+                if tid not in tree:
+                    ok = False
+                    self.error(
+                        (*path, key, j),
+                        f"未知的对象 unknown target '{tid}'",
+                        did_you_mean(tid, tree.nodes),
+                    )
+        chosen = tree.select(**selector.model_dump())
+        if ok and not chosen:
+            self.error(path, "选择不到任何对象 selects no target")
+        return chosen
+
+    def _rules(
+        self,
+        tree: TargetTree,
+        channels: dict[str, ChannelSpec],
+        topics: Mapping[str, Any],
+        renderer: Renderer,
+    ) -> list[RuleSpec]:
+        from broadcaster.model.plan import Planner
+
+        config = self.config
+        phase_ids = [p.id for p in config.phases]
+        out: list[RuleSpec] = []
+        for i, rule in enumerate(config.rules):
+            path: Path_ = ("rules", i)
+            targets = self._select(tree, rule.targets, (*path, "targets"))
+            for j, cid in enumerate(rule.channels):
+                if cid not in config.channels:
+                    self.error(
+                        (*path, "channels", j),
+                        f"未知的渠道 unknown channel '{cid}'; expected one of {', '.join(config.channels)}",
+                        did_you_mean(cid, config.channels),
+                    )
+            for j, pid in enumerate(rule.phases or []):
+                if pid not in phase_ids:
+                    self.error(
+                        (*path, "phases", j),
+                        f"未知的阶段 unknown phase '{pid}'; expected one of {', '.join(phase_ids)}",
+                        did_you_mean(pid, phase_ids),
+                    )
+            if rule.theme is not None and rule.theme not in config.themes:
+                self.error(
+                    (*path, "theme"),
+                    f"未知的主题 unknown theme '{rule.theme}'",
+                    did_you_mean(rule.theme, config.themes),
+                )
+            for j, topic in enumerate(rule.topics or []):
+                if topics and topic not in topics:
+                    self.error(
+                        (*path, "topics", j),
+                        f"未知的诈骗类型 unknown topic '{topic}'",
+                        did_you_mean(topic, topics),
+                    )
+            times = Planner.times(rule.when)
+            for cid in rule.channels:
+                spec = channels.get(cid)
+                if spec is None:
+                    continue
+                quiet = spec.capabilities.quiet_hours
+                if quiet is not None:
+                    for t in times:
+                        if quiet.contains(t):
+                            at_index = next((k for k, a in enumerate(rule.when.at) if a == t), None)
+                            where = (
+                                (*path, "when", "at", at_index)
+                                if at_index is not None
+                                else (*path, "when", "repeat")
+                            )
+                            self.error(
+                                where,
+                                f"处于渠道免打扰时段 {t:%H:%M} is inside channel '{cid}' quiet hours {quiet}",
+                            )
+                if spec.capabilities.addressing is Addressing.CONTACTS:
+                    empty = [t for t in targets if not tree[t].contacts]
+                    if empty:
+                        self.error(
+                            (*path, "targets"),
+                            f"对象没有联系人 channel '{cid}' sends to people, but these targets have no contacts: {', '.join(empty[:5])}",
+                        )
+                self._template_presence(
+                    renderer,
+                    spec,
+                    rule.template,
+                    self._rule_topics(rule),
+                    [tree[t].audience for t in targets],
+                    (*path, "template" if rule.template else "channels"),
+                )
+            out.append(RuleSpec(i, rule, targets))
+        return out
+
+    def _rule_topics(self, rule: Any) -> list[str]:
+        config = self.config
+        if rule.template:
+            return []
+        if rule.topics:
+            return list(rule.topics)
+        themes = (
+            [rule.theme]
+            if rule.theme
+            else [
+                config.default_theme,
+                *(p.theme for p in config.phases if p.theme),
+                *(o.theme for o in config.occasions),
+            ]
+        )
+        seen: dict[str, None] = {}
+        for theme in themes:
+            if theme in config.themes:
+                for topic in config.themes[theme].topics:
+                    seen[topic] = None
+        return list(seen)
+
+    def _template_presence(
+        self,
+        renderer: Renderer,
+        spec: ChannelSpec,
+        template: str | None,
+        topics: Iterable[str],
+        audiences: Iterable[str | None],
+        path: Path_,
+    ) -> None:
+        names = [template] if template else list(topics)
+        missing = []
+        for name in names:
+            for audience in set(audiences):
+                if renderer.template_name(spec.kind, name, audience) is None:
+                    missing.append(f"{spec.kind.value}/{name}.j2")
+                    break
+        if missing:
+            self.error(
+                path,
+                f"缺少模板 no template for channel '{spec.id}': {', '.join(sorted(set(missing)))}",
+            )
+
+    def _duties(self, tree: TargetTree, channels: dict[str, ChannelSpec]) -> None:
+        phase_ids = [p.id for p in self.config.phases]
+        for i, duty in enumerate(self.config.duties):
+            path: Path_ = ("duties", i)
+            self._select(tree, duty.targets, (*path, "targets"))
+            for j, cid in enumerate(duty.channels or []):
+                if cid not in self.config.channels:
+                    self.error(
+                        (*path, "channels", j),
+                        f"未知的渠道 unknown channel '{cid}'",
+                        did_you_mean(cid, self.config.channels),
+                    )
+            for j, pid in enumerate(duty.phases or []):
+                if pid not in phase_ids:
+                    self.error(
+                        (*path, "phases", j),
+                        f"未知的阶段 unknown phase '{pid}'",
+                        did_you_mean(pid, phase_ids),
+                    )

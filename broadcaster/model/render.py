@@ -1,0 +1,218 @@
+"""Render message templates: sandboxed Jinja2, undefined variables are errors.
+
+Templates live in `messages/<kind>/<name>.j2` (kind = sms, bot, led, loudspeaker),
+with optional audience variants `<name>.<audience>.j2` that win over the plain one.
+An office's own template folders are searched before the built-in library, so a
+file there replaces the built-in of the same name. Shared fragments sit in
+`_fragments/`. Fraud-type topics are described in `topics.yaml`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import traceback
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2.sandbox import SandboxedEnvironment
+
+from broadcaster.channel import MessageKind
+from broadcaster.errors import TemplateError
+
+__all__ = ["WEEKDAY_NAMES", "Renderer", "Topic", "builtin_messages_dir"]
+
+WEEKDAY_NAMES = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
+
+
+def builtin_messages_dir() -> Path:
+    return Path(str(resources.files("broadcaster.messages")))
+
+
+@dataclass(frozen=True)
+class Topic:
+    """A fraud type the template library covers."""
+
+    id: str
+    name: str
+    en: str
+    slogan: str
+    audiences: tuple[str, ...] = ()
+
+    def as_context(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "en": self.en, "slogan": self.slogan}
+
+
+def _location(exc: BaseException, fallback: str) -> str:
+    """'file:line' of the template frame where a render error happened."""
+    if isinstance(exc, TemplateSyntaxError):
+        return f"{exc.filename or exc.name or fallback}:{exc.lineno}"
+    for frame, lineno in reversed(list(traceback.walk_tb(exc.__traceback__))):
+        name = frame.f_code.co_filename
+        if name.endswith(".j2"):
+            return f"{name}:{lineno}"
+    return fallback
+
+
+def _tidy(kind: MessageKind, text: str) -> str:
+    if kind in (MessageKind.SMS, MessageKind.LED):
+        return re.sub(r"\s*\n\s*", "", text).strip()
+    lines = [line.rstrip() for line in text.strip().splitlines()]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(lines))
+
+
+class Renderer:
+    """Finds, checks and renders templates; caches renders by what a template reads."""
+
+    def __init__(self, office_dirs: Iterable[Path] = ()):
+        self.dirs = [*office_dirs, builtin_messages_dir()]
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader([str(d) for d in self.dirs]),
+            undefined=StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+        self._cache: dict[tuple[Any, ...], str] = {}
+        self._reads: dict[str, frozenset[str]] = {}
+        self._sha: dict[str, str] = {}
+        self._names: dict[tuple[str, str, str | None], str | None] = {}
+
+    # -- topics
+
+    @cached_property
+    def topics(self) -> dict[str, Topic]:
+        """Fraud types: the built-in catalogue, extended or overridden by office folders."""
+        out: dict[str, Topic] = {}
+        for folder in reversed(self.dirs):
+            path = folder / "topics.yaml"
+            if not path.exists():
+                continue
+            try:
+                raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            except yaml.YAMLError as exc:
+                raise TemplateError(f"{path}: 无法读取 cannot read topics: {exc}") from None
+            for tid, item in raw.items():
+                out[tid] = Topic(
+                    tid,
+                    item["name"],
+                    item.get("en", ""),
+                    item.get("slogan", ""),
+                    tuple(item.get("audiences", ())),
+                )
+        return out
+
+    # -- lookup
+
+    def template_name(self, kind: MessageKind, name: str, audience: str | None) -> str | None:
+        """The template for (kind, topic or template name, audience), or None if there is none."""
+        key = (kind.value, name, audience)
+        if key not in self._names:
+            candidates = [f"{kind.value}/{name}.{audience}.j2"] if audience else []
+            candidates.append(f"{kind.value}/{name}.j2")
+            found = None
+            for candidate in candidates:
+                try:
+                    self.env.loader.get_source(self.env, candidate)  # type: ignore[union-attr]
+                except TemplateNotFound:
+                    continue
+                found = candidate
+                break
+            self._names[key] = found
+        return self._names[key]
+
+    def source(self, name: str) -> tuple[str, str]:
+        """(source text, file path) of a template."""
+        source, filename, _ = self.env.loader.get_source(self.env, name)  # type: ignore[union-attr]
+        return source, filename or name
+
+    def list_templates(self) -> list[str]:
+        return sorted(
+            n for n in self.env.list_templates(extensions=["j2"]) if not n.startswith("_")
+        )
+
+    def _closure(self, name: str, seen: set[str] | None = None) -> list[str]:
+        """The template and every template it includes or imports, recursively."""
+        seen = seen if seen is not None else set()
+        if name in seen:
+            return []
+        seen.add(name)
+        source, filename = self.source(name)
+        try:
+            ast = self.env.parse(source, name, filename)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{_location(exc, filename)}: 模板语法错误 template syntax error: {exc.message}"
+            ) from None
+        out = [name]
+        for ref in meta.find_referenced_templates(ast):
+            if ref is not None:
+                out += self._closure(ref, seen)
+        return out
+
+    def reads(self, name: str) -> frozenset[str]:
+        """Context variables the template (with its fragments) reads."""
+        if name not in self._reads:
+            names: set[str] = set()
+            for part in self._closure(name):
+                source, filename = self.source(part)
+                names |= meta.find_undeclared_variables(self.env.parse(source, part, filename))
+            self._reads[name] = frozenset(names)
+        return self._reads[name]
+
+    def sha(self, name: str) -> str:
+        """Version of a template: sha256 over its source and its fragments' sources."""
+        if name not in self._sha:
+            digest = hashlib.sha256()
+            for part in self._closure(name):
+                digest.update(part.encode())
+                digest.update(self.source(part)[0].encode())
+            self._sha[name] = digest.hexdigest()
+        return self._sha[name]
+
+    # -- rendering
+
+    def render(
+        self,
+        name: str,
+        kind: MessageKind,
+        context: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        cache_key: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Render `name` with `context` (or a function making it, called only on a cache miss);
+        renders whose read variables have equal `cache_key` values are done once."""
+        if cache_key is not None:
+            key = (name, *(cache_key.get(v) for v in sorted(self.reads(name))))
+            hit = self._cache.get(key)
+            if hit is not None:
+                return hit
+        filename = name
+        try:
+            _source, filename = self.source(name)
+            template = self.env.get_template(name)
+            text = _tidy(kind, template.render(context() if callable(context) else context))
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"{_location(exc, filename)}: 模板语法错误 template syntax error: {exc.message}"
+            ) from None
+        except TemplateNotFound as exc:
+            raise TemplateError(f"{filename}: 找不到模板 template not found: {exc.name}") from None
+        except Exception as exc:  # undefined variables, sandbox violations, filter errors
+            reason = str(exc)
+            if type(exc).__name__ == "UndefinedError":
+                reason = f"未定义的变量 undefined variable: {reason}"
+            raise TemplateError(
+                f"{_location(exc, filename)}: 模板渲染失败 render failed: {reason}"
+            ) from None
+        if cache_key is not None:
+            if len(self._cache) > 200_000:
+                self._cache.clear()
+            self._cache[key] = text
+        return text
