@@ -2,25 +2,30 @@
 
 A channel plugin turns rendered messages into sends on one provider. It never
 plans, never touches the delivery log, and never sleeps: the engine hands it an
-HTTP session, a clock and a folder (`ChannelContext`), calls `send()` with a batch
-of deliveries, and records the one `Result` per delivery that comes back.
+HTTP session, a clock and a folder (`ChannelContext`), calls `prepare()` once per
+distinct message, `send()` with a batch of deliveries, and records the one
+`Result` per delivery that comes back. Outcomes that arrive later come back
+through `reconcile()`, `pull_outcomes()` or an inbound route from `routes()`.
 
-Implementer's duties (see README, "编写渠道插件 / Write your own channel"):
+Implementer's duties (README, "编写渠道插件 / Write your own channel"):
 
 * declare `name` (= module name = entry-point name) and a `Settings` model that
   forbids unknown keys; secret fields are typed `EnvSecret` and given in YAML as
   `{env: NAME}`, never inline;
-* describe what the provider can do in `capabilities` (message kinds, addressing,
-  length, batch size, rate limit per endpoint, concurrency, quiet hours, whether
-  outcomes arrive later);
-* answer `check()` with None when ready, otherwise one sentence saying why not;
-* `check_message()`: provider-specific checks run at `validate` (length, charset);
-* `endpoint()`: the rate-limit key of a recipient (the webhook URL, the bot key);
-* `send()`: one Result per delivery, success read from the response body;
-  raise nothing for a per-recipient failure, raise `RetryableError`,
-  `PermanentError` or `OutcomeUnknownError` only when the whole batch shares it;
-* `reconcile()`: for channels with late outcomes (receipts, call results, a
-  person's confirmation), look up deliveries that are still accepted or unknown;
+* describe what the provider can do in `capabilities`;
+* `__init__` does no I/O: validate and checks run on an instance whose session
+  refuses to send;
+* `check()`: None when ready, otherwise one sentence saying why not;
+* `check_message()` / `check_schedule()`: provider rules checked at `validate`
+  (billing length, charset, keyword; a screen's rotation, a programme's length);
+* `endpoint()`: the rate-limit key of a recipient (a bot URL, a gateway account);
+* `prepare()`: split a message into parts, make its artefacts (audio, images);
+* `send()`: one Result per delivery, success read from the response body; raise
+  nothing for a per-recipient failure, raise `RetryableError`, `PermanentError`
+  or `OutcomeUnknownError` (from `broadcaster.errors`) only when the whole batch
+  shares it. `send()` may run in several threads at once (up to
+  `capabilities.concurrency`): keep per-call state local;
+* `reconcile()`, `pull_outcomes()`, `routes()`: late outcomes, see their docstrings;
 * `close()`: release connections.
 """
 
@@ -28,21 +33,26 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, PlainSerializer, WrapValidator
 from pydantic_core import PydanticCustomError
+
+from broadcaster.errors import SecretMissingError
+from broadcaster.vocab import Addressing, ErrorClass, MessageKind, QuietHours, RateLimit, Status
 
 if TYPE_CHECKING:
     import requests
 
 __all__ = [
     "Addressing",
+    "Artefact",
+    "ArtefactStore",
     "BaseChannel",
     "Capabilities",
     "Channel",
@@ -51,62 +61,21 @@ __all__ = [
     "Delivery",
     "EnvSecret",
     "ErrorClass",
+    "InboundReply",
+    "InboundRequest",
+    "InboundRoute",
     "Message",
     "MessageKind",
+    "Outcome",
+    "OutcomePage",
     "QuietHours",
     "RateLimit",
     "Recipient",
     "Result",
+    "ScheduledSend",
     "Secret",
     "Status",
 ]
-
-
-class MessageKind(StrEnum):
-    """Template variants: each channel instance sends exactly one kind."""
-
-    SMS = "sms"  # short text, billed by length
-    BOT = "bot"  # group-bot markdown, also the hand-off text for ordinary WeChat groups
-    LED = "led"  # one-liner for screens
-    LOUDSPEAKER = "loudspeaker"  # script read aloud (village loudspeakers, voice calls)
-
-
-class Addressing(StrEnum):
-    """Who one delivery goes to."""
-
-    TARGET = "target"  # the group, screen or speaker itself: one delivery per target
-    CONTACTS = "contacts"  # every person on the target's contact list: one per number
-
-
-class Status(StrEnum):
-    """Delivery states; every change is a new row in the delivery log."""
-
-    PLANNED = "planned"  # written before sending: the idempotency key is taken
-    SENDING = "sending"  # an attempt started: if nothing follows, the outcome is unknown
-    ACCEPTED = "accepted"  # the provider took it; delivery may be confirmed later
-    DELIVERED = "delivered"  # confirmed at the far end (receipt, fetch, confirmation)
-    FAILED = "failed"  # will not arrive; error_class says why
-    UNKNOWN = "unknown"  # the provider may have acted; reconcile, never re-send blindly
-    SKIPPED = "skipped"  # deliberately not sent (channel disabled, quiet hours, opt-out)
-    INTERRUPTED = "interrupted"  # the process stopped before an answer; resumed on restart
-    MISSED = "missed"  # the occurrence passed while nothing ran, beyond the grace
-
-    @property
-    def final(self) -> bool:
-        return self in (Status.DELIVERED, Status.FAILED, Status.SKIPPED, Status.MISSED)
-
-
-class ErrorClass(StrEnum):
-    """Why a delivery failed or was held back."""
-
-    RECIPIENT = "recipient"  # bad or opted-out number: permanent for that recipient
-    CONTENT = "content"  # rejected text: permanent for the message
-    CONFIG = "config"  # bad key, signature, template code: permanent for the channel
-    TRANSIENT = "transient"  # 5xx, refused connection: retried
-    THROTTLED = "throttled"  # 429 or a provider rate code: retried after retry_after
-    UNKNOWN = "unknown"  # timeout after sending: reconciled
-    QUIET = "quiet"  # inside quiet hours: deferred
-    DISABLED = "disabled"  # channel not ready
 
 
 # --- settings and secrets ----------------------------------------------------------------------
@@ -121,7 +90,7 @@ class Secret:
 
     def get(self) -> str:
         if self.value is None:
-            raise KeyError(self.env)
+            raise SecretMissingError(self.env)
         return self.value
 
     def __str__(self) -> str:
@@ -180,49 +149,30 @@ class ChannelSettings(BaseModel):
 
 
 @dataclass(frozen=True)
-class QuietHours:
-    """A daily window (may cross midnight) in which the channel must not send."""
-
-    start: dt.time
-    end: dt.time
-
-    @classmethod
-    def parse(cls, text: str) -> QuietHours:
-        start, end = (dt.time.fromisoformat(p.strip()) for p in text.split("-"))
-        return cls(start, end)
-
-    def contains(self, t: dt.time) -> bool:
-        if self.start <= self.end:
-            return self.start <= t < self.end
-        return t >= self.start or t < self.end
-
-    def __str__(self) -> str:
-        return f"{self.start:%H:%M}-{self.end:%H:%M}"
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """At most `count` sends per `per_seconds`, per endpoint (one bot, one gateway)."""
-
-    count: int
-    per_seconds: float
-
-
-@dataclass(frozen=True)
 class Capabilities:
     """What a channel can do; the engine plans batches, limits and checks from it."""
 
     kinds: frozenset[MessageKind]
-    addressing: Addressing = Addressing.TARGET
+    addressing: Addressing | None = None  # fixed by the provider; None: the config chooses
+    requires_address: bool = False  # target-addressed: every target needs its own address
+    secret_address: bool = False  # that address is a credential (a bot key): only {env: NAME}
     max_length: int | None = None  # characters as the recipient sees them
     batch_size: int = 1  # deliveries per send() call
-    rate_limit: RateLimit | None = None  # per endpoint
+    batch_by_message: bool = False  # one call carries one message (template + parameters)
+    rate_limit: RateLimit | None = None  # per endpoint, shared by every channel posting to it
     concurrency: int = 8  # send() calls in flight at once, per channel instance
     endpoint_concurrency: int | None = None  # and per endpoint, when the provider limits that
-    quiet_hours: QuietHours | None = None
+    quiet_hours: QuietHours | None = None  # the provider's own window; the config may widen it
     resend_on_unknown: int = 0  # how often an unknown outcome may be re-sent (bots: 1, SMS: 0)
-    late_outcomes: bool = False  # outcomes arrive later: reconcile() is called
+    reconciles: bool = False  # reconcile() can look outcomes up (a status API, a receipt query)
     settle_seconds: float = 60.0  # after an attempt starts, how long its outcome may still change
+    outcome_window: float | None = None  # seconds late outcomes are awaited (None: none come)
+    outcome_poll: float = 300.0  # seconds between reconcile() calls for one accepted delivery
+    reconcile_batch: int = 50  # deliveries per reconcile() call (rate-limited like sends)
+
+    @property
+    def late_outcomes(self) -> bool:
+        return self.outcome_window is not None
 
 
 # --- what crosses the contract -----------------------------------------------------------------
@@ -230,16 +180,53 @@ class Capabilities:
 
 @dataclass(frozen=True)
 class Recipient:
-    """Where one delivery goes; `display` is the only form ever shown or logged in clear."""
+    """Where one delivery goes; `display` is the only form ever shown or logged in clear.
+
+    `address` is the number (E.164), the bot key or the target id; `extra` holds the
+    other parts of a structured address (a bot's signing secret), also never shown.
+    """
 
     target_id: str
     address: str = field(repr=False)
     display: str
+    extra: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False, hash=False)
+
+
+@dataclass(frozen=True)
+class Artefact:
+    """A file made before sending (an MP3, an image card), named by its content."""
+
+    name: str  # what it is, e.g. "speech.mp3"
+    sha256: str
+    path: Path
+    media_type: str  # e.g. "audio/mpeg"
+    size: int
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "sha256": self.sha256,
+            "media_type": self.media_type,
+            "size": self.size,
+        }
+
+
+class ArtefactStore(Protocol):
+    """Content-addressed files, cached by what they were made from (given to `prepare()`)."""
+
+    def make(
+        self, cache_key: str, name: str, media_type: str, build: Callable[[], bytes]
+    ) -> Artefact: ...  # build() runs only when no file for cache_key exists yet
 
 
 @dataclass(frozen=True)
 class Message:
-    """One rendered message, ready to send."""
+    """One rendered message, ready to send.
+
+    `params` are the values the template read ("topic.name": "刷单诈骗"), for providers
+    that send approved templates with parameters; `parts` the text split to fit a
+    limit (sent in order, each a step in the log); `artefacts` files made from it.
+    """
 
     kind: MessageKind
     text: str
@@ -248,25 +235,54 @@ class Message:
     theme: str | None = None
     topic: str | None = None
     title: str = ""
-    attachments: tuple[Path, ...] = ()  # artefacts made at render time (audio, images)
+    params: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
+    parts: tuple[str, ...] = ()  # empty: the text goes whole
+    artefacts: tuple[Artefact, ...] = ()
 
     @property
     def text_sha256(self) -> str:
         return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+
+    @property
+    def pieces(self) -> tuple[str, ...]:
+        """What is sent, in order: the parts, or the whole text."""
+        return self.parts or (self.text,)
+
+    def payload(self) -> dict[str, Any] | None:
+        """Everything but the text, as logged beside it (None when there is nothing)."""
+        if not (self.params or self.parts or self.artefacts or self.theme or self.topic):
+            return None
+        return {
+            "theme": self.theme,
+            "topic": self.topic,
+            "params": dict(sorted(self.params.items())),
+            "parts": list(self.parts),
+            "artefacts": [a.describe() for a in self.artefacts],
+        }
+
+    @property
+    def payload_sha256(self) -> str | None:
+        payload = self.payload()
+        if payload is None:
+            return None
+        blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 @dataclass(frozen=True)
 class Delivery:
     """One message to one recipient for one occurrence: the unit the log tracks."""
 
-    key: str  # idempotency key: hash of (campaign, occurrence, channel, recipient)
+    key: str  # idempotency key: hash of (campaign, occurrence, channel, target, recipient)
     occurrence_id: str
     rule_id: str
     channel_id: str
     recipient: Recipient
     message: Message
     scheduled_at: dt.datetime
-    provider_id: str | None = None  # set when reconciling: what the provider answered before
+    provider_id: str | None = None  # when reconciling: what the provider answered before
+    first_part: int = 0  # parts already accepted in an earlier attempt: send from here
+    campaign: str = ""
 
 
 @dataclass(frozen=True)
@@ -279,18 +295,112 @@ class Result:
     reason: str = ""
     provider_id: str | None = None  # BizId, SerialNo, message id: for receipts and reconciling
     retry_after: float | None = None  # seconds, when throttled
+    parts_done: int | None = None  # of a split message: how many parts were accepted
+    raw: str = field(default="", compare=False)  # the provider's answer, kept (scrubbed) for audit
+    block: bool = False  # the provider blocks the endpoint for retry_after (DingTalk: 10 min)
 
     @classmethod
     def ok(
-        cls, delivery: Delivery, provider_id: str | None = None, *, delivered: bool = False
+        cls,
+        delivery: Delivery,
+        provider_id: str | None = None,
+        *,
+        delivered: bool = False,
+        raw: str = "",
     ) -> Result:
         status = Status.DELIVERED if delivered else Status.ACCEPTED
-        return cls(delivery.key, status, provider_id=provider_id)
+        return cls(delivery.key, status, provider_id=provider_id, raw=raw)
 
     @classmethod
     def fail(cls, delivery: Delivery, error_class: ErrorClass, reason: str, **kw: Any) -> Result:
+        """A failure; retryable classes (transient, throttled) are sent again by the engine."""
         status = Status.UNKNOWN if error_class is ErrorClass.UNKNOWN else Status.FAILED
         return cls(delivery.key, status, error_class, reason, **kw)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """A late outcome (receipt, call result, fetch, confirmation), pulled or pushed.
+
+    Matched to its delivery by `key` (our id echoed back as OutId or SessionContext),
+    else by `provider_id` plus the recipient's `address` (hashed by the engine, never
+    stored), else by `provider_id` alone when that is unique.
+    """
+
+    status: Status  # accepted, delivered or failed
+    key: str | None = None
+    provider_id: str | None = None
+    address: str | None = field(default=None, repr=False)
+    at: dt.datetime | None = None
+    error_class: ErrorClass | None = None
+    reason: str = ""
+    raw: str = ""
+
+
+@dataclass(frozen=True)
+class OutcomePage:
+    """One pull from a provider's outcome feed."""
+
+    outcomes: Sequence[Outcome]
+    cursor: str | None = None  # where the next pull starts; stored with these outcomes
+    more: bool = False  # pull again at once
+
+
+@dataclass(frozen=True)
+class InboundRequest:
+    """An HTTP request to a plugin's route, as the web service received it."""
+
+    method: str
+    path: str  # below the route's mount point, e.g. "/receipts"
+    query: Mapping[str, Sequence[str]]
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes
+    remote: str = ""
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True)
+class InboundReply:
+    """What the route answers, and the outcomes it carried (recorded by the engine)."""
+
+    status: int = 200
+    body: bytes | str = b""
+    media_type: str = "application/json"
+    headers: Mapping[str, str] = field(default_factory=dict)
+    outcomes: Sequence[Outcome] = ()
+
+    @classmethod
+    def json(cls, data: Any, status: int = 200, outcomes: Sequence[Outcome] = ()) -> InboundReply:
+        body = json.dumps(data, ensure_ascii=False)
+        return cls(status, body, "application/json", {}, outcomes)
+
+
+@dataclass(frozen=True)
+class InboundRoute:
+    """A route a plugin serves on `broadcaster serve`: provider callbacks, feeds, links.
+
+    Mounted at /hooks/{channel}{path} (`scope="hooks"`), /led/... or /confirm/...; the
+    handler authenticates the caller itself (signature, token, signed link).
+    """
+
+    path: str  # "/receipts"; "{name}" segments are passed in InboundRequest.path
+    handler: Callable[[InboundRequest], InboundReply]
+    methods: tuple[str, ...] = ("POST",)
+    scope: Literal["hooks", "led", "confirm"] = "hooks"
+    summary: str = ""  # shown in the OpenAPI document
+
+
+@dataclass(frozen=True)
+class ScheduledSend:
+    """One planned send of a channel, for `check_schedule()` at validate and plan."""
+
+    at: dt.datetime
+    rule_id: str
+    target_id: str
+    target_name: str
+    message: Message
 
 
 @dataclass(frozen=True)
@@ -298,7 +408,7 @@ class ChannelContext:
     """What the engine hands a channel: its I/O, so tests and virtual time can replace it."""
 
     instance_id: str
-    http: requests.Session
+    http: requests.Session  # shared by the channel's threads; configure it in __init__ only
     clock: Callable[[], dt.datetime]  # aware "now"; virtual in simulate and tests
     data_dir: Path  # the channel's own folder for files it writes or serves
     base_dir: Path = Path()  # the campaign folder: relative paths in settings start here
@@ -314,7 +424,7 @@ class Channel(Protocol):
     name: ClassVar[str]  # = module name = entry-point name, e.g. "webhook"
     Settings: ClassVar[type[ChannelSettings]]  # schema of the `settings:` block
 
-    def __init__(self, settings: Any, context: ChannelContext) -> None: ...
+    def __init__(self, settings: Any, context: ChannelContext) -> None: ...  # no I/O
 
     @property
     def capabilities(self) -> Capabilities: ...  # may depend on settings
@@ -323,11 +433,19 @@ class Channel(Protocol):
 
     def check_message(self, message: Message) -> list[str]: ...  # problems found at validate
 
+    def check_schedule(self, sends: Sequence[ScheduledSend]) -> list[str]: ...  # over a period
+
     def endpoint(self, recipient: Recipient) -> str: ...  # rate-limit key
+
+    def prepare(self, message: Message, artefacts: ArtefactStore) -> Message: ...  # parts, files
 
     def send(self, batch: Sequence[Delivery]) -> list[Result]: ...  # one per delivery
 
-    def reconcile(self, pending: Sequence[Delivery]) -> list[Result]: ...  # late outcomes
+    def reconcile(self, pending: Sequence[Delivery]) -> list[Result]: ...  # per delivery
+
+    def pull_outcomes(self, cursor: str | None) -> OutcomePage | None: ...  # a feed, or None
+
+    def routes(self) -> Sequence[InboundRoute]: ...  # pushed outcomes on `serve`
 
     def close(self) -> None: ...
 
@@ -353,13 +471,36 @@ class BaseChannel:
         return None
 
     def check_message(self, message: Message) -> list[str]:
-        return []  # the engine checks max_length; override for charset, billing, etc.
+        return []  # the engine checks max_length; override for charset, billing, keywords
+
+    def check_schedule(self, sends: Sequence[ScheduledSend]) -> list[str]:
+        return []
 
     def endpoint(self, recipient: Recipient) -> str:
         return self.context.instance_id
 
+    def prepare(self, message: Message, artefacts: ArtefactStore) -> Message:
+        return message
+
     def reconcile(self, pending: Sequence[Delivery]) -> list[Result]:
+        """Look up deliveries whose outcome is unknown or still only accepted.
+
+        Return a Result only for what the provider could tell: accepted or delivered
+        (it arrived), failed with error_class transient (it never arrived: safe to send
+        again) or another class (it arrived and failed). Leave out what is still unknown.
+        """
         return []
+
+    def pull_outcomes(self, cursor: str | None) -> OutcomePage | None:
+        """The next page of a provider's outcome feed; None when the provider has none.
+
+        A feed that hands each outcome out once (Tencent PullSmsSendStatus) is safe: the
+        engine writes a page, with its cursor, before it pulls the next one.
+        """
+        return None
+
+    def routes(self) -> Sequence[InboundRoute]:
+        return ()
 
     def close(self) -> None:
         return None

@@ -5,11 +5,15 @@
     ├── CalendarError                calendar data file unreadable or inconsistent
     ├── TemplateError                a message template fails to load or render
     ├── LogStoreError                delivery log unreachable, locked or read-only
+    │   ├── LogKeyMismatchError      the log was written with another key (key id differs)
+    │   └── LogWriterDeadError       the log's writer thread stopped: the process must stop
+    ├── SecretMissingError           a secret's environment variable is not set
     ├── ChannelError                 raised inside a channel plugin's send()
     │   ├── RetryableError           may be retried (timeout before sending, 5xx, 429); retry_after
     │   ├── PermanentError           will fail again (4xx, auth, invalid recipient); error_class
     │   └── OutcomeUnknownError      the provider may have acted (read timeout after sending)
     ├── PluginError                  a channel plugin failed to load or clashes with another
+    ├── InvalidArgumentError         broadcaster was called with a value it cannot use (a bug)
     └── AbortedError                 the operator declined a confirmation (exit code 1)
 
 Exit codes live on the exceptions and are printed in one place (`cli.main`):
@@ -27,11 +31,15 @@ __all__ = [
     "ChannelError",
     "ConfigError",
     "ConfigIssue",
+    "InvalidArgumentError",
+    "LogKeyMismatchError",
     "LogStoreError",
+    "LogWriterDeadError",
     "OutcomeUnknownError",
     "PermanentError",
     "PluginError",
     "RetryableError",
+    "SecretMissingError",
     "TemplateError",
 ]
 
@@ -90,6 +98,22 @@ class LogStoreError(BroadcasterError):
     """The delivery log cannot be opened or written."""
 
 
+class LogKeyMismatchError(LogStoreError):
+    """The log records another key id than this process's key: its keys would all change."""
+
+
+class LogWriterDeadError(LogStoreError):
+    """The log's writer thread died; nothing more can be written by this process."""
+
+
+class SecretMissingError(BroadcasterError):
+    """A secret was needed but its environment variable is not set."""
+
+    def __init__(self, env: str):
+        super().__init__(f"缺少环境变量 environment variable {env} is not set")
+        self.env = env
+
+
 class ChannelError(BroadcasterError):
     """Raised by a channel plugin; dispatch maps it to a per-recipient result."""
 
@@ -126,6 +150,12 @@ class OutcomeUnknownError(ChannelError):
 
 class PluginError(BroadcasterError):
     """A channel plugin could not be loaded, or its name clashes."""
+
+
+class InvalidArgumentError(BroadcasterError, ValueError):
+    """A function of broadcaster was called with a value it cannot use: a bug in the caller."""
+
+    exit_code = 3
 
 
 class AbortedError(BroadcasterError):

@@ -17,7 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from broadcaster.channel import (
-    Addressing,
     BaseChannel,
     Capabilities,
     ChannelSettings,
@@ -33,7 +32,6 @@ __all__ = ["OutboxChannel"]
 
 class OutboxSettings(ChannelSettings):
     folder: str | None = None  # default: var/channels/<channel id>; relative to the campaign folder
-    addressing: Addressing = Addressing.TARGET  # "contacts": one line per person on the list
     fsync: bool = True  # flush each batch to disk before reporting it accepted
 
 
@@ -53,10 +51,10 @@ class OutboxChannel(BaseChannel):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             kinds=frozenset(MessageKind),
-            addressing=self.settings.addressing,
             batch_size=500,
             concurrency=1,  # one writer per file keeps lines whole
             settle_seconds=0,  # a write either reached the file or it did not
+            reconciles=True,  # the files say what was written
         )
 
     def check(self) -> str | None:
@@ -80,6 +78,9 @@ class OutboxChannel(BaseChannel):
                 "kind": d.message.kind.value,
                 "title": d.message.title,
                 "text": d.message.text,
+                "params": dict(d.message.params),
+                "parts": list(d.message.parts),
+                "artefacts": [a.describe() for a in d.message.artefacts],
                 "template": d.message.template,
                 "template_sha": d.message.template_sha,
                 "scheduled_at": d.scheduled_at.isoformat(),

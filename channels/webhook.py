@@ -4,9 +4,12 @@ Plugin alias: webhook. For in-house gateways, relay services and group bots with
 a dedicated plugin. The body is a sandboxed Jinja template that must render to JSON;
 success needs a 2xx status *and* the body rule (`success.json_path` equal to
 `success.equals`, or `success.regex` matching the text), because most providers
-answer HTTP 200 with an error code inside. The idempotency key travels in a header
-so a receiver can drop a repeat; a `status_url` lets the engine ask whether a send
-whose answer was lost arrived, instead of sending again.
+answer HTTP 200 with an error code inside; other codes at `json_path` are classified
+by `codes` (throttled, retryable, recipient, optout, config; content otherwise). The
+idempotency key travels in a header; only a receiver declared to drop repeats
+(`receiver_deduplicates: true`) has a 5xx retried: for any other a 5xx after the
+request was sent leaves the outcome unknown. A `status_url` lets the engine ask
+whether a send whose answer was lost arrived, instead of sending again.
 """
 
 from __future__ import annotations
@@ -15,15 +18,13 @@ import email.utils
 import json
 import re
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import requests
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
 from broadcaster.channel import (
-    Addressing,
     BaseChannel,
     Capabilities,
     ChannelSettings,
@@ -32,9 +33,13 @@ from broadcaster.channel import (
     ErrorClass,
     Message,
     MessageKind,
+    Recipient,
     Result,
     Status,
 )
+
+if TYPE_CHECKING:
+    import requests
 
 __all__ = ["WebhookChannel"]
 
@@ -61,6 +66,28 @@ class SuccessRule(ChannelSettings):
         return self
 
 
+class ErrorCodes(ChannelSettings):
+    """Values at `success.json_path` that mean a failure of a known kind (others: content)."""
+
+    throttled: list[Any] = Field(default_factory=list)  # slow down, try again later
+    retryable: list[Any] = Field(default_factory=list)  # the provider did nothing: safe to resend
+    recipient: list[Any] = Field(default_factory=list)  # this recipient can never get it
+    optout: list[Any] = Field(default_factory=list)  # unsubscribed: suppressed for good
+    config: list[Any] = Field(default_factory=list)  # bad key or signature: the channel is wrong
+
+    def classify(self, value: Any) -> ErrorClass:
+        for name, cls in (
+            ("throttled", ErrorClass.THROTTLED),
+            ("retryable", ErrorClass.TRANSIENT),
+            ("recipient", ErrorClass.RECIPIENT),
+            ("optout", ErrorClass.OPTOUT),
+            ("config", ErrorClass.CONFIG),
+        ):
+            if value in getattr(self, name):
+                return cls
+        return ErrorClass.CONTENT
+
+
 class WebhookSettings(ChannelSettings):
     url: str  # may contain {address}: the target's address on this channel (e.g. a bot key)
     method: Literal["POST", "PUT"] = "POST"
@@ -68,18 +95,27 @@ class WebhookSettings(ChannelSettings):
     secrets: dict[str, EnvSecret] = Field(default_factory=dict)
     body: str = DEFAULT_BODY
     success: SuccessRule
-    addressing: Addressing = Addressing.TARGET
+    codes: ErrorCodes = Field(default_factory=ErrorCodes)
+    throttle_seconds: float = Field(default=60.0, gt=0)  # wait after a throttled code
     idempotency_header: str | None = "Idempotency-Key"
+    receiver_deduplicates: bool = False  # the receiver drops a repeated Idempotency-Key
+    max_bytes: int | None = Field(default=None, ge=64)  # longer texts go as numbered parts
     status_url: str | None = None  # GET {key} -> the same success rule means it arrived; 404 not
     timeout: tuple[float, float] = (5.0, 30.0)  # connect, read (seconds)
 
     @field_validator("url", "status_url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^https?://", v):
+        if v is None:
+            return v
+        m = re.match(r"^https?://(\[[^\]]*\]|[^/:?#{}]*)(?::([^/?#]*))?", v)
+        if m is None or not m.group(1):
             raise ValueError(
-                f"地址须以 http:// 或 https:// 开头 expected an http(s) URL; got {v!r}"
+                f"地址须以 http:// 或 https:// 开头 expected an http(s) URL with a host; got {v!r}"
             )
+        port = m.group(2)
+        if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+            raise ValueError(f"端口无效 expected a port 1-65535; got {port!r} in {v!r}")
         return v
 
     @model_validator(mode="after")
@@ -152,10 +188,11 @@ class WebhookChannel(BaseChannel):
     def capabilities(self) -> Capabilities:
         return Capabilities(
             kinds=frozenset(MessageKind),
-            addressing=self.settings.addressing,
+            requires_address="{address}" in self.settings.url,
             batch_size=1,
             concurrency=16,  # the instance's `concurrency:` and `rate_limit:` override these
             settle_seconds=sum(self.settings.timeout) + 2,  # a request cut off may still land
+            reconciles=self.settings.status_url is not None,
         )
 
     # -- helpers
@@ -170,20 +207,33 @@ class WebhookChannel(BaseChannel):
         values = {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
         return _fill(self.settings.url, {**values, "address": delivery.recipient.address})
 
-    def endpoint(self, recipient: Any) -> str:
+    def endpoint(self, recipient: Recipient) -> str:
         """The URL with the address filled in and secrets left as placeholders (it is logged)."""
         return _fill(self.settings.url, {"address": recipient.address})
 
-    def render_body(self, delivery: Delivery) -> str:
+    def prepare(self, message: Message, artefacts: Any) -> Message:
+        """Split a text longer than `max_bytes` into numbered parts, sent in order."""
+        if self.settings.max_bytes is None:
+            return message
+        from dataclasses import replace
+
+        from broadcaster.kit import split_parts
+
+        return replace(message, parts=split_parts(message.text, self.settings.max_bytes))
+
+    def render_body(self, delivery: Delivery, part: int = 0) -> str:
         m = delivery.message
         return self._body.render(
-            key=delivery.key,
+            key=delivery.key if not m.parts else f"{delivery.key}#{part + 1}",
             kind=m.kind.value,
             recipient=delivery.recipient.address,
             recipient_display=delivery.recipient.display,
             target=delivery.recipient.target_id,
             title=m.title,
-            text=m.text,
+            text=m.pieces[part],
+            part=part + 1,
+            parts=len(m.pieces),
+            params=dict(m.params),
             template=m.template,
             occurrence=delivery.occurrence_id,
             rule=delivery.rule_id,
@@ -193,8 +243,6 @@ class WebhookChannel(BaseChannel):
 
     def check_message(self, message: Message) -> list[str]:
         import datetime as dt
-
-        from broadcaster.channel import Recipient
 
         sample = Delivery(
             "k" * 32,
@@ -217,22 +265,28 @@ class WebhookChannel(BaseChannel):
 
     def _judge(self, delivery: Delivery, response: requests.Response) -> Result:
         status = response.status_code
+        raw = response.text[:500]
         if status == 429:
             return Result.fail(
                 delivery,
                 ErrorClass.THROTTLED,
                 "HTTP 429 限流 throttled",
                 retry_after=_retry_after(response),
+                raw=raw,
             )
         if status >= 500:
-            if self.settings.idempotency_header:
+            if self.settings.receiver_deduplicates and self.settings.idempotency_header:
                 return Result.fail(
-                    delivery, ErrorClass.TRANSIENT, f"HTTP {status} 服务端错误 server error"
+                    delivery,
+                    ErrorClass.TRANSIENT,
+                    f"HTTP {status} 服务端错误 server error",
+                    raw=raw,
                 )
             return Result.fail(
                 delivery,
                 ErrorClass.UNKNOWN,
-                f"HTTP {status} 结果未知 outcome unknown (no idempotency header)",
+                f"HTTP {status} 结果未知 outcome unknown: the receiver may have acted",
+                raw=raw,
             )
         if status in (401, 403, 404):
             return Result.fail(
@@ -271,8 +325,14 @@ class WebhookChannel(BaseChannel):
                         f"应答缺少 {rule.json_path} response lacks {rule.json_path}: {text[:80]!r}",
                     )
                 if value != rule.equals:
+                    cls = self.settings.codes.classify(value)
+                    after = self.settings.throttle_seconds if cls is ErrorClass.THROTTLED else None
                     return Result.fail(
-                        delivery, ErrorClass.CONTENT, f"{rule.json_path}={value!r}: {text[:120]}"
+                        delivery,
+                        cls,
+                        f"{rule.json_path}={value!r}: {text[:120]}",
+                        retry_after=after,
+                        raw=raw,
                     )
         if rule.regex and not re.search(rule.regex, text):
             return Result.fail(
@@ -280,19 +340,34 @@ class WebhookChannel(BaseChannel):
                 ErrorClass.CONTENT,
                 f"应答不符 response does not match {rule.regex!r}: {text[:80]!r}",
             )
-        return Result(delivery.key, Status.ACCEPTED, provider_id=provider_id)
+        return Result(delivery.key, Status.ACCEPTED, provider_id=provider_id, raw=raw)
 
     # -- contract
 
     def send(self, batch: Sequence[Delivery]) -> list[Result]:
-        return [self._send_one(d) for d in batch]
+        return [self._send_parts(d) for d in batch]
 
-    def _send_one(self, delivery: Delivery) -> Result:
+    def _send_parts(self, delivery: Delivery) -> Result:
+        """Each part in order from the first one not yet accepted; stop at the first failure."""
+        pieces = len(delivery.message.pieces)
+        result = Result.ok(delivery)
+        for part in range(delivery.first_part, pieces):
+            result = self._send_one(delivery, part)
+            if result.status is not Status.ACCEPTED:
+                return replace_result(result, parts_done=part) if pieces > 1 else result
+        return replace_result(result, parts_done=pieces) if pieces > 1 else result
+
+    def _send_one(self, delivery: Delivery, part: int = 0) -> Result:
+        import requests
+
         headers = self._headers()
         if self.settings.idempotency_header:
-            headers[self.settings.idempotency_header] = delivery.key
+            key = (
+                delivery.key if len(delivery.message.pieces) == 1 else f"{delivery.key}#{part + 1}"
+            )
+            headers[self.settings.idempotency_header] = key
         try:
-            body = self.render_body(delivery).encode("utf-8")
+            body = self.render_body(delivery, part).encode("utf-8")
         except Exception as exc:
             return Result.fail(
                 delivery, ErrorClass.CONTENT, f"body 模板错误 body template fails: {exc}"
@@ -344,46 +419,65 @@ class WebhookChannel(BaseChannel):
         return self._judge(delivery, response)
 
     def reconcile(self, pending: Sequence[Delivery]) -> list[Result]:
-        """Ask `status_url` about each key: arrived is accepted, 404 is safe to send again."""
+        """Ask `status_url` about each key (each part's key, for a split message): arrived is
+        accepted, 404 is safe to send again from the first part missing. The engine asks
+        only after the settle time, when a request cut off has had time to land."""
         if not self.settings.status_url:
             return []
         out = []
         for d in pending:
-            url = self.settings.status_url.replace("{key}", d.key)
-            try:
-                response = self.context.http.get(
-                    url,
-                    headers=self._headers(),
-                    timeout=self.settings.timeout,
-                    allow_redirects=False,
-                )
-            except requests.RequestException:
-                continue  # still unknown; asked again next time
-            if response.status_code in (401, 403):
-                out.append(
-                    Result(
-                        d.key,
-                        Status.UNKNOWN,
-                        ErrorClass.CONFIG,
-                        f"HTTP {response.status_code} 对账被拒绝 status_url refused our credentials",
-                    )
-                )
-            elif response.status_code == 404:
-                out.append(
-                    Result.fail(
-                        d,
-                        ErrorClass.TRANSIENT,
-                        "对方无记录 receiver has no record; safe to send again",
-                    )
-                )
-            elif 200 <= response.status_code < 300:
-                judged = self._judge(d, response)
-                if judged.status is Status.ACCEPTED:
-                    out.append(judged)
+            pieces = len(d.message.pieces)
+            found: Result | None = None
+            for part in range(d.first_part, pieces):
+                key = d.key if pieces == 1 else f"{d.key}#{part + 1}"
+                answer = self._lookup(d, key)
+                if answer is None or answer.status is not Status.ACCEPTED:
+                    found = answer
+                    if answer is not None and pieces > 1:
+                        found = replace_result(answer, parts_done=part)
+                    break
+                found = replace_result(answer, parts_done=part + 1) if pieces > 1 else answer
+            if found is not None:
+                out.append(found)
         return out
 
+    def _lookup(self, d: Delivery, key: str) -> Result | None:
+        """What `status_url` says of one key; None when it cannot tell now."""
+        import requests
 
-def _before_sending(exc: requests.ConnectionError) -> bool:
+        assert self.settings.status_url is not None
+        url = self.settings.status_url.replace("{key}", key)
+        try:
+            response = self.context.http.get(
+                url, headers=self._headers(), timeout=self.settings.timeout, allow_redirects=False
+            )
+        except requests.RequestException:
+            return None  # still unknown; asked again next time
+        if response.status_code in (401, 403):
+            return Result(
+                d.key,
+                Status.UNKNOWN,
+                ErrorClass.CONFIG,
+                f"HTTP {response.status_code} 对账被拒绝 status_url refused our credentials",
+            )
+        if response.status_code == 404:
+            return Result.fail(
+                d, ErrorClass.TRANSIENT, "对方无记录 receiver has no record; safe to send again"
+            )
+        if 200 <= response.status_code < 300:
+            judged = self._judge(d, response)
+            if judged.status is Status.ACCEPTED:
+                return judged
+        return None
+
+
+def replace_result(result: Result, **changes: Any) -> Result:
+    from dataclasses import replace
+
+    return replace(result, **changes)
+
+
+def _before_sending(exc: Exception) -> bool:
     """Whether a connection error happened before any byte of the request left."""
     text = repr(exc)
     return any(

@@ -94,7 +94,7 @@ targets:
       - {id: sms1, name: 短信名单, tags: [sms_list], contacts: ["13800000001", "13900000002"]}
 channels:
   handoff: {type: outbox, kind: bot}
-  texts: {type: outbox, kind: sms, max_length: 30, quiet_hours: "21:00-08:00", settings: {addressing: contacts}}
+  texts: {type: outbox, kind: sms, max_length: 30, quiet_hours: "21:00-08:00"}
 rules:
   - id: twice-weekly
     channels: [handoff]

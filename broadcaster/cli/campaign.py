@@ -5,15 +5,19 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import click
 from rich.markup import escape
+from rich.panel import Panel
 from rich.table import Table
 
 from broadcaster.cli import State, cli, parse_date, parse_now
+from broadcaster.engine.app import App, key_warnings, state_dir_for
 from broadcaster.errors import ConfigError
 from broadcaster.model.calendar import (
     ChinaCalendar,
@@ -35,11 +39,22 @@ NOW_OPTION = click.option(
 
 
 def load(state: State, now: str | None) -> tuple[Campaign, dt.datetime]:
-    """Load the campaign as of `--now`."""
+    """The campaign model as of `--now` (no channel plugin, no network, no database)."""
     tz = ZoneInfo("Asia/Shanghai")
     when = parse_now(now, tz)
     campaign = load_campaign(state.config, today=when.date())
     return campaign, when.astimezone(campaign.tz)
+
+
+def load_app(
+    state: State, now: str | None, state_dir: Path | None = None
+) -> tuple[App, dt.datetime]:
+    """The campaign with its channels checked against their plugins, as of `--now`."""
+    tz = ZoneInfo("Asia/Shanghai")
+    when = parse_now(now, tz)
+    folder = state_dir_for(state.config, state_dir)
+    app = App.load(state.config, now=when, state_dir=folder)
+    return app, when.astimezone(app.campaign.tz)
 
 
 def print_warnings(state: State, campaign: Campaign) -> None:
@@ -99,21 +114,43 @@ def print_duties(state: State, results: list[DutyResult]) -> bool:
 def validate(state: State, now: str | None, strict: bool) -> None:
     """检查配置、模板、日历和工作要求 check the config, templates, calendar and duties.
 
-    Prints every problem at once, with file, line and key; exits 1 on any error, and
-    when next year's official holiday file is missing from 1 October.
+    Prints every problem at once, with file, line and key; exits 1 on any error and when
+    this year's official holiday file is missing. Next year's missing file is a warning.
     """
-    campaign, when = load(state, now)
+    app, when = load_app(state, now)
+    campaign = app.campaign
     print_warnings(state, campaign)
-    enabled = [c for c in campaign.channels.values() if c.enabled]
+    for warning in key_warnings(app.state_dir, None, app.environ):
+        state.err.print(f"[yellow]警告 warning[/yellow] {warning}", highlight=False)
+    this_year = when.year not in campaign.calendar.years
+    if this_year:
+        state.out.print(
+            f"[red]✘ 校验未通过 validate fails: no official holiday file for {when.year}, the"
+            " current year (see the warning above)[/red]"
+        )
+        raise click.exceptions.Exit(1)
+    enabled = [c for c in app.channels.values() if c.enabled]
     state.out.print(
         f"[green]✔[/green] {campaign.path.name}: 配置有效 valid — {len(campaign.rules)} rules, "
-        f"{len(campaign.targets.nodes)} targets, {len(enabled)}/{len(campaign.channels)} channels enabled"
+        f"{len(campaign.targets.nodes)} targets, {len(enabled)}/{len(app.channels)} channels enabled"
     )
-    for c in campaign.channels.values():
+    for c in app.channels.values():
         if not c.enabled:
             state.out.print(
                 f"  渠道停用 channel [bold]{c.id}[/bold] ({c.type}) disabled: {c.disabled_reason}"
             )
+    if campaign.calendar_stale:
+        state.out.print(
+            Panel(
+                f"明年的节假日安排还未收录，{when.year + 1} 年依赖工作日的推送按法定假日估算并标记为"
+                f"“估”。国务院办公厅公布通知后，把 {when.year + 1}.yaml 放进节假日覆盖目录即可。\n"
+                f"Next year's official holiday file is not in yet: dates in {when.year + 1} that"
+                " depend on working days are estimated and marked so. Add the year's file to the"
+                " override folder once the State Council publishes it (README, First steps).",
+                title="⚠ 明年节假日 next year's holidays",
+                border_style="yellow",
+            )
+        )
     start, end = campaign_range(campaign, when)
     results = check_duties(campaign, start, end)
     met = print_duties(state, results)
@@ -121,11 +158,7 @@ def validate(state: State, now: str | None, strict: bool) -> None:
         state.err.print(
             "[yellow]警告 warning[/yellow] 部分对象未达到工作要求 some targets fall short of a duty (see above)"
         )
-    if campaign.calendar_stale:
-        state.out.print(
-            "[red]✘ 校验未通过 validate fails: an official holiday file is missing (see the warning above)[/red]"
-        )
-    if campaign.calendar_stale or (strict and (campaign.warnings or not met)):
+    if strict and (campaign.warnings or not met):
         raise click.exceptions.Exit(1)
 
 
@@ -156,7 +189,9 @@ class PlanRows:
         self.campaign = campaign
         self._occurrence: object = None
         self._time = ""
-        self._channels = {cid: (c.kind.value, c.enabled) for cid, c in campaign.channels.items()}
+        self._channels = {
+            cid: (c.kind.value, c.ready(os.environ)) for cid, c in campaign.channels.items()
+        }
 
     def row(self, item: PlanItem) -> tuple[object, ...]:
         occurrence = item.occurrence
@@ -310,7 +345,9 @@ def plan(
             continue
         shown += 1
         channel_spec = campaign.channels[item.channel_id]
-        flags = (" 估" if item.estimated else "") + ("" if channel_spec.enabled else " 停")
+        flags = (" 估" if item.estimated else "") + (
+            "" if channel_spec.ready(os.environ) else " 停"
+        )
         theme = item.theme or ""
         if item.topic:
             theme += f" / {item.topic}"
@@ -354,7 +391,8 @@ def preview(
     now: str | None,
 ) -> None:
     """预览规则在某天各渠道将发送的内容 show exactly what each channel would send."""
-    campaign, when = load(state, now)
+    app, when = load_app(state, now)
+    campaign = app.campaign
     known = [r.id for r in campaign.rules]
     if rule_id not in known:
         from broadcaster.model.config.explain import did_you_mean
@@ -392,7 +430,7 @@ def preview(
         for item in planner.expand(occurrence):
             if target and item.target_id not in target:
                 continue
-            channel = campaign.channels[item.channel_id]
+            channel = app.channels[item.channel_id]
             node = campaign.targets[item.target_id]
             status = (
                 ""

@@ -14,12 +14,12 @@ from zoneinfo import ZoneInfo
 import click
 from rich.table import Table
 
-from broadcaster.channel import Status
 from broadcaster.cli import State, cli, parse_date
 from broadcaster.cli.campaign import pass_state
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
 from broadcaster.engine.app import open_log, state_dir_for
 from broadcaster.model.targets import mask_phone, parse_phone
+from broadcaster.vocab import Status
 
 __all__ = ["log_command"]
 
@@ -31,6 +31,11 @@ __all__ = ["log_command"]
 @click.option("--channel")
 @click.option("--target")
 @click.option("--status", type=click.Choice([s.value for s in Status]))
+@click.option(
+    "--campaign",
+    "campaign_id",
+    help="活动 campaign id (default: the config's; a log may hold several campaigns).",
+)
 @click.option(
     "--phone",
     help="按号码查询 was this number reached? (一案三查; the number is hashed, never stored)",
@@ -56,6 +61,7 @@ def log_command(
     channel: str | None,
     target: str | None,
     status: str | None,
+    campaign_id: str | None,
     phone: str | None,
     fmt: str,
     limit: int,
@@ -65,8 +71,9 @@ def log_command(
     """查询投递日志 the delivery log: coverage per send (targeted, accepted, delivered) and deliveries."""
 
     tz = ZoneInfo("Asia/Shanghai")
-    if state.config.exists():  # only the zone: an auditor can query even when the config is broken
-        tz = campaign_zone(state.config)
+    if state.config.exists():  # only zone and id: an auditor can query with a broken config
+        tz, configured = campaign_zone(state.config)
+        campaign_id = campaign_id or configured
     first = parse_date(from_, "--from")
     last = parse_date(to, "--to")
     since = dt.datetime.combine(first, dt.time(), tzinfo=tz) if first else None
@@ -83,6 +90,7 @@ def log_command(
                 )
             recipient_hash = store.recipient_hash(number)
         filters: dict[str, Any] = {
+            "campaign": campaign_id,
             "since": since,
             "until": until,
             "rule": rule,
@@ -151,7 +159,7 @@ def log_command(
         ):
             table.add_column(column, justify="right" if column[0] in "目已失未跳受" else "left")
         for c in coverage[-limit:]:
-            rate = f"{100 * c.accepted / c.targeted:.0f}%" if c.targeted else "—"
+            rate = coverage_rate(c.accepted, c.targeted)
             table.add_row(
                 f"{c.scheduled_at.astimezone(tz):%m-%d %H:%M}",
                 c.rule_id,
@@ -189,7 +197,7 @@ def log_command(
             r.channel_id,
             r.target_id,
             r.recipient_display,
-            r.status.value,
+            r.status.label,
             (r.reason or "")[:50],
             r.template,
         )
@@ -200,15 +208,24 @@ def log_command(
     )
 
 
-def campaign_zone(config: Path) -> ZoneInfo:
-    """The campaign's time zone, read without validating the whole config."""
+def campaign_zone(config: Path) -> tuple[ZoneInfo, str | None]:
+    """The campaign's time zone and id, read without validating the whole config."""
     from broadcaster.model.config.source import load_document
 
     try:
         doc, _ = load_document(config)
-        return ZoneInfo(str(doc.data.get("campaign", {}).get("timezone", "Asia/Shanghai")))
+        section = doc.data.get("campaign", {})
+        return ZoneInfo(str(section.get("timezone", "Asia/Shanghai"))), section.get("id")
     except Exception:
-        return ZoneInfo("Asia/Shanghai")
+        return ZoneInfo("Asia/Shanghai"), None
+
+
+def coverage_rate(part: int, whole: int) -> str:
+    """A share as shown: rounded down, so a shortfall never shows as 100% (5,984/6,000 = 99.7%)."""
+    if not whole:
+        return "—"
+    tenths = part * 1000 // whole
+    return f"{tenths // 10}.{tenths % 10}%" if tenths % 10 else f"{tenths // 10}%"
 
 
 def _plain(value: Any) -> Any:

@@ -7,7 +7,7 @@ import re
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.console import Group
@@ -16,12 +16,12 @@ from rich.panel import Panel
 from rich.table import Table
 
 from broadcaster.cli import State, cli
-from broadcaster.cli.campaign import load, pass_state, print_warnings
-from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION, channel_checks, print_channel_table
-from broadcaster.engine.app import open_log, state_dir_for
-from broadcaster.engine.clock import SystemClock
-from broadcaster.engine.runner import Activity, Runner
+from broadcaster.cli.campaign import load_app, pass_state, print_warnings
+from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION, offline_checks, print_channel_table
 from broadcaster.model.campaign import Campaign
+
+if TYPE_CHECKING:
+    from broadcaster.engine.runner import Runner
 
 __all__ = ["live_view", "run"]
 
@@ -60,11 +60,16 @@ def live_view(runner: Runner, campaign: Campaign, db: str) -> Panel:
             f"{when.astimezone(campaign.tz):%m-%d %H:%M:%S}",
             f"[{style}]{kind}[/{style}] {text}" if style else f"{kind} {text}",
         )
-    ready = [c.id for c in runner.campaign.channels.values() if c.enabled]
-    off = [
-        f"{c.id} ({c.disabled_reason})" for c in runner.campaign.channels.values() if not c.enabled
-    ]
-    footer = f"就绪 ready: {', '.join(ready) or '—'}\n停用 disabled: {'; '.join(off) or '—'}\n日志 log: {db} · Ctrl-C 停止 stop"
+    channels = runner.app.channels.values()
+    ready = [c.id for c in channels if c.enabled]
+    off = [f"{c.id} ({c.disabled_reason})" for c in channels if not c.enabled]
+    role = (
+        "调度中 active scheduler" if runner.leader else f"待命 standing by: {runner.standby_reason}"
+    )
+    footer = (
+        f"就绪 ready: {', '.join(ready) or '—'}\n停用 disabled: {'; '.join(off) or '—'}\n"
+        f"{role}\n日志 log: {db} · Ctrl-C 停止 stop"
+    )
     return Panel(
         Group(upcoming, recent, footer),
         title=f"broadcaster run · {campaign.config.campaign.name} · {now:%Y-%m-%d %H:%M:%S}",
@@ -95,21 +100,16 @@ def run(
     within --grace and logged as missed beyond it. Edits to the config are applied once they
     validate. Ctrl-C or SIGTERM stops it cleanly.
     """
-    campaign, _ = load(state, None)
+    from broadcaster.engine.clock import SystemClock
+    from broadcaster.engine.runner import Activity
+
+    app, _ = load_app(state, None, state_dir)
+    campaign = app.campaign
     print_warnings(state, campaign)
-    folder = state_dir_for(state.config, state_dir)
-    store, key = open_log(db, folder)
+    store, key = app.open_log(db)
     activity = Activity()
     clock = SystemClock()
-    runner = Runner(
-        campaign,
-        store,
-        clock=clock,
-        hash_key=key,
-        state_dir=folder,
-        grace=parse_duration(grace),
-        activity=activity,
-    )
+    runner = app.runner(store, key, clock=clock, grace=parse_duration(grace), activity=activity)
     use_live = state.out.is_terminal if live is None else live
     if not use_live:
         activity.listeners.append(
@@ -126,17 +126,16 @@ def run(
     state.out.print(
         f"启动 starting: {campaign.config.campaign.name}, {len(campaign.rules)} rules · 日志 log {store.url_display}"
     )
-    print_channel_table(
-        state, campaign, channel_checks(campaign, lambda spec: runner.dispatcher.channel(spec.id))
-    )
+    print_channel_table(state, app.channels, offline_checks(app))
     try:
-        runner.start()
+        if not runner.step():
+            state.out.print(f"待命 standing by: {runner.standby_reason}", markup=False)
         if not use_live:
             for occurrence in runner.upcoming(clock.now(), 5):
                 state.out.print(f"下次 next: {occurrence.at:%Y-%m-%d %H:%M} {occurrence.rule_id}")
             state.out.print("运行中 running; Ctrl-C 停止 stop", markup=False)
             while not stop.wait(1.0):
-                runner.watchdog()
+                runner.step()
         else:
             with Live(
                 live_view(runner, campaign, store.url_display),
@@ -145,14 +144,18 @@ def run(
                 transient=False,
             ) as view:
                 while not stop.wait(0.5):
-                    runner.watchdog()
+                    runner.step()
                     view.update(live_view(runner, runner.campaign, store.url_display))
     finally:
         state.out.print(
-            "正在停止 stopping: in-flight deliveries finish or are logged as interrupted …"
+            "正在停止 stopping: queued deliveries stay planned, requests in flight finish or are"
+            " logged as interrupted …"
         )
-        runner.stop()
-        store.close()
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        try:
+            runner.stop()
+            runner.close()
+        finally:
+            store.close()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
         state.out.print("已停止 stopped cleanly.")

@@ -1,28 +1,30 @@
-"""Dispatch: turn an occurrence into deliveries, log them, send them, log the outcomes.
+"""Dispatch: log an occurrence's deliveries, claim them, send them, log every outcome.
 
-Every delivery (occurrence, channel, recipient) gets an idempotency key and is
-written to the delivery log before anything is sent; each attempt is logged as
-`sending` before the call and again with its outcome. Nothing is re-sent blindly:
-a delivery whose outcome is unknown is reconciled with the provider, and re-sent
-only when the provider says it never arrived (or the channel declares a resend safe).
+Never twice: every delivery (occurrence, channel, target, recipient) has a keyed
+idempotency key, is written to the log before anything is sent, and is sent only by
+the process holding its lease in the log; each attempt is written as `sending` (the
+lease checked in the same transaction) before the request leaves. The log's state
+machine refuses a second `sending` for a delivery already sending or answered. A
+batch that half fails is retried only for the deliveries whose own result was a
+retryable failure; an unknown outcome is never re-sent blindly but reconciled after
+the channel's settle time (`recovery.py`).
 
-Planning and execution are separated: `Dispatcher.prepare` plans the deliveries of
-an occurrence; `SendTask`s (plain data) go to an `Executor`; `Dispatcher.execute`
-runs one task. The in-process thread pool can be replaced by a distributed worker
-pool that calls `execute` without touching any channel.
+Never late: `fire()` logs and claims the deliveries and hands send tasks to the
+executor, and returns at once; each channel sends in its own lane, waiting on its
+endpoints' rate limits, and checks quiet hours at the moment of sending (what cannot
+leave before they start waits for the morning, logged deferred).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import functools
-import hashlib
-import hmac
 import logging
+import os
+import socket
 import threading
+import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,36 +39,33 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from broadcaster.channel import (
-    Addressing,
-    Channel,
-    ChannelContext,
-    Delivery,
-    ErrorClass,
-    Message,
-    MessageKind,
-    Recipient,
-    Result,
-    Status,
-)
+from broadcaster.channel import Channel, Delivery, Result
+from broadcaster.engine.artefacts import FileArtefactStore
+from broadcaster.engine.channels import ChannelProfile
 from broadcaster.engine.clock import Clock
-from broadcaster.engine.executor import Executor, SendTask, ThreadExecutor
-from broadcaster.engine.http import SessionPerThread
-from broadcaster.engine.ratelimit import Limiters
+from broadcaster.engine.executor import Executor, SendTask, TaskReport, ThreadExecutor, gather
+from broadcaster.engine.http import channel_context
+from broadcaster.engine.prepare import Prepared, Preparer, Resolver, with_first_part
+from broadcaster.engine.ratelimit import ConcurrencySlots, LocalRateLimiter, RateLimiter
 from broadcaster.errors import ChannelError, OutcomeUnknownError, PermanentError, RetryableError
-from broadcaster.log import DeliveryLog, DeliveryRecord, DeliveryState, Event
-from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
-from broadcaster.model.plan import Occurrence, Planner
+from broadcaster.log import DeliveryLog, Event
+from broadcaster.model.campaign import Campaign, RuleSpec
+from broadcaster.model.plan import Occurrence
+from broadcaster.vocab import ErrorClass, Status
 
-__all__ = ["Dispatcher", "FireReport", "delivery_key"]
+__all__ = ["DEFAULT_LEASE", "Dispatcher", "FireHandle"]
 
-log = logging.getLogger("broadcaster.engine.dispatch")
+log = logging.getLogger("broadcaster.dispatch")
 T = TypeVar("T")
 
+DEFAULT_LEASE = 60.0  # seconds a claim lasts unless renewed; a dead process's work waits this long
 FIRE_CHUNK = 5_000  # deliveries logged and handed to workers at a time
+TASK_ATTEMPTS = 4  # tries within one task before a retryable failure waits for the sweep
+MAX_ATTEMPTS = 12  # tries in all before a retryable failure is given up as failed
+RETRYABLE = (ErrorClass.TRANSIENT, ErrorClass.THROTTLED)
 
 
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
     chunk: list[T] = []
     for item in items:
         chunk.append(item)
@@ -77,198 +76,146 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
         yield chunk
 
 
-def delivery_key(
-    secret: bytes, campaign: str, occurrence_id: str, channel_id: str, address: str
-) -> str:
-    """The idempotency key: keyed, so it reveals nothing about the address it covers."""
-    data = f"{campaign}\x1f{occurrence_id}\x1f{channel_id}\x1f{address}".encode()
-    return hmac.new(secret, data, hashlib.sha256).hexdigest()[:32]
+def new_owner() -> str:
+    """A name for this process's claims: host, pid and a random part (never reused)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
 @dataclass
-class FireReport:
-    """What one occurrence produced: counts by channel and status."""
+class FireHandle:
+    """One occurrence fired: its deliveries logged, its tasks running or queued."""
 
-    occurrence_id: str
+    occurrence: Occurrence
     first_time: bool
-    counts: dict[tuple[str, str], int] = field(default_factory=lambda: defaultdict(int))
-    errors: list[str] = field(default_factory=list)
+    futures: list[Future[TaskReport]] = field(default_factory=list)
+    logged: TaskReport = field(default_factory=TaskReport)  # settled without sending
+    keys: list[str] = field(default_factory=list)
+    flush: Callable[[], None] = lambda: None  # commits outcomes queued without waiting
 
-    def add(self, channel_id: str, status: Status, n: int = 1) -> None:
-        self.counts[(channel_id, status.value)] += n
+    def done(self) -> bool:
+        return all(f.done() for f in self.futures)
+
+    def wait(self) -> TaskReport:
+        """Block until every task of this occurrence finished; what they came to."""
+        report = gather(self.futures)
+        self.flush()
+        for status, n in self.logged.counts.items():
+            report.add(status, n)
+        report.errors += self.logged.errors
+        return report
 
 
-class _RetryBatch(Exception):
+class _Retry(Exception):
+    """Some deliveries of a batch failed retryably: only those are tried again."""
+
     def __init__(self, pending: list[Delivery], retry_after: float | None):
-        super().__init__(f"{len(pending)} deliveries to retry")
+        super().__init__(f"{len(pending)} to retry")
         self.pending = pending
         self.retry_after = retry_after
 
 
+def backoff(attempt: int, retry_after: float | None = None) -> float:
+    """Seconds before the next try: exponential (1 s, 2 s, 4 s … 60 s), at least Retry-After."""
+    return max(min(60.0, 2.0 ** max(0, attempt - 1)), retry_after or 0.0)
+
+
 def _wait(retry_state: RetryCallState) -> float:
     """Exponential backoff with jitter, never shorter than the provider's Retry-After."""
-    backoff = wait_exponential_jitter(initial=1, max=60)(retry_state)
+    base = wait_exponential_jitter(initial=1, max=60)(retry_state)
     exc = retry_state.outcome.exception() if retry_state.outcome else None
-    after = getattr(exc, "retry_after", None) or 0.0
-    return max(backoff, after)
+    return max(base, getattr(exc, "retry_after", None) or 0.0)
 
 
 class Dispatcher:
-    """Sends occurrences through the campaign's channels and records everything in the log."""
+    """Sends occurrences through a campaign's channels; records everything in the log."""
 
     def __init__(
         self,
         campaign: Campaign,
+        profiles: Mapping[str, ChannelProfile],
         log_store: DeliveryLog,
         *,
         clock: Clock,
         hash_key: bytes,
+        state_dir: Path,
+        environ: Mapping[str, str] | None = None,
         executor: Executor | None = None,
-        limiters: Limiters | None = None,
-        max_attempts: int = 4,
+        limiter: RateLimiter | None = None,
+        lease: float = DEFAULT_LEASE,
+        owner: str | None = None,
         on_result: Callable[[Delivery, Result], None] | None = None,
-        state_dir: Path | None = None,
+        heartbeat: bool = True,
     ):
         self.campaign = campaign
-        self.state_dir = state_dir or campaign.base_dir / "var"
-        self.planner = Planner(campaign)
+        self.profiles = dict(profiles)
         self.log = log_store
         self.clock = clock
-        self.hash_key = hash_key
-        self.limiters = limiters or Limiters(clock)
-        self.max_attempts = max_attempts
+        self.state_dir = state_dir
+        self.lease = lease
+        self.owner = owner or new_owner()
+        self.limiter: RateLimiter = limiter or LocalRateLimiter(clock)
+        self.slots = ConcurrencySlots()
         self.on_result = on_result
-        workers = sum(c.capabilities.concurrency for c in campaign.channels.values() if c.enabled)
+        self.artefacts = FileArtefactStore(state_dir / "artefacts")
+        self.preparer = Preparer(
+            campaign,
+            self.profiles,
+            log_store,
+            hash_key=hash_key,
+            environ=os.environ if environ is None else environ,
+            artefacts=self.artefacts,
+            channel=self.channel,
+        )
+        self.resolver = Resolver(campaign, self.preparer, log_store, self.artefacts.folder)
+        lanes = {cid: p.capabilities.concurrency for cid, p in self.profiles.items()}
         self._own_executor = executor is None
-        self.executor: Executor = executor or ThreadExecutor(min(512, max(4, workers)))
+        self.executor: Executor = executor or ThreadExecutor(self.execute, lanes)
         self._channels: dict[str, Channel] = {}
-        self._sessions: dict[str, SessionPerThread] = {}
+        self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self._in_flight: set[str] = set()
+        self._ready: dict[str, Delivery] = {}  # prepared here, waiting for their task
+        self._sending: set[str] = set()  # between `sending` and its outcome
+        self._queued: set[str] = set()  # handed to the executor, not finished
         self.stopping = threading.Event()
-
-    def in_flight(self) -> list[str]:
-        """Keys handed to a worker and not finished yet."""
-        with self._lock:
-            return sorted(self._in_flight)
+        self._closed = False
+        for profile in self.profiles.values():
+            log_store.redact(profile.secrets())
+        self._heartbeat_stop = threading.Event()
+        self._heartbeat: threading.Thread | None = None
+        if heartbeat:
+            self._heartbeat = threading.Thread(
+                target=self._renew_loop, name="lease-heartbeat", daemon=True
+            )
+            self._heartbeat.start()
 
     # -- channels
 
     def channel(self, channel_id: str) -> Channel:
-        """The open plugin instance of a channel (opened once, shared by all threads)."""
+        """The open plugin instance of a channel (opened once, shared by its threads)."""
         with self._lock:
             found = self._channels.get(channel_id)
             if found is None:
-                spec = self.campaign.channels[channel_id]
-                session = SessionPerThread(spec.capabilities.concurrency)
-                context = ChannelContext(
+                profile = self.profiles[channel_id]
+                context = channel_context(
                     channel_id,
-                    session,  # type: ignore[arg-type]
-                    self.clock.now,
-                    self.state_dir / "channels" / channel_id,
-                    self.campaign.base_dir,
+                    concurrency=profile.capabilities.concurrency,
+                    clock=self.clock.now,
+                    data_dir=self.state_dir / "channels" / channel_id,
+                    base_dir=self.campaign.base_dir,
                 )
-                found = spec.open(context)
+                found = profile.open(context)
                 self._channels[channel_id] = found
-                self._sessions[channel_id] = session
+                self._sessions[channel_id] = context.http
             return found
 
-    def close(self) -> None:
-        if self._own_executor:
-            self.executor.shutdown(wait=True)
-        if not self.log.closed:
-            self.log.flush()  # outcomes queued without waiting are committed (or their error raised)
-        for cid, channel in self._channels.items():
-            try:
-                channel.close()
-            except Exception:  # a plugin failing to close must not hide other work
-                log.exception("channel %s failed to close", cid)
-            self._sessions[cid].close()
-        self._channels.clear()
+    def in_flight(self) -> list[str]:
+        """Keys whose request is out and whose answer has not been logged yet."""
+        with self._lock:
+            return sorted(self._sending)
 
-    # -- planning deliveries
-
-    def recipients(self, spec: ChannelSpec, target_id: str) -> list[Recipient]:
-        node = self.campaign.targets[target_id]
-        if spec.capabilities.addressing is Addressing.CONTACTS:
-            return [Recipient(target_id, c.number, c.display) for c in node.contacts]
-        address = dict(node.address).get(spec.id, target_id)
-        return [Recipient(target_id, address, node.name)]
-
-    def prepare(
-        self,
-        occurrence: Occurrence,
-        rule: RuleSpec | None = None,
-        extra_vars: dict[str, Any] | None = None,
-    ) -> list[tuple[Delivery, DeliveryRecord]]:
-        """Every delivery of one occurrence, rendered, keyed and ready to log."""
-        return list(self.iter_prepare(occurrence, rule, extra_vars))
-
-    def iter_prepare(
-        self,
-        occurrence: Occurrence,
-        rule: RuleSpec | None = None,
-        extra_vars: dict[str, Any] | None = None,
-    ) -> Iterator[tuple[Delivery, DeliveryRecord]]:
-        """`prepare`, one delivery at a time: a fan-out to 100,000 numbers is never all in memory."""
-        campaign = self.campaign
-        renderer = campaign.renderer
-        for item in self.planner.expand(occurrence, render=False, spec=rule):
-            if item.template is None:
-                continue  # validate refuses such a config; nothing to render
-            spec = campaign.channels[item.channel_id]
-            text = self.planner.text(
-                item.template,
-                occurrence,
-                item.channel_id,
-                item.target_id,
-                item.theme,
-                item.occasion,
-                item.topic,
-                extra_vars=extra_vars,
-            )
-            message = Message(
-                kind=spec.kind,
-                text=text,
-                template=item.template,
-                template_sha=renderer.sha(item.template),
-                theme=item.theme,
-                topic=item.topic,
-                title=_title(spec.kind, text),
-            )
-            channel = self.channel(spec.id) if spec.enabled else None
-            for recipient in self.recipients(spec, item.target_id):
-                key = delivery_key(
-                    self.hash_key, campaign.id, occurrence.id, spec.id, recipient.address
-                )
-                endpoint = channel.endpoint(recipient) if channel is not None else spec.id
-                delivery = Delivery(
-                    key,
-                    occurrence.id,
-                    occurrence.rule_id,
-                    spec.id,
-                    recipient,
-                    message,
-                    occurrence.at,
-                )
-                record = DeliveryRecord(
-                    key=key,
-                    campaign=campaign.id,
-                    occurrence_id=occurrence.id,
-                    rule_id=occurrence.rule_id,
-                    channel_id=spec.id,
-                    endpoint=hashlib.sha256(endpoint.encode()).hexdigest()[:16],
-                    target_id=item.target_id,
-                    recipient_display=recipient.display,
-                    recipient_hash=self.log.recipient_hash(recipient.address),
-                    kind=spec.kind.value,
-                    template=item.template,
-                    template_sha=message.template_sha,
-                    text_sha256=message.text_sha256,
-                    text=text,
-                    scheduled_at=occurrence.at,
-                )
-                yield delivery, record
+    def busy(self) -> bool:
+        with self._lock:
+            return bool(self._queued or self._sending)
 
     # -- firing
 
@@ -278,218 +225,392 @@ class Dispatcher:
         *,
         rule: RuleSpec | None = None,
         extra_vars: dict[str, Any] | None = None,
-        note: str = "",
         fired_note: str = "",
-    ) -> FireReport:
-        """Log and send one occurrence; on a restart, pick up where the last run stopped.
+    ) -> FireHandle:
+        """Log, claim and queue every delivery of one occurrence; return without waiting.
 
-        `fired_note` is stored when it first fires (a one-off send's description), `note`
-        when it is done (e.g. "caught up 1:30:00 late").
+        On a restart (the occurrence fired before), deliveries already logged are picked up
+        where they stopped: planned ones are sent if no other live process holds them,
+        those cut off mid-attempt are left to the sweep, which reconciles them.
+        `fired_note` is stored when it first fires (a one-off send's description).
         """
         now = self.clock.now()
         first = self.log.begin_occurrence(
-            occurrence.id, occurrence.rule_id, occurrence.at, now, fired_note
+            self.campaign.id, occurrence.id, occurrence.rule_id, occurrence.at, now, fired_note
         )
-        report = FireReport(occurrence.id, first)
-        futures: list[Future[Any]] = []
-        for chunk in _chunks(self.iter_prepare(occurrence, rule, extra_vars), FIRE_CHUNK):
-            states = self.log.add_deliveries([r for _, r in chunk], now)
-            if futures:  # the previous chunk finishes while this one was logged
-                for f in futures:
-                    f.result()
-                futures = []
-            futures += self.dispatch([d for d, _ in chunk], states, report)
-        for f in futures:
-            f.result()
-        self.log.record_occurrence(
-            occurrence.id, occurrence.rule_id, occurrence.at, "done", note, self.clock.now()
-        )
-        return report
+        handle = FireHandle(occurrence, first, flush=self.log.flush)
+        for chunk in chunks(self.preparer.prepare(occurrence, rule, extra_vars), FIRE_CHUNK):
+            handle.futures += self._log_and_queue(chunk, handle, now)
+        return handle
 
-    def dispatch(
-        self,
-        deliveries: Sequence[Delivery],
-        states: dict[str, DeliveryState],
-        report: FireReport | None = None,
-    ) -> list[Future[Any]]:
-        """Send what is due among `deliveries`, given their logged states; return the task futures."""
-        report = report or FireReport("", False)
-        now = self.clock.now()
-        to_send: list[Delivery] = []
-        to_recover: list[Delivery] = []
-        skip_events: list[Event] = []
-        for d in deliveries:
-            state = states.get(d.key)
-            status = state.status if state else Status.PLANNED
-            with self._lock:
-                busy = d.key in self._in_flight
-            if busy:
+    def _log_and_queue(
+        self, chunk: list[Prepared], handle: FireHandle, now: dt.datetime
+    ) -> list[Future[TaskReport]]:
+        skip = {
+            p.record.key: (
+                ErrorClass.DISABLED,
+                self.profiles[p.delivery.channel_id].disabled_reason or "disabled",
+            )
+            for p in chunk
+            if not self.profiles[p.delivery.channel_id].enabled
+        }
+        claim = self.log.add_deliveries(
+            [p.record for p in chunk],
+            now,
+            owner=self.owner,
+            lease_until=now + dt.timedelta(seconds=self.lease),
+            skip=skip,
+        )
+        handle.keys += [p.record.key for p in chunk]
+        failed = [
+            Event(p.record.key, Status.FAILED, now, ErrorClass.CONTENT, p.problem)
+            for p in chunk
+            if p.problem and p.record.key in claim.held
+        ]
+        if failed:
+            self.log.append(failed)
+            handle.logged.add(Status.FAILED.value, len(failed))
+        ready: list[Prepared] = []
+        leave: list[str] = []
+        for p in chunk:
+            key = p.record.key
+            state = claim.held.get(key)
+            if state is None:
+                other = claim.others.get(key)
+                if other is not None:
+                    handle.logged.add(other.status.value)
                 continue
-            spec = self.campaign.channels[d.channel_id]
-            quiet = spec.capabilities.quiet_hours
-            if (
-                status is Status.PLANNED
-                and state is not None
-                and state.error_class is ErrorClass.QUIET
-                and quiet
-                and quiet.contains(now.astimezone(self.campaign.tz).time())
+            if key in skip:
+                handle.logged.add(Status.SKIPPED.value)
+            elif p.problem:
+                continue
+            elif state.status in (Status.PLANNED, Status.DEFERRED) and (
+                state.next_check is None or state.next_check <= now
             ):
-                continue  # deferred to the end of quiet hours; already logged once
-            if status is Status.PLANNED:
-                if not spec.enabled:
-                    skip_events.append(
-                        Event(
-                            d.key,
-                            Status.SKIPPED,
-                            now,
-                            ErrorClass.DISABLED,
-                            spec.disabled_reason or "disabled",
-                        )
-                    )
-                    report.add(d.channel_id, Status.SKIPPED)
-                    continue
-                to_send.append(_logged_text(d, state, self.log))
-            elif status in (Status.SENDING, Status.INTERRUPTED, Status.UNKNOWN) and spec.enabled:
-                to_recover.append(_logged_text(d, state, self.log))
+                ready.append(p)
             else:
-                report.add(d.channel_id, status)
-        if skip_events:
-            self.log.append(skip_events)
-        if to_recover:
-            to_send += self.recover(to_recover, report)
-        return self._submit(to_send, report)
+                leave.append(key)  # waiting for a time, or cut off: the sweep takes it
+                handle.logged.add(state.status.value)
+        if leave:
+            self.log.release_leases(self.owner, leave)
+        return self._queue([p.delivery for p in ready], {p.record.key: p for p in ready})
 
-    def _submit(self, deliveries: Sequence[Delivery], report: FireReport) -> list[Future[Any]]:
-        groups: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
+    def _queue(
+        self, deliveries: Sequence[Delivery], prepared: Mapping[str, Prepared] | None = None
+    ) -> list[Future[TaskReport]]:
+        """Group deliveries into tasks (per channel, endpoint and, where the provider needs it,
+        message; at most `batch_size` each) and hand them to the executor."""
+        groups: dict[tuple[str, str, str], list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            channel = self.channel(d.channel_id)
-            groups[(d.channel_id, channel.endpoint(d.recipient))].append(d)
+            profile = self.profiles[d.channel_id]
+            p = prepared.get(d.key) if prepared else None
+            endpoint = p.record.endpoint if p else self._endpoint_hash(d)
+            by_message = d.message.text_sha256 if profile.capabilities.batch_by_message else ""
+            groups[(d.channel_id, endpoint, by_message)].append(d)
         futures = []
-        for (channel_id, endpoint), items in groups.items():
-            size = max(1, self.campaign.channels[channel_id].capabilities.batch_size)
-            for i in range(0, len(items), size):
-                task = SendTask(
-                    items[i].occurrence_id, channel_id, endpoint, tuple(items[i : i + size])
-                )
+        for (channel_id, endpoint, _), items in groups.items():
+            size = max(1, self.profiles[channel_id].capabilities.batch_size)
+            for batch in chunks(items, size):
+                keys = tuple(d.key for d in batch)
                 with self._lock:
-                    self._in_flight.update(d.key for d in task.deliveries)
-                futures.append(
-                    self.executor.submit(functools.partial(self._run_task, task, report))
+                    self._ready.update((d.key, d) for d in batch)
+                    self._queued.update(keys)
+                task = SendTask(
+                    self.campaign.id, batch[0].occurrence_id, channel_id, endpoint, keys
                 )
+                try:
+                    futures.append(self.executor.submit(task))
+                except RuntimeError:  # the executor is shut down: we are stopping
+                    self._forget(keys)
+                    self.log.release_leases(self.owner, keys)
         return futures
 
-    def _run_task(self, task: SendTask, report: FireReport) -> None:
+    def _endpoint_hash(self, d: Delivery) -> str:
+        from broadcaster.engine.prepare import endpoint_hash
+
+        return endpoint_hash(self.channel(d.channel_id).endpoint(d.recipient))
+
+    def _forget(self, keys: Iterable[str]) -> None:
+        with self._lock:
+            for k in keys:
+                self._ready.pop(k, None)
+                self._queued.discard(k)
+
+    # -- executing one task (any process)
+
+    def execute(self, task: SendTask) -> TaskReport:
+        """Send one task with retries; every attempt and outcome goes to the log first."""
+        report = TaskReport()
+        held: list[str] = list(task.keys)
         try:
-            self.execute(task, report)
+            deliveries = self._resolve(task, report)
+            held = [d.key for d in self._execute(task.channel_id, deliveries, report)]
         except Exception as exc:  # never let one task take the engine down
-            log.exception("send task failed")
+            if not self.stopping.is_set():
+                log.exception("send task failed")
             report.errors.append(f"{task.channel_id}: {exc!r}")
         finally:
-            with self._lock:
-                self._in_flight.difference_update(d.key for d in task.deliveries)
+            self._forget(task.keys)
+            if held and not self._closed:
+                try:  # what this task still holds goes back, for the sweep or another process
+                    self.log.release_leases(self.owner, held)
+                except Exception:
+                    log.debug("releasing leases after a task", exc_info=True)
+        return report
 
-    # -- executing one task
-
-    def execute(self, task: SendTask, report: FireReport | None = None) -> None:
-        """Send one task with retries; every attempt and outcome goes to the log first."""
-        report = report or FireReport(task.occurrence_id, False)
-        spec = self.campaign.channels[task.channel_id]
-        caps = spec.capabilities
-        limiter = self.limiters.endpoint(task.channel_id, task.endpoint, caps.rate_limit)
-        pending = list(task.deliveries)
-        retrying = Retrying(
-            stop=stop_after_attempt(self.max_attempts),
-            wait=_wait,
-            retry=retry_if_exception_type(_RetryBatch),
-            sleep=self.clock.sleep,
+    def _resolve(self, task: SendTask, report: TaskReport) -> list[Delivery]:
+        with self._lock:
+            found = [self._ready.pop(k) for k in task.keys if k in self._ready]
+        if len(found) == len(task.keys):
+            return found
+        have = {d.key for d in found}
+        missing = [k for k in task.keys if k not in have]
+        claim = self.log.claim(
+            missing,
+            owner=self.owner,
+            now=self.clock.now(),
+            lease_until=self.clock.now() + dt.timedelta(seconds=self.lease),
+            statuses=(Status.PLANNED, Status.DEFERRED, Status.UNKNOWN, Status.INTERRUPTED),
         )
-        with self.limiters.slot(
-            task.channel_id, caps.concurrency, task.endpoint, caps.endpoint_concurrency
-        ):
+        for state in claim.held.values():
+            d = self.resolver.delivery(state)
+            if d is None:
+                self.log.append(
+                    [
+                        Event(
+                            state.key,
+                            Status.SKIPPED if state.status is Status.PLANNED else Status.UNRESOLVED,
+                            self.clock.now(),
+                            ErrorClass.REMOVED,
+                            "对象或号码已从配置中移除 the target or number left the config",
+                        )
+                    ]
+                )
+                report.add(Status.SKIPPED.value)
+                continue
+            found.append(d)
+        return found
+
+    def _execute(
+        self, channel_id: str, deliveries: list[Delivery], report: TaskReport
+    ) -> list[Delivery]:
+        """Send with retries; return the deliveries still held (deferred, or not started)."""
+        if not deliveries:
+            return []
+        profile = self.profiles[channel_id]
+        caps = profile.capabilities
+        channel = self.channel(channel_id)
+        endpoint = channel.endpoint(deliveries[0].recipient)
+        pending = deliveries
+        retrying = Retrying(
+            stop=stop_after_attempt(TASK_ATTEMPTS),
+            wait=_wait,
+            retry=retry_if_exception_type(_Retry),
+            sleep=self.clock.sleep,
+            reraise=False,
+        )
+        with self.slots.slot(channel_id, caps.concurrency, endpoint, caps.endpoint_concurrency):
             try:
                 for attempt in retrying:
                     with attempt:
-                        if self.stopping.is_set():
-                            return  # still planned: picked up on the next start
-                        pending = self._attempt(
-                            spec, limiter, pending, attempt.retry_state.attempt_number, report
-                        )
+                        try:
+                            pending = self._attempt(profile, channel, endpoint, pending, report)
+                        except _Retry as retry:
+                            pending = retry.pending  # only these go again, never the batch
+                            raise
             except RetryError:
-                pass  # the last outcomes (failed, transient) are already in the log
+                pass  # still deferred, with a next check: the sweep tries again later
+        return pending
 
     def _attempt(
         self,
-        spec: ChannelSpec,
-        limiter: Any,
+        profile: ChannelProfile,
+        channel: Channel,
+        endpoint: str,
         pending: list[Delivery],
-        number: int,
-        report: FireReport,
+        report: TaskReport,
     ) -> list[Delivery]:
-        quiet = spec.capabilities.quiet_hours
-        local_now = self.clock.now().astimezone(self.campaign.tz)
-        if quiet is not None and quiet.contains(local_now.time()):
+        caps = profile.capabilities
+        if self.stopping.is_set():
+            return pending  # still planned or deferred: their leases go back for the next start
+        self.clock.sleep(self.limiter.reserve(endpoint, caps.rate_limit))
+        if self.stopping.is_set():
+            return pending
+        now = self.clock.now()
+        local = now.astimezone(self.campaign.tz)
+        quiet = caps.quiet_hours
+        if quiet is not None and quiet.contains(local.time()):
+            resume = quiet.next_end(local)
             self.log.append(
                 [
                     Event(
                         d.key,
-                        Status.PLANNED,
-                        self.clock.now(),
+                        Status.DEFERRED,
+                        now,
                         ErrorClass.QUIET,
-                        f"免打扰时段顺延 deferred: quiet hours {quiet}",
+                        f"免打扰时段顺延至 {resume:%m-%d %H:%M} deferred: quiet hours {quiet}",
+                        next_check=resume,
                     )
                     for d in pending
                 ]
             )
-            report.add(spec.id, Status.PLANNED, len(pending))
+            report.add(Status.DEFERRED.value, len(pending))
             return []
-        limiter.wait()
-        now = self.clock.now()
-        # durable before the request leaves: a crash after this point is reconciled, not resent
-        self.log.append([Event(d.key, Status.SENDING, now, attempt=number) for d in pending])
-        results = self._send(spec, pending)
-        # the outcome need not be waited for: if it is lost, `sending` above leads to reconciling
-        self.log.append(
-            [
-                Event(
-                    r.key,
-                    r.status,
-                    self.clock.now(),
-                    r.error_class,
-                    r.reason,
-                    r.provider_id,
-                    number,
-                )
-                for r in results
-            ],
-            wait=False,
-        )
-        retry, retry_after = [], None
-        by_key = {d.key: d for d in pending}
-        unknown = []
-        for r in results:
-            report.add(spec.id, r.status)
+        settle = now + dt.timedelta(seconds=caps.settle_seconds)
+        starting = [
+            Event(
+                d.key,
+                Status.SENDING,
+                now,
+                step=d.first_part + 1 if d.message.parts else 0,
+                next_check=settle,
+            )
+            for d in pending
+        ]
+        with self._lock:
+            self._sending.update(d.key for d in pending)
+        try:
+            # durable before the request leaves: a crash after this point is reconciled, not resent
+            started = self.log.start_attempt(
+                starting, owner=self.owner, lease_until=now + dt.timedelta(seconds=self.lease)
+            )
+        except Exception:
+            with self._lock:
+                self._sending.difference_update(d.key for d in pending)
+            raise
+        with self._lock:
+            self._sending.difference_update(d.key for d in pending if d.key not in started)
+        batch = [d for d in pending if d.key in started]
+        if not batch:
+            return []
+        try:
+            results = self._send(channel, batch)
+        finally:
+            answered = self.clock.now()
+        events, retry, retry_after = self._outcomes(profile, batch, results, now, answered, started)
+        self.log.append(events, wait=False)  # `sending` above is durable: losing these is safe
+        with self._lock:
+            self._sending.difference_update(d.key for d in batch)
+        by_key = {d.key: d for d in batch}
+        for r, e in zip(results, events, strict=True):
+            report.add(e.status.value)
             if self.on_result:
                 self.on_result(by_key[r.key], r)
-            if r.status is Status.FAILED and r.error_class in (
-                ErrorClass.TRANSIENT,
-                ErrorClass.THROTTLED,
-            ):
-                retry.append(by_key[r.key])
-                if r.retry_after:
-                    retry_after = max(retry_after or 0.0, r.retry_after)
-            elif r.status is Status.UNKNOWN:
-                unknown.append(by_key[r.key])
-        if retry_after:
-            limiter.block(retry_after)
-        if unknown:
-            retry += self.recover(unknown, report, attempt=number)
+        throttled = [r for r in results if r.error_class is ErrorClass.THROTTLED and r.retry_after]
+        if throttled:
+            longest = max(throttled, key=lambda r: r.retry_after or 0.0)
+            self.limiter.block(endpoint, longest.retry_after or 0.0, longest.reason)
         if retry:
-            raise _RetryBatch(retry, retry_after)
+            if self.stopping.is_set():
+                return retry
+            raise _Retry(retry, retry_after)
         return []
 
-    def _send(self, spec: ChannelSpec, batch: list[Delivery]) -> list[Result]:
+    def _outcomes(
+        self,
+        profile: ChannelProfile,
+        batch: list[Delivery],
+        results: list[Result],
+        sent_at: dt.datetime,
+        now: dt.datetime,
+        attempts: Mapping[str, int],
+    ) -> tuple[list[Event], list[Delivery], float | None]:
+        """The event each result comes to, and the deliveries to try again in this task."""
+        caps = profile.capabilities
+        by_key = {d.key: d for d in batch}
+        events: list[Event] = []
+        retry: list[Delivery] = []
+        retry_after: float | None = None
+        for r in results:
+            d = by_key[r.key]
+            parts = len(d.message.parts)
+            step = r.parts_done or 0
+            if r.status in (Status.ACCEPTED, Status.DELIVERED):
+                step = parts if parts else 0
+                later = caps.late_outcomes and r.status is Status.ACCEPTED
+                check = now + dt.timedelta(seconds=caps.outcome_poll) if later else None
+                events.append(
+                    Event(
+                        r.key,
+                        r.status,
+                        now,
+                        None,
+                        r.reason,
+                        r.provider_id,
+                        step=step,
+                        detail=r.raw,
+                        next_check=check,
+                    )
+                )
+            elif r.status is Status.FAILED and r.error_class in RETRYABLE:
+                tried = attempts.get(r.key, 1)
+                if tried >= MAX_ATTEMPTS:
+                    events.append(
+                        Event(
+                            r.key,
+                            Status.FAILED,
+                            now,
+                            r.error_class,
+                            f"{r.reason}; 已重试 {tried} 次放弃 gave up after {tried} attempts",
+                            r.provider_id,
+                            step=step,
+                            detail=r.raw,
+                        )
+                    )
+                    continue
+                wait = backoff(tried, r.retry_after)
+                events.append(
+                    Event(
+                        r.key,
+                        Status.DEFERRED,
+                        now,
+                        r.error_class,
+                        r.reason,
+                        r.provider_id,
+                        step=step,
+                        detail=r.raw,
+                        next_check=now + dt.timedelta(seconds=wait),
+                        keep_lease=True,
+                    )
+                )
+                retry.append(with_first_part(d, r.parts_done))
+                if r.retry_after:
+                    retry_after = max(retry_after or 0.0, r.retry_after)
+            elif r.status is Status.FAILED:
+                events.append(
+                    Event(
+                        r.key,
+                        Status.FAILED,
+                        now,
+                        r.error_class or ErrorClass.CONTENT,
+                        r.reason,
+                        r.provider_id,
+                        step=step,
+                        detail=r.raw,
+                    )
+                )
+            else:
+                reason = r.reason
+                if r.status is not Status.UNKNOWN:
+                    reason = f"插件返回了意外的状态 the plugin answered {r.status.value}: {reason}"
+                settle = sent_at + dt.timedelta(seconds=caps.settle_seconds)
+                events.append(
+                    Event(
+                        r.key,
+                        Status.UNKNOWN,
+                        now,
+                        ErrorClass.UNKNOWN,
+                        reason or "结果未知 outcome unknown: reconciled, never re-sent blindly",
+                        r.provider_id,
+                        step=step,
+                        detail=r.raw,
+                        next_check=settle,
+                    )
+                )
+        return events, retry, retry_after
+
+    def _send(self, channel: Channel, batch: list[Delivery]) -> list[Result]:
         """Call the plugin; map whatever it raises to one result per delivery."""
-        channel = self.channel(spec.id)
         try:
             results = list(channel.send(batch))
         except RetryableError as exc:
@@ -509,169 +630,79 @@ class Dispatcher:
             return [Result(d.key, Status.FAILED, cls, exc.reason) for d in batch]
         except ChannelError as exc:
             return [Result(d.key, Status.UNKNOWN, ErrorClass.UNKNOWN, exc.reason) for d in batch]
-        except (
-            Exception
-        ) as exc:  # a plugin bug after it may have sent: unknown, never resent blindly
-            log.exception("channel %s raised", spec.id)
-            return [
-                Result(
-                    d.key,
-                    Status.UNKNOWN,
-                    ErrorClass.UNKNOWN,
-                    f"插件异常 plugin raised {type(exc).__name__}: {exc}",
-                )
-                for d in batch
-            ]
+        except Exception as exc:  # a plugin bug after it may have sent: unknown, never resent
+            log.exception("channel %s raised", batch[0].channel_id)
+            reason = f"插件异常 plugin raised {type(exc).__name__}: {exc}"
+            return [Result(d.key, Status.UNKNOWN, ErrorClass.UNKNOWN, reason) for d in batch]
         by_key = {r.key: r for r in results if isinstance(r, Result)}
+        missing = "插件未返回结果 plugin returned no result for this delivery"
         return [
-            by_key.get(d.key)
-            or Result(
-                d.key,
-                Status.UNKNOWN,
-                ErrorClass.UNKNOWN,
-                "插件未返回结果 plugin returned no result for this delivery",
-            )
+            by_key.get(d.key) or Result(d.key, Status.UNKNOWN, ErrorClass.UNKNOWN, missing)
             for d in batch
         ]
 
-    # -- unknown outcomes
+    # -- leases and stopping
 
-    def recover(
-        self, deliveries: Sequence[Delivery], report: FireReport, *, attempt: int = 0
-    ) -> list[Delivery]:
-        """Reconcile deliveries whose outcome is unknown; return those safe to send again.
-
-        An attempt cut off by a crash is left alone until its outcome has settled (the
-        channel's `settle_seconds` after it started): a request already on its way may still
-        reach the provider, and asking too early would call it lost and send it twice.
-        """
-        if not deliveries:
-            return []
-        now = self.clock.now()
-        states = self.log.latest([d.key for d in deliveries])
-        settled = []
-        for d in deliveries:
-            state = states.get(d.key)
-            settle = dt.timedelta(
-                seconds=self.campaign.channels[d.channel_id].capabilities.settle_seconds
-            )
-            if (
-                attempt == 0
-                and state is not None
-                and state.status is Status.SENDING
-                and now - state.status_at < settle
-            ):
-                report.add(d.channel_id, Status.SENDING)  # the next sweep looks again
-                continue
-            settled.append(d)
-        deliveries = settled
-        by_channel: dict[str, list[Delivery]] = defaultdict(list)
-        for d in deliveries:
-            by_channel[d.channel_id].append(d)
-        interrupted = [
-            Event(
-                d.key,
-                Status.INTERRUPTED,
-                now,
-                ErrorClass.UNKNOWN,
-                "进程中断 the process stopped before the answer",
-            )
-            for d in deliveries
-            if states.get(d.key) and states[d.key].status is Status.SENDING and attempt == 0
-        ]
-        if interrupted:
-            self.log.append(interrupted)
-        resend: list[Delivery] = []
-        events: list[Event] = []
-        for channel_id, items in by_channel.items():
-            spec = self.campaign.channels[channel_id]
+    def _renew_loop(self) -> None:
+        """Keep this process's claims alive while it lives (real time: a lease is real)."""
+        while not self._heartbeat_stop.wait(max(0.5, self.lease / 3)):
             try:
-                answers = {r.key: r for r in self.channel(channel_id).reconcile(items)}
-            except Exception as exc:
-                log.warning("reconcile on %s failed: %r", channel_id, exc)
-                answers = {}
-            for d in items:
-                r = answers.get(d.key)
-                if r is not None and r.status in (Status.ACCEPTED, Status.DELIVERED):
-                    events.append(
-                        Event(
-                            d.key,
-                            r.status,
-                            now,
-                            None,
-                            r.reason or "对账确认 confirmed by reconciling",
-                            r.provider_id,
-                            attempt,
-                        )
-                    )
-                    report.add(channel_id, r.status)
-                elif (
-                    r is not None
-                    and r.status is Status.FAILED
-                    and r.error_class is ErrorClass.TRANSIENT
-                ):
-                    resend.append(d)  # the provider never got it: safe to send
-                elif spec.capabilities.resend_on_unknown > self._unknown_resends(d.key):
-                    resend.append(d)
-                else:
-                    state = states.get(d.key)
-                    if state is None or state.status is not Status.UNKNOWN or attempt:
-                        events.append(
-                            Event(
-                                d.key,
-                                Status.UNKNOWN,
-                                now,
-                                ErrorClass.UNKNOWN,
-                                "结果未知，待对账，不重发 outcome unknown: reconciled later, never re-sent blindly",
-                                None,
-                                attempt,
-                            )
-                        )
-                    report.add(channel_id, Status.UNKNOWN)
-        if events:
-            self.log.append(events)
-        return resend
+                until = self.clock.now() + dt.timedelta(seconds=self.lease)
+                self.log.renew_leases(self.owner, until)
+            except Exception:
+                if self._heartbeat_stop.is_set():
+                    return
+                log.warning("renewing leases failed", exc_info=True)
 
-    def settle(self, deliveries: Sequence[Delivery]) -> int:
-        """Record the final outcomes a late-outcome channel reports for accepted deliveries."""
-        by_channel: dict[str, list[Delivery]] = defaultdict(list)
-        for d in deliveries:
-            by_channel[d.channel_id].append(d)
-        events = []
-        for channel_id, items in by_channel.items():
-            try:
-                results = self.channel(channel_id).reconcile(items)
-            except Exception as exc:
-                log.warning("reconcile on %s failed: %r", channel_id, exc)
-                continue
+    def stop(self, timeout: float = 5.0) -> list[str]:
+        """Stop within `timeout` seconds: nothing new starts, queued sends stay planned and
+        go back to the log for the next process; requests really in flight when time is up
+        are logged interrupted. Returns those keys."""
+        self.stopping.set()
+        self.clock.interrupt()
+        if self._own_executor:
+            waiter = threading.Thread(target=self.executor.shutdown, kwargs={"wait": True})
+            self.executor.shutdown(wait=False)
+            waiter.daemon = True
+            waiter.start()
+            waiter.join(timeout)
+        with self._lock:
+            left = sorted(self._sending)
+        if left:
             now = self.clock.now()
-            events += [
-                Event(r.key, r.status, now, r.error_class, r.reason, r.provider_id)
-                for r in results
-                if r.status in (Status.DELIVERED, Status.FAILED)
-            ]
-        if events:
-            self.log.append(events)
-        return len(events)
+            settle = max(p.capabilities.settle_seconds for p in self.profiles.values())
+            self.log.append(
+                [
+                    Event(
+                        k,
+                        Status.INTERRUPTED,
+                        now,
+                        ErrorClass.UNKNOWN,
+                        "停止时仍在等待应答 stopped while waiting for the answer",
+                        next_check=now + dt.timedelta(seconds=settle),
+                    )
+                    for k in left
+                ]
+            )
+        return left
 
-    def _unknown_resends(self, key: str) -> int:
-        return sum(1 for e in self.log.events(key) if e.status is Status.SENDING) - 1
-
-
-def _title(kind: MessageKind, text: str) -> str:
-    if kind is MessageKind.BOT and text.startswith("#"):
-        return text.splitlines()[0].lstrip("#").strip()
-    return ""
-
-
-def _logged_text(d: Delivery, state: DeliveryState | None, store: DeliveryLog) -> Delivery:
-    """Send what the log says was planned, even if templates changed since."""
-    if state is None or state.text_sha256 == d.message.text_sha256:
-        return d
-    text = store.text(state.text_sha256)
-    if text is None:
-        return d
-    message = dataclasses.replace(
-        d.message, text=text, template=state.template, template_sha=state.template_sha
-    )
-    return dataclasses.replace(d, message=message)
+    def close(self) -> None:
+        """Release this process's claims, flush the log and close every channel."""
+        if self._closed:
+            return
+        self._heartbeat_stop.set()
+        if self._own_executor and not self.stopping.is_set():
+            self.executor.shutdown(wait=True)
+        try:
+            if not self.log.closed and self.log.alive:
+                self.log.release_leases(self.owner)
+                self.log.flush()  # outcomes queued without waiting are committed (or raised)
+        finally:
+            self._closed = True
+            for cid, channel in list(self._channels.items()):
+                try:
+                    channel.close()
+                except Exception:  # a plugin failing to close must not hide other work
+                    log.exception("channel %s failed to close", cid)
+                self._sessions[cid].close()
+            self._channels.clear()

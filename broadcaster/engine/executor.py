@@ -1,49 +1,92 @@
-"""Where send tasks run: an in-process thread pool by default.
+"""Where send tasks run: an in-process thread pool by default, one lane per channel.
 
-Planning and execution meet only here. A `SendTask` is plain data (picklable: the
-deliveries with their rendered messages); an executor runs `Dispatcher.execute` for
-it. A distributed pool (Celery, Procrastinate on PostgreSQL) can take the thread
-pool's place by implementing `Executor`, without any channel noticing.
+A `SendTask` is plain data: the campaign, the occurrence, the channel, the endpoint's
+hash and the delivery keys. It carries no number, no text and no live object, so it
+can cross a process or a broker: whoever runs it (`Dispatcher.execute`) reads what
+it needs from the delivery log and the office's config. Each channel has its own
+lane of threads (its `concurrency`), so a rate-limited fan-out on one channel never
+holds up the sends of another.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
-from typing import Any, Protocol
+from dataclasses import dataclass, field
+from typing import Protocol
 
-from broadcaster.channel import Delivery
-
-__all__ = ["Executor", "SendTask", "ThreadExecutor"]
+__all__ = ["Executor", "SendTask", "TaskReport", "ThreadExecutor", "gather"]
 
 
 @dataclass(frozen=True)
 class SendTask:
     """One send() call's worth of deliveries to one endpoint: the unit an executor runs."""
 
+    campaign: str
     occurrence_id: str
     channel_id: str
-    endpoint: str
-    deliveries: tuple[Delivery, ...]
+    endpoint: str  # the endpoint's hash, as logged (an endpoint may hold a bot key)
+    keys: tuple[str, ...]
+
+
+@dataclass
+class TaskReport:
+    """What running one task came to: deliveries by status, and errors (plain data)."""
+
+    counts: dict[str, int] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def add(self, status: str, n: int = 1) -> None:
+        self.counts[status] = self.counts.get(status, 0) + n
 
 
 class Executor(Protocol):
     """Runs send tasks; the default is a thread pool in this process."""
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]: ...
+    def submit(self, task: SendTask) -> Future[TaskReport]: ...
 
     def shutdown(self, wait: bool = True) -> None: ...
 
 
 class ThreadExecutor:
-    """A thread pool sized to the largest concurrency the channels need."""
+    """One thread pool per channel, sized to the channel's concurrency."""
 
-    def __init__(self, workers: int):
-        self._pool = ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="send")
+    def __init__(self, run: Callable[[SendTask], TaskReport], lanes: Mapping[str, int]):
+        self._run = run
+        self._sizes = dict(lanes)
+        self._lanes: dict[str, ThreadPoolExecutor] = {}
+        self._lock = threading.Lock()
 
-    def submit(self, fn: Callable[[], Any]) -> Future[Any]:
-        return self._pool.submit(fn)
+    def _lane(self, channel_id: str) -> ThreadPoolExecutor:
+        with self._lock:
+            lane = self._lanes.get(channel_id)
+            if lane is None:
+                size = max(1, min(512, self._sizes.get(channel_id, 4)))
+                lane = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"send-{channel_id}")
+                self._lanes[channel_id] = lane
+            return lane
+
+    def submit(self, task: SendTask) -> Future[TaskReport]:
+        return self._lane(task.channel_id).submit(self._run, task)
 
     def shutdown(self, wait: bool = True) -> None:
-        self._pool.shutdown(wait=wait, cancel_futures=not wait)
+        with self._lock:
+            lanes = list(self._lanes.values())
+        for lane in lanes:
+            lane.shutdown(wait=wait, cancel_futures=not wait)
+
+
+def gather(futures: list[Future[TaskReport]]) -> TaskReport:
+    """Wait for task futures; one report summing theirs (a task that raised is an error)."""
+    total = TaskReport()
+    for f in futures:
+        try:
+            report = f.result()
+        except Exception as exc:  # reported, never raised
+            total.errors.append(repr(exc))
+            continue
+        for status, n in report.counts.items():
+            total.add(status, n)
+        total.errors += report.errors
+    return total

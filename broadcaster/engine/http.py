@@ -1,24 +1,38 @@
-"""HTTP sessions handed to channels: one `requests.Session` per worker thread."""
+"""The HTTP session handed to channels: a real `requests.Session`, shared by the channel's
+threads, pooled to its concurrency.
+
+`requests.Session` is safe to share for sending requests (urllib3's pool is thread
+safe); a plugin configures it (headers, auth, adapters) in `__init__`, before any
+thread uses it. `ChannelSession` only reads proxy and CA settings from the environment
+once per origin instead of on every request (requests re-reads them each time: ~75 µs
+a delivery).
+"""
 
 from __future__ import annotations
 
-import threading
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
 
-__all__ = ["SessionPerThread"]
+from broadcaster.channel import ChannelContext
+
+__all__ = ["ChannelSession", "channel_context"]
 
 
-class _Session(requests.Session):
-    """A Session that reads proxy and CA settings from the environment once per origin,
-    not on every request (requests re-reads them each time: ~75 µs a delivery)."""
+class ChannelSession(requests.Session):
+    """A Session pooled to `pool_size` connections per host, environment read once per origin."""
 
-    def __init__(self) -> None:
+    def __init__(self, pool_size: int = 10) -> None:
         super().__init__()
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=max(1, pool_size))
+        self.mount("http://", adapter)
+        self.mount("https://", adapter)
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
@@ -34,67 +48,13 @@ class _Session(requests.Session):
         return {**found, "stream": stream if stream is not None else found.get("stream")}
 
 
-class SessionPerThread:
-    """A `requests.Session` per worker thread, each pooled to the channel's concurrency."""
-
-    def __init__(self, pool_size: int):
-        self._pool_size = pool_size
-        self._local = threading.local()
-        self._all: list[requests.Session] = []
-        self._lock = threading.Lock()
-
-    def _session(self) -> requests.Session:
-        session = getattr(self._local, "session", None)
-        if session is None:
-            session = _Session()
-            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=self._pool_size)
-            session.mount("http://", adapter)
-            session.mount("https://", adapter)
-            self._local.session = session
-            with self._lock:
-                self._all.append(session)
-        return session
-
-    def request(
-        self,
-        method: str,
-        url: str,
-        *,
-        data: Any = None,
-        headers: dict[str, str] | None = None,
-        timeout: Any = None,
-        allow_redirects: bool = True,
-        **kwargs: Any,
-    ) -> requests.Response:
-        """`Session.request`, with a shorter path for the common case (no cookies, auth, files):
-        the same request prepared directly, the environment's proxy settings still applied."""
-        session = self._session()
-        if kwargs or session.cookies or session.auth:
-            return session.request(
-                method,
-                url,
-                data=data,
-                headers=headers,
-                timeout=timeout,
-                allow_redirects=allow_redirects,
-                **kwargs,
-            )
-        merged = {**session.headers, **(headers or {})}
-        prepared = requests.PreparedRequest()
-        prepared.prepare(
-            method=method.upper(), url=url, headers=merged, data=data, hooks=session.hooks
-        )
-        settings = session.merge_environment_settings(prepared.url, {}, None, None, None)
-        return session.send(prepared, timeout=timeout, allow_redirects=allow_redirects, **settings)
-
-    def get(self, *args: Any, **kwargs: Any) -> requests.Response:
-        return self._session().get(*args, **kwargs)
-
-    def post(self, *args: Any, **kwargs: Any) -> requests.Response:
-        return self._session().post(*args, **kwargs)
-
-    def close(self) -> None:
-        with self._lock:
-            for session in self._all:
-                session.close()
-            self._all.clear()
+def channel_context(
+    instance_id: str,
+    *,
+    concurrency: int,
+    clock: Callable[[], dt.datetime],
+    data_dir: Path,
+    base_dir: Path,
+) -> ChannelContext:
+    """The context the engine hands a channel instance (the contract suite uses it too)."""
+    return ChannelContext(instance_id, ChannelSession(concurrency), clock, data_dir, base_dir)

@@ -1,9 +1,14 @@
-"""Per-endpoint rate limits and concurrency caps, on an injected clock.
+"""Rate limits per endpoint and concurrency caps, on an injected clock.
 
-A limit "count per seconds" is enforced as a strict sliding window: any window of
-`seconds` holds at most `count` sends (a provider counting per minute never sees
-more). Callers reserve a slot and sleep until it; a provider's Retry-After blocks
-the endpoint for every caller.
+A limit belongs to the endpoint (one bot URL, one gateway account), not to the channel
+instance or the rule: every channel posting to one WeCom bot shares the bot's budget.
+A limit "count per seconds" is a strict sliding window: any window of `seconds` holds
+at most `count` sends, and when channels name different limits for one endpoint each
+of them holds. Callers reserve a slot and sleep until it; a provider's block (a 429
+with Retry-After, DingTalk's 10 minutes) stops every caller of that endpoint.
+
+`RateLimiter` is the interface: `LocalRateLimiter` keeps the windows in this process;
+a shared implementation (PostgreSQL, Redis) lets several processes share one budget.
 """
 
 from __future__ import annotations
@@ -13,69 +18,111 @@ import threading
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Protocol
 
-from broadcaster.channel import RateLimit
 from broadcaster.engine.clock import Clock
+from broadcaster.vocab import RateLimit
 
-__all__ = ["EndpointLimiter", "Limiters"]
-
-
-class EndpointLimiter:
-    """Sliding-window slots for one endpoint."""
-
-    def __init__(self, limit: RateLimit | None, clock: Clock):
-        self.limit = limit
-        self.clock = clock
-        self._lock = threading.Lock()
-        self._slots: deque[dt.datetime] = deque()
-        self._blocked_until: dt.datetime | None = None
-
-    def reserve(self) -> float:
-        """Take the next free slot; return the seconds to wait for it."""
-        with self._lock:
-            now = self.clock.now()
-            slot = now
-            if self._blocked_until is not None and self._blocked_until > slot:
-                slot = self._blocked_until
-            if self.limit is not None:
-                per = dt.timedelta(seconds=self.limit.per_seconds)
-                if len(self._slots) >= self.limit.count:
-                    slot = max(slot, self._slots[-self.limit.count] + per)
-                if self._slots and slot < self._slots[-1]:
-                    slot = self._slots[-1]
-                self._slots.append(slot)
-                while len(self._slots) > self.limit.count:
-                    self._slots.popleft()
-            return max(0.0, (slot - now).total_seconds())
-
-    def block(self, seconds: float) -> None:
-        """Nobody sends to this endpoint for `seconds` (a 429 with Retry-After, a breaker)."""
-        with self._lock:
-            until = self.clock.now() + dt.timedelta(seconds=seconds)
-            if self._blocked_until is None or until > self._blocked_until:
-                self._blocked_until = until
-
-    def wait(self) -> None:
-        self.clock.sleep(self.reserve())
+__all__ = ["ConcurrencySlots", "EndpointState", "LocalRateLimiter", "RateLimiter"]
 
 
-class Limiters:
-    """All endpoint limiters and concurrency caps of one engine, shared by every rule."""
+@dataclass(frozen=True)
+class EndpointState:
+    """What a limiter knows of one endpoint, for people (the console, `/metrics`)."""
+
+    endpoint: str
+    limits: tuple[RateLimit, ...]
+    recent: int  # sends in the longest window, up to now
+    blocked_until: dt.datetime | None
+    blocked_reason: str
+
+
+class RateLimiter(Protocol):
+    """Per-endpoint budgets shared by every channel and rule that posts to an endpoint."""
+
+    def reserve(self, endpoint: str, limit: RateLimit | None) -> float: ...  # seconds to wait
+
+    def block(self, endpoint: str, seconds: float, reason: str) -> None: ...
+
+    def states(self) -> list[EndpointState]: ...
+
+
+class _Windows:
+    """Sliding windows of one endpoint: the slots taken, per distinct limit."""
+
+    def __init__(self) -> None:
+        self.slots: dict[RateLimit, deque[dt.datetime]] = {}
+        self.blocked_until: dt.datetime | None = None
+        self.reason = ""
+
+
+class LocalRateLimiter:
+    """Sliding-window limits kept in this process."""
 
     def __init__(self, clock: Clock):
         self.clock = clock
         self._lock = threading.Lock()
-        self._endpoints: dict[tuple[str, str], EndpointLimiter] = {}
-        self._channel_caps: dict[str, threading.BoundedSemaphore] = {}
-        self._endpoint_caps: dict[tuple[str, str], threading.BoundedSemaphore] = {}
+        self._endpoints: dict[str, _Windows] = {}
 
-    def endpoint(self, channel_id: str, endpoint: str, limit: RateLimit | None) -> EndpointLimiter:
-        key = (channel_id, endpoint)
+    def reserve(self, endpoint: str, limit: RateLimit | None) -> float:
+        """Take the next free slot of `endpoint` (under every limit it has been given);
+        return the seconds to wait for it."""
         with self._lock:
-            found = self._endpoints.get(key)
-            if found is None or found.limit != limit:
-                found = self._endpoints[key] = EndpointLimiter(limit, self.clock)
-            return found
+            w = self._endpoints.setdefault(endpoint, _Windows())
+            if limit is not None:
+                w.slots.setdefault(limit, deque())
+            now = self.clock.now()
+            slot = now
+            if w.blocked_until is not None and w.blocked_until > slot:
+                slot = w.blocked_until
+            for lim, taken in w.slots.items():
+                per = dt.timedelta(seconds=lim.per_seconds)
+                if len(taken) >= lim.count:
+                    slot = max(slot, taken[-lim.count] + per)
+                if taken and slot < taken[-1]:
+                    slot = taken[-1]
+            for lim, taken in w.slots.items():
+                taken.append(slot)
+                while len(taken) > lim.count:
+                    taken.popleft()
+            return max(0.0, (slot - now).total_seconds())
+
+    def block(self, endpoint: str, seconds: float, reason: str = "") -> None:
+        """Nobody sends to `endpoint` for `seconds` (a 429 with Retry-After, a provider block)."""
+        with self._lock:
+            w = self._endpoints.setdefault(endpoint, _Windows())
+            until = self.clock.now() + dt.timedelta(seconds=seconds)
+            if w.blocked_until is None or until > w.blocked_until:
+                w.blocked_until = until
+                w.reason = reason
+
+    def states(self) -> list[EndpointState]:
+        with self._lock:
+            now = self.clock.now()
+            out = []
+            for endpoint, w in sorted(self._endpoints.items()):
+                longest = max(w.slots, key=lambda lim: lim.per_seconds, default=None)
+                recent = 0
+                if longest is not None:
+                    start = now - dt.timedelta(seconds=longest.per_seconds)
+                    recent = sum(1 for t in w.slots[longest] if start < t <= now)
+                blocked = w.blocked_until if w.blocked_until and w.blocked_until > now else None
+                out.append(
+                    EndpointState(
+                        endpoint, tuple(w.slots), recent, blocked, w.reason if blocked else ""
+                    )
+                )
+            return out
+
+
+class ConcurrencySlots:
+    """How many sends run at once: per channel instance, and per endpoint when capped."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._channels: dict[str, threading.BoundedSemaphore] = {}
+        self._endpoints: dict[str, threading.BoundedSemaphore] = {}
 
     @contextmanager
     def slot(
@@ -83,13 +130,13 @@ class Limiters:
     ) -> Iterator[None]:
         """Hold one of the channel's (and the endpoint's) concurrent-send slots."""
         with self._lock:
-            channel_cap = self._channel_caps.setdefault(
+            channel_cap = self._channels.setdefault(
                 channel_id, threading.BoundedSemaphore(concurrency)
             )
             endpoint_cap = None
             if endpoint_concurrency:
-                endpoint_cap = self._endpoint_caps.setdefault(
-                    (channel_id, endpoint), threading.BoundedSemaphore(endpoint_concurrency)
+                endpoint_cap = self._endpoints.setdefault(
+                    endpoint, threading.BoundedSemaphore(endpoint_concurrency)
                 )
         with channel_cap:
             if endpoint_cap is None:

@@ -29,9 +29,13 @@ _REQUIRED = (
     "capabilities",
     "check",
     "check_message",
+    "check_schedule",
     "endpoint",
+    "prepare",
     "send",
     "reconcile",
+    "pull_outcomes",
+    "routes",
     "close",
 )
 
@@ -72,11 +76,14 @@ def _contract_problem(name: str, cls: object) -> str | None:
 class Registry:
     """Name -> plugin class, for built-ins and installed third-party plugins."""
 
-    def __init__(self, *, include_entry_points: bool = True):
+    def __init__(self, *, include_entry_points: bool = True, extra: dict[str, str] | None = None):
+        """`extra`: more plugins by name -> "module:Class" (tests, embedding programs)."""
         self._infos: dict[str, PluginInfo] = {}
         self._rejected: list[PluginInfo] = []
         for name, target in BUILTINS.items():
             self._infos[name] = self._try(name, "built-in", target)
+        for name, target in (extra or {}).items():
+            self._infos.setdefault(name, self._try(name, "extra", target))
         if include_entry_points:
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 dist = ep.dist.name if ep.dist else "?"

@@ -1,22 +1,29 @@
-"""`broadcaster run`: fire exactly the occurrences `plan` lists, forever, and survive restarts.
+"""`broadcaster run`: fire exactly the occurrences `plan` lists, on time, forever.
 
-The campaign logic lives here and in `plan`; APScheduler only wakes us at the next
-occurrence's time (a one-shot date job, rebuilt from the plan after each wake) and
-every minute for the sweep. On start, occurrences since the last one the log knows
-are caught up within the grace period, or logged as missed beyond it; deliveries
-left planned, sending or unknown are resumed or reconciled. A job that raises is
-logged and the scheduler goes on; a config edit is applied only if it validates.
+One scheduler per campaign and log: a runner fires only while it holds the campaign's
+scheduler lease in the log; a second `run` on the same log stands by, saying who runs,
+and takes over within the lease when the first stops or dies. Firing never waits for
+delivery: `tick()` logs and queues each due occurrence and goes on, and checking
+continues from the last time checked, so an occurrence due behind a slow fan-out
+fires at its own time. Each occurrence is recorded done when all its sends finished.
+
+The campaign logic lives here and in `plan`; APScheduler only wakes the runner at the
+next occurrence's time (a one-shot date job, rebuilt after each wake) and every ten
+seconds for the sweep. On start, occurrences since the last one the log knows are
+caught up within the grace period, or logged as missed beyond it. A config edit is
+applied only if it validates.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
+import json
 import logging
+import os
+import socket
 import threading
-import time
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,21 +32,18 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MISSED, JobExecutionEv
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.date import DateTrigger
 
-from broadcaster.channel import Delivery, Result, Status
 from broadcaster.engine.clock import Clock
-from broadcaster.engine.dispatch import Dispatcher, FireReport
-from broadcaster.engine.ratelimit import Limiters
+from broadcaster.engine.dispatch import DEFAULT_LEASE, Dispatcher, FireHandle, new_owner
+from broadcaster.engine.ratelimit import LocalRateLimiter, RateLimiter
+from broadcaster.engine.recovery import Recovery
 from broadcaster.errors import ConfigError
-from broadcaster.log import DeliveryLog
-from broadcaster.model.adhoc import ADHOC_PREFIX, AdHoc
-from broadcaster.model.campaign import Campaign, RuleSpec
-from broadcaster.model.config import load_campaign
+from broadcaster.log import DeliveryLog, LeaseState
 from broadcaster.model.plan import Occurrence, Planner
 
 __all__ = ["FIRE_ATTEMPTS", "Activity", "Runner"]
 
 FIRE_ATTEMPTS = 3  # ticks an occurrence that raises is tried on before it is logged as failed
-LATE_OUTCOME_WINDOW = dt.timedelta(days=3)  # how long receipts and confirmations are waited for
+SWEEP_SECONDS = 10  # how often the leader looks for due work (one indexed query when idle)
 
 log = logging.getLogger("broadcaster.run")
 
@@ -58,60 +62,93 @@ class Activity:
 
 
 class Runner:
-    """Fires occurrences on time, catches up after downtime, resumes unfinished deliveries."""
+    """Fires occurrences on time, catches up after downtime, resumes unfinished deliveries.
+
+    `make_dispatcher(app)` builds the dispatcher of a loaded app (the campaign and its
+    channels); `reload()` returns a freshly validated app when the config changed, or
+    raises ConfigError.
+    """
 
     def __init__(
         self,
-        campaign: Campaign,
+        app: Any,
         log_store: DeliveryLog,
         *,
         clock: Clock,
-        hash_key: bytes,
-        state_dir: Path,
+        make_dispatcher: Callable[[Any, RateLimiter, str], Dispatcher],
+        reload: Callable[[], Any] | None = None,
         grace: dt.timedelta = dt.timedelta(hours=2),
-        environ: Mapping[str, str] | None = None,
         activity: Activity | None = None,
+        lease: float = DEFAULT_LEASE,
     ):
-        self.campaign = campaign
+        self.app = app
         self.log = log_store
         self.clock = clock
-        self.hash_key = hash_key
-        self.state_dir = state_dir
         self.grace = grace
-        self.environ = environ
+        self.lease = lease
         self.activity = activity or Activity()
-        self.limiters = Limiters(clock)
-        self.dispatcher = self._dispatcher(campaign)
-        self.planner = Planner(campaign)
+        self.limiter = LocalRateLimiter(clock)
+        self.owner = new_owner()
+        self._make_dispatcher = make_dispatcher
+        self._reload = reload
+        self.dispatcher = make_dispatcher(app, self.limiter, self.owner)
+        self.recovery = Recovery(self.dispatcher)
+        self.planner = Planner(self.campaign)
         self.checked_until: dt.datetime | None = None
+        self.leader = False
+        self.standby_reason = ""
+        self._renewed: dt.datetime | None = None
+        self._fired: dict[str, tuple[FireHandle, str]] = {}  # running: id -> (handle, note)
         self._failing: dict[str, tuple[Occurrence, int]] = {}  # occurrence id -> (it, attempts)
         self._lock = threading.RLock()
-        self._mtimes = self._watched_mtimes(campaign)
+        self._mtimes = self._watched_mtimes()
         self.scheduler: BackgroundScheduler | None = None
         self.stopped = threading.Event()
 
-    def _dispatcher(self, campaign: Campaign) -> Dispatcher:
-        return Dispatcher(
-            campaign,
-            self.log,
-            clock=self.clock,
-            hash_key=self.hash_key,
-            limiters=self.limiters,
-            state_dir=self.state_dir,
-            on_result=self._on_result,
-        )
+    @property
+    def campaign(self) -> Any:
+        return self.app.campaign
 
-    def _on_result(self, delivery: Delivery, result: Result) -> None:
-        text = f"{delivery.channel_id} → {delivery.recipient.display}: {result.status.value}"
-        if result.reason:
-            text += f" ({result.reason[:60]})"
-        self.activity.add(self.clock.now(), "delivery", text)
+    @property
+    def lease_name(self) -> str:
+        return f"scheduler:{self.campaign.id}"
+
+    # -- leadership
+
+    def claim_leadership(self, now: dt.datetime | None = None) -> bool:
+        """Take or renew the campaign's scheduler lease; False (standing by) when another
+        live `run` holds it, with the reason in `standby_reason`."""
+        now = now or self.clock.now()
+        info = json.dumps(
+            {"host": socket.gethostname(), "pid": os.getpid(), "since": now.isoformat()},
+            ensure_ascii=False,
+        )
+        state = self.log.acquire_lease(
+            self.lease_name,
+            self.owner,
+            now=now,
+            until=now + dt.timedelta(seconds=self.lease),
+            info=info,
+        )
+        was = self.leader
+        self.leader = state.acquired
+        self._renewed = now if state.acquired else self._renewed
+        if not state.acquired:
+            self.standby_reason = _holder(state)
+            if was:
+                self.activity.add(
+                    now,
+                    "standby",
+                    f"调度权已被接管 lost the scheduler lease: {self.standby_reason}",
+                )
+                self._stop_scheduler()
+        return state.acquired
 
     # -- the core: testable without APScheduler, in virtual time
 
     def start_point(self, now: dt.datetime) -> dt.datetime:
         """Where catching up starts: after the last occurrence the log knows, else now."""
-        last = self.log.last_occurrence_at()
+        last = self.log.last_occurrence_at(self.campaign.id)
         return last if last is not None else now
 
     def due(self, now: dt.datetime) -> tuple[list[Occurrence], list[Occurrence]]:
@@ -121,13 +158,15 @@ class Runner:
         if not found:
             return [], []
         states = self.log.occurrence_states(
-            found[0].at, found[-1].at + dt.timedelta(microseconds=1)
+            self.campaign.id, found[0].at, found[-1].at + dt.timedelta(microseconds=1)
         )
         fire, missed = [], []
         for occurrence in found:
             state = states.get(occurrence.id)
             if state is not None and state.status in ("done", "missed", "skipped"):
                 continue
+            if occurrence.id in self._fired:
+                continue  # still sending
             if state is not None and state.status == "fired":
                 fire.append(occurrence)  # interrupted mid-way: resume it
             elif now - occurrence.at <= self.grace:
@@ -136,18 +175,30 @@ class Runner:
                 missed.append(occurrence)
         return fire, missed
 
-    def tick(self, now: dt.datetime | None = None) -> list[FireReport]:
-        """Fire what is due, log what was missed; never raises."""
+    def tick(self, now: dt.datetime | None = None) -> list[FireHandle]:
+        """Fire what is due and log what was missed, without waiting for any send; never raises."""
         now = now or self.clock.now()
-        reports: list[FireReport] = []
+        handles: list[FireHandle] = []
         with self._lock:
+            if not self.leader and not self.claim_leadership(now):
+                return []
             try:
+                self.finish(now)
                 fire, missed = self.due(now)
                 for occurrence in missed:
                     late = now - occurrence.at
-                    reason = f"错过 missed: the scheduler was not running; {late} late is beyond the grace of {self.grace}"
+                    reason = (
+                        f"错过 missed: the scheduler was not running; {late} late is beyond"
+                        f" the grace of {self.grace}"
+                    )
                     self.log.record_occurrence(
-                        occurrence.id, occurrence.rule_id, occurrence.at, "missed", reason, now
+                        self.campaign.id,
+                        occurrence.id,
+                        occurrence.rule_id,
+                        occurrence.at,
+                        "missed",
+                        reason,
+                        now,
                     )
                     self.activity.add(now, "missed", f"{occurrence.id} {reason}")
                 due_ids = {o.id for o in fire}
@@ -155,23 +206,23 @@ class Runner:
                 for occurrence in fire:
                     if self.stopped.is_set():
                         break
-                    report = self._fire_one(occurrence, now)
-                    if report is not None:
-                        reports.append(report)
+                    handle = self._fire_one(occurrence, now)
+                    if handle is not None:
+                        handles.append(handle)
                 if not self.stopped.is_set():
-                    self.checked_until = now
+                    self.checked_until = max(self.checked_until or now, now)
             except Exception as exc:  # a failing tick is logged; the next wake tries again
                 log.exception("tick failed")
                 self.activity.add(now, "error", f"调度出错 tick failed: {exc!r}")
-        return reports
+        return handles
 
-    def _fire_one(self, occurrence: Occurrence, now: dt.datetime) -> FireReport | None:
+    def _fire_one(self, occurrence: Occurrence, now: dt.datetime) -> FireHandle | None:
         """Fire one occurrence; one that raises is retried on the next ticks, then logged as
         failed, and never holds up the others."""
         late = now - occurrence.at
         note = f"补发 caught up {late} late" if late > dt.timedelta(minutes=1) else ""
         try:
-            report = self.dispatcher.fire(occurrence, note=note)
+            handle = self.dispatcher.fire(occurrence)
         except Exception as exc:
             log.exception("firing %s failed", occurrence.id)
             attempts = self._failing.get(occurrence.id, (occurrence, 0))[1] + 1
@@ -186,12 +237,52 @@ class Runner:
                 self._failing.pop(occurrence.id, None)
                 reason = f"触发失败 failed to fire {attempts} times: {exc}"
                 self.log.record_occurrence(
-                    occurrence.id, occurrence.rule_id, occurrence.at, "failed", reason, now
+                    self.campaign.id,
+                    occurrence.id,
+                    occurrence.rule_id,
+                    occurrence.at,
+                    "failed",
+                    reason,
+                    now,
                 )
             return None
         self._failing.pop(occurrence.id, None)
-        self.activity.add(now, "fired", _summary(report) + (f" · {note}" if note else ""))
-        return report
+        self._fired[occurrence.id] = (handle, note)
+        resumed = "" if handle.first_time else " (续 resumed)"
+        self.activity.add(
+            now,
+            "fired",
+            f"{occurrence.id}{resumed}: {len(handle.keys)} 次投递 deliveries"
+            + (f" · {note}" if note else ""),
+        )
+        return handle
+
+    def finish(self, now: dt.datetime | None = None, *, wait: bool = False) -> int:
+        """Record as done the occurrences whose sends all finished (with `wait`: wait for them)."""
+        now = now or self.clock.now()
+        finished = 0
+        with self._lock:
+            running = list(self._fired.items())
+        for occurrence_id, (handle, note) in running:
+            if not wait and not handle.done():
+                continue
+            report = handle.wait()
+            occurrence = handle.occurrence
+            self.log.record_occurrence(
+                self.campaign.id,
+                occurrence.id,
+                occurrence.rule_id,
+                occurrence.at,
+                "done",
+                note,
+                self.clock.now(),
+            )
+            with self._lock:
+                self._fired.pop(occurrence_id, None)
+            finished += 1
+            parts = ", ".join(f"{s}×{n}" for s, n in sorted(report.counts.items()))
+            self.activity.add(now, "done", f"{occurrence.id}: {parts or '—'}")
+        return finished
 
     def next_wake(self, after: dt.datetime) -> dt.datetime | None:
         nxt = next(
@@ -211,89 +302,33 @@ class Runner:
         return out
 
     def sweep(self) -> int:
-        """Resume deliveries left planned, sending or unknown by an earlier run, and collect
-        outcomes that arrive later (receipts, confirmations); return how many were resumed."""
+        """Resume or reconcile what is due in the log, collect late outcomes, record finished
+        occurrences; return how many deliveries were taken up. Only the leader sweeps."""
         with self._lock:
+            if not self.leader:
+                return 0
             try:
-                unfinished = [s for s in self.log.unfinished() if s.campaign == self.campaign.id]
-                resumed = 0
-                for occurrence_id, deliveries, states in self._rebuilt(unfinished):
-                    futures = self.dispatcher.dispatch(deliveries, states)
-                    for f in futures:
-                        f.result()
-                    self.log.flush()
-                    resumed += len(deliveries)
-                    if deliveries:
-                        self.activity.add(
-                            self.clock.now(),
-                            "resumed",
-                            f"{occurrence_id}: {len(deliveries)} 条续发/对账 resumed or reconciled",
-                        )
-                self.collect_late_outcomes()
-                return resumed
+                report = self.recovery.sweep()
+                pulled = self.recovery.pull_feeds()
+                self.finish()
+                if report.total or pulled:
+                    self.activity.add(
+                        self.clock.now(),
+                        "resumed",
+                        f"续发 {report.sent} resumed, 对账 {report.reconciled} reconciled,"
+                        f" 回执 {report.polled + pulled} outcomes",
+                    )
+                return report.total
             except Exception as exc:
                 log.exception("sweep failed")
                 self.activity.add(self.clock.now(), "error", f"续发出错 sweep failed: {exc!r}")
                 return 0
 
-    def collect_late_outcomes(self) -> int:
-        """Ask channels whose outcomes arrive later about deliveries still only accepted."""
-        since = self.clock.now() - LATE_OUTCOME_WINDOW
-        settled = 0
-        for spec in self.campaign.channels.values():
-            if not (spec.enabled and spec.capabilities.late_outcomes):
-                continue
-            accepted = self.log.deliveries(channel=spec.id, status=Status.ACCEPTED, since=since)
-            mine = [s for s in accepted if s.campaign == self.campaign.id]
-            for _, deliveries, states in self._rebuilt(mine):
-                with_ids = [
-                    dataclasses.replace(d, provider_id=states[d.key].provider_id)
-                    for d in deliveries
-                ]
-                settled += self.dispatcher.settle(with_ids)
-        return settled
-
-    def _rebuilt(self, states: list[Any]) -> Iterator[tuple[str, list[Delivery], dict[str, Any]]]:
-        """Logged deliveries as sendable ones (addresses re-derived from the plan), by occurrence."""
-        by_occurrence: dict[str, dict[str, Any]] = {}
-        for state in states:
-            by_occurrence.setdefault(state.occurrence_id, {})[state.key] = state
-        for occurrence_id, wanted in by_occurrence.items():
-            rebuilt = self._rebuild(occurrence_id)
-            if rebuilt is None:
-                continue
-            occurrence, adhoc_spec, extra_vars = rebuilt
-            pairs = self.dispatcher.prepare(occurrence, adhoc_spec, extra_vars)
-            yield occurrence_id, [d for d, _ in pairs if d.key in wanted], wanted
-
-    def _rebuild(
-        self, occurrence_id: str
-    ) -> tuple[Occurrence, RuleSpec | None, dict[str, Any] | None] | None:
-        """The occurrence an id names, re-derived from the plan (addresses are never logged);
-        a one-off send from the description it logged when it fired."""
-        rule_id, _, when = occurrence_id.partition("@")
-        try:
-            at = dt.datetime.fromisoformat(when).replace(tzinfo=self.campaign.tz)
-        except ValueError:
-            return None
-        if rule_id.startswith(ADHOC_PREFIX):
-            adhoc = AdHoc.from_note(self.log.fired_reason(occurrence_id))
-            if adhoc is None:
-                return None
-            return adhoc.occurrence(at), adhoc.spec(self.campaign, at), adhoc.vars
-        spec = next((r for r in self.campaign.rules if r.id == rule_id), None)
-        if spec is None:
-            return None
-        occurrence = next(
-            self.planner.rule_occurrences(spec, at, at + dt.timedelta(minutes=1)), None
-        )
-        return (occurrence, None, None) if occurrence else None
-
     # -- config edits
 
-    @staticmethod
-    def _watched_mtimes(campaign: Campaign) -> dict[Path, float]:
-        paths = list(campaign.doc.files)
+    def _watched_mtimes(self) -> dict[Path, float]:
+        campaign = self.campaign
+        paths = list(campaign.doc.files) + list(getattr(self.app, "watched_files", ()))
         for folder in campaign.renderer.dirs[:-1]:  # office template folders, not the built-ins
             paths += [p for p in folder.rglob("*") if p.is_file()]
         out = {}
@@ -306,18 +341,13 @@ class Runner:
 
     def reload_if_changed(self) -> bool | None:
         """Apply an edited config if it validates: True applied, False refused, None unchanged."""
-        current = self._watched_mtimes(self.campaign)
-        if current == self._mtimes:
+        current = self._watched_mtimes()
+        if current == self._mtimes or self._reload is None:
             return None
         self._mtimes = current
         now = self.clock.now()
         try:
-            campaign = load_campaign(
-                self.campaign.path,
-                environ=self.environ,
-                today=now.astimezone(self.campaign.tz).date(),
-                state_dir=self.state_dir,
-            )
+            app = self._reload()
         except ConfigError as exc:
             self.activity.add(
                 now,
@@ -328,13 +358,14 @@ class Runner:
             return False
         with self._lock:
             old = self.dispatcher
-            self.campaign = campaign
-            self.planner = Planner(campaign)
-            self.dispatcher = self._dispatcher(campaign)
-            self._mtimes = self._watched_mtimes(campaign)
+            self.app = app
+            self.planner = Planner(app.campaign)
+            self.dispatcher = self._make_dispatcher(app, self.limiter, new_owner())
+            self.recovery = Recovery(self.dispatcher)
+            self._mtimes = self._watched_mtimes()
         threading.Thread(target=old.close, name="close-old-dispatcher", daemon=True).start()
         self.activity.add(
-            now, "reload", f"已应用新配置 config reloaded: {len(campaign.rules)} rules"
+            now, "reload", f"已应用新配置 config reloaded: {len(app.campaign.rules)} rules"
         )
         self._schedule_next()
         return True
@@ -342,8 +373,8 @@ class Runner:
     # -- APScheduler: only wakes us
 
     def recover(self) -> None:
-        """What a start does before scheduling: resume unfinished deliveries, finish occurrences
-        that were cut short, catch up what was missed while nothing ran."""
+        """What a leader does before scheduling: resume what is due in the log, finish
+        occurrences that were cut short, catch up what was missed while nothing ran."""
         now = self.clock.now()
         if self.checked_until is None:
             self.checked_until = self.start_point(now)
@@ -351,23 +382,35 @@ class Runner:
                 self.activity.add(
                     now,
                     "start",
-                    f"从 {self.checked_until:%Y-%m-%d %H:%M} 补查 catching up since the last occurrence in the log",
+                    f"从 {self.checked_until:%Y-%m-%d %H:%M} 补查 catching up since the last"
+                    " occurrence in the log",
                 )
         self.sweep()
         self.tick(now)
 
-    def start(self) -> None:
-        """Recover, then let APScheduler wake us at each next occurrence."""
-        self.recover()
-        self.start_scheduler()
+    def step(self) -> bool:
+        """One beat of `run` (every second): keep or take leadership, schedule as leader.
+        True while leading."""
+        now = self.clock.now()
+        renew_due = self._renewed is None or now - self._renewed >= dt.timedelta(
+            seconds=self.lease / 3
+        )
+        if self.leader and renew_due:
+            self.claim_leadership(now)
+        if not self.leader:
+            if self.claim_leadership(now):
+                self.activity.add(now, "start", "已成为调度者 now the active scheduler")
+                self.recover()
+                self.start_scheduler()
+            return self.leader
+        self.watchdog()
+        if not self.log.alive:
+            raise self.log.dead or RuntimeError("delivery log writer stopped")
+        return True
 
     def start_scheduler(self) -> None:
         """A fresh APScheduler with the wake, sweep and watch jobs (also after a watchdog alarm)."""
-        if self.scheduler is not None:
-            try:
-                self.scheduler.shutdown(wait=False)
-            except Exception:  # it may already be dead: that is why we are here
-                log.exception("old scheduler did not shut down")
+        self._stop_scheduler()
         scheduler = BackgroundScheduler(
             timezone=self.campaign.tz,
             job_defaults={
@@ -378,17 +421,25 @@ class Runner:
         )
         scheduler.add_listener(self._on_job_event, EVENT_JOB_ERROR | EVENT_JOB_MISSED)
         scheduler.add_job(
-            self._job_sweep, "interval", seconds=60, id="sweep", replace_existing=True
+            self._job_sweep, "interval", seconds=SWEEP_SECONDS, id="sweep", replace_existing=True
         )
         scheduler.add_job(self._job_watch, "interval", seconds=3, id="watch", replace_existing=True)
         scheduler.start()
         self.scheduler = scheduler
         self._schedule_next()
 
+    def _stop_scheduler(self) -> None:
+        if self.scheduler is not None:
+            try:
+                self.scheduler.shutdown(wait=False)
+            except Exception:  # it may already be dead: that is why we are here
+                log.debug("old scheduler did not shut down", exc_info=True)
+            self.scheduler = None
+
     def _schedule_next(self) -> None:
         if self.scheduler is None or self.stopped.is_set():
             return
-        after = max(self.checked_until or self.clock.now(), self.clock.now())
+        after = self.checked_until or self.clock.now()
         wake = self.next_wake(after)
         if wake is None:
             return
@@ -408,6 +459,7 @@ class Runner:
     def _job_watch(self) -> None:
         try:
             self.reload_if_changed()
+            self.finish()
         except Exception as exc:
             log.exception("config watch failed")
             self.activity.add(self.clock.now(), "error", f"配置监视出错 watch failed: {exc!r}")
@@ -436,7 +488,7 @@ class Runner:
 
     def watchdog(self) -> None:
         """Called every second by `run`: a dead scheduler is reported and started again."""
-        if not self.healthy():
+        if self.leader and not self.healthy():
             self.activity.add(
                 self.clock.now(),
                 "error",
@@ -444,40 +496,38 @@ class Runner:
             )
             self.start_scheduler()
 
-    def stop(self, timeout: float = 15.0) -> None:
-        """Stop cleanly: no new sends; in-flight ones finish or are logged as interrupted."""
+    def stop(self, timeout: float = 5.0) -> list[str]:
+        """Stop within `timeout`: no new sends; queued ones go back to the log for the next
+        process; requests in flight when time is up are logged interrupted (returned)."""
         self.stopped.set()
-        self.dispatcher.stopping.set()
-        if self.scheduler is not None and self.scheduler.running:
-            self.scheduler.shutdown(wait=False)
-        interrupt = getattr(self.clock, "interrupt", None)
-        if interrupt:
-            interrupt()
-        closer = threading.Thread(
-            target=self.dispatcher.close, name="close-dispatcher", daemon=True
-        )
-        closer.start()
-        deadline = time.monotonic() + timeout
-        closer.join(max(0.0, deadline - time.monotonic()))
-        left = self.dispatcher.in_flight()
+        self._stop_scheduler()
+        left = self.dispatcher.stop(timeout)
         if left:
-            from broadcaster.log import Event
-
-            now = self.clock.now()
-            self.log.append(
-                [
-                    Event(
-                        k, Status.INTERRUPTED, now, None, "停止时仍在发送 still sending at shutdown"
-                    )
-                    for k in left
-                ]
-            )
             self.activity.add(
-                now, "stop", f"{len(left)} 条记为中断 deliveries logged as interrupted"
+                self.clock.now(),
+                "stop",
+                f"{len(left)} 条请求等待应答时停止，记为中断 in flight at stop, logged interrupted",
             )
+        return left
+
+    def close(self) -> None:
+        """Release claims and the scheduler lease (a standby takes over at once)."""
+        try:
+            self.dispatcher.close()
+        finally:
+            if self.leader and self.log.alive and not self.log.closed:
+                self.log.release_lease(self.lease_name, self.owner)
+                self.leader = False
 
 
-def _summary(report: FireReport) -> str:
-    parts = [f"{ch} {status}×{n}" for (ch, status), n in sorted(report.counts.items())]
-    head = report.occurrence_id + ("" if report.first_time else " (续 resumed)")
-    return f"{head}: " + (", ".join(parts) or "无投递 no deliveries")
+def _holder(state: LeaseState) -> str:
+    try:
+        info = json.loads(state.info)
+    except ValueError:
+        info = {}
+    return (
+        f"调度器已在 {info.get('host', '?')} 的进程 {info.get('pid', '?')} 运行"
+        f" (since {str(info.get('since', '?'))[:19]}) · the scheduler runs in pid"
+        f" {info.get('pid', '?')} on {info.get('host', '?')}; this one stands by and takes"
+        f" over if that one stops (lease until {state.until:%H:%M:%S} UTC)"
+    )

@@ -1,20 +1,24 @@
 """Tables of the delivery log, as SQLAlchemy Core objects for queries.
 
 The schema itself is created by the Alembic migrations in `migrations/versions/`;
-these declarations mirror the head revision and are what `store.py` queries
+these declarations mirror the head revision and are what the store queries
 through. A test checks that the two agree.
 
+Append-only (the database refuses UPDATE and DELETE, and on SQLite a REPLACE):
     messages          sha256 (PK), text                          one row per distinct text
+    payloads          sha256 (PK), body                          params, parts, artefacts
     deliveries        id, key (UNIQUE), what/who/when            one row per planned delivery
     delivery_events   id (global order), delivery_id, status...  one row per status change
-    occurrences       id, occurrence_id, status, reason, at      one row per occurrence record
+    occurrences       id, campaign, occurrence_id, status, ...   one row per occurrence record
+    log_meta          name (PK), value                           the key id, written once
 
-Every table is append-only (triggers refuse UPDATE and DELETE). Phone numbers are
-never stored: only `recipient_display` (masked) and `recipient_hash` (HMAC-SHA256).
-Each row holds every field of its record (`DeliveryRecord` minus the text, which is
-in `messages`; `Event` with its key reached through `delivery_id`), so a later
-migration can hash-chain `canonical()` of each record in row-id order without
-rewriting a row.
+Kept by the writer beside them (derived, may be rebuilt from the events):
+    delivery_state    one row per delivery: latest status, next check, the claim (lease)
+    leases            one row per leadership lease (one scheduler per campaign)
+    feed_cursors      where each provider outcome feed resumes
+
+Phone numbers are never stored: only `recipient_display` (masked) and
+`recipient_hash` (HMAC-SHA256 with the log's key).
 """
 
 from __future__ import annotations
@@ -25,7 +29,30 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-__all__ = ["deliveries", "delivery_events", "messages", "metadata", "occurrences"]
+from broadcaster.errors import LogStoreError
+
+__all__ = [
+    "APPEND_ONLY",
+    "deliveries",
+    "delivery_events",
+    "delivery_state",
+    "feed_cursors",
+    "leases",
+    "log_meta",
+    "messages",
+    "metadata",
+    "occurrences",
+    "payloads",
+]
+
+APPEND_ONLY = (
+    "messages",
+    "payloads",
+    "deliveries",
+    "delivery_events",
+    "occurrences",
+    "log_meta",
+)
 
 
 class UTCDateTime(sa.TypeDecorator[dt.datetime]):
@@ -42,7 +69,7 @@ class UTCDateTime(sa.TypeDecorator[dt.datetime]):
         if value is None:
             return None
         if not isinstance(value, dt.datetime) or value.tzinfo is None:
-            raise ValueError(f"需要带时区的时间 an aware datetime is required, got {value!r}")
+            raise LogStoreError(f"需要带时区的时间 an aware datetime is required, got {value!r}")
         utc = value.astimezone(dt.UTC)
         return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
 
@@ -67,6 +94,13 @@ messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
 )
 
+payloads = sa.Table(
+    "payloads",
+    metadata,
+    sa.Column("sha256", sa.String(64), primary_key=True),
+    sa.Column("body", sa.Text, nullable=False),
+)
+
 deliveries = sa.Table(
     "deliveries",
     metadata,
@@ -85,6 +119,8 @@ deliveries = sa.Table(
     sa.Column("template_sha", sa.String, nullable=False),
     sa.Column("text_sha256", sa.String(64), sa.ForeignKey("messages.sha256"), nullable=False),
     sa.Column("scheduled_at", UTCDateTime, nullable=False),
+    sa.Column("target_path", sa.Text, nullable=False, server_default=""),
+    sa.Column("payload_sha256", sa.String(64)),  # payloads.sha256, when there is one
     sqlite_autoincrement=True,
 )
 
@@ -99,6 +135,9 @@ delivery_events = sa.Table(
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("provider_id", sa.String),
     sa.Column("attempt", sa.Integer, nullable=False),
+    sa.Column("step", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("detail", sa.Text),
+    sa.Column("actor", sa.String),
     sqlite_autoincrement=True,
 )
 
@@ -112,7 +151,52 @@ occurrences = sa.Table(
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("reason", sa.Text, nullable=False),
     sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("campaign", sa.String, nullable=False, server_default=""),
     sqlite_autoincrement=True,
+)
+
+log_meta = sa.Table(
+    "log_meta",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("value", sa.Text, nullable=False),
+)
+
+delivery_state = sa.Table(
+    "delivery_state",
+    metadata,
+    sa.Column("delivery_id", RowId, sa.ForeignKey("deliveries.id"), primary_key=True),
+    sa.Column("campaign", sa.String, nullable=False),
+    sa.Column("channel_id", sa.String, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("next_check", UTCDateTime),
+    sa.Column("error_class", sa.String(16)),
+    sa.Column("reason", sa.Text, nullable=False),
+    sa.Column("provider_id", sa.String),
+    sa.Column("recipient_hash", sa.String(64), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("resends", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("parts_done", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("lease_owner", sa.String),
+    sa.Column("lease_until", UTCDateTime),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("owner", sa.String, nullable=False),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("info", sa.Text, nullable=False),
+)
+
+feed_cursors = sa.Table(
+    "feed_cursors",
+    metadata,
+    sa.Column("name", sa.String, primary_key=True),
+    sa.Column("cursor", sa.Text),
+    sa.Column("at", UTCDateTime, nullable=False),
 )
 
 sa.Index("ix_deliveries_recipient_hash", deliveries.c.recipient_hash)
@@ -121,12 +205,39 @@ sa.Index("ix_deliveries_occurrence_channel", deliveries.c.occurrence_id, deliver
 sa.Index("ix_deliveries_target_id", deliveries.c.target_id)
 sa.Index("ix_deliveries_channel_id", deliveries.c.channel_id)
 sa.Index("ix_delivery_events_delivery_id_id", delivery_events.c.delivery_id, delivery_events.c.id)
-sa.Index("ix_occurrences_occurrence_id_id", occurrences.c.occurrence_id, occurrences.c.id)
-sa.Index("ix_occurrences_scheduled_at", occurrences.c.scheduled_at)
+sa.Index(
+    "ix_occurrences_campaign_occurrence_id_id",
+    occurrences.c.campaign,
+    occurrences.c.occurrence_id,
+    occurrences.c.id,
+)
+sa.Index("ix_occurrences_campaign_scheduled_at", occurrences.c.campaign, occurrences.c.scheduled_at)
 sa.Index(
     "uq_occurrences_fired",
+    occurrences.c.campaign,
     occurrences.c.occurrence_id,
     unique=True,
     sqlite_where=occurrences.c.status == "fired",
     postgresql_where=occurrences.c.status == "fired",
+)
+sa.Index(
+    "ix_delivery_state_due",
+    delivery_state.c.campaign,
+    delivery_state.c.next_check,
+    sqlite_where=delivery_state.c.next_check.is_not(None),
+    postgresql_where=delivery_state.c.next_check.is_not(None),
+)
+sa.Index("ix_delivery_state_status", delivery_state.c.campaign, delivery_state.c.status)
+sa.Index(
+    "ix_delivery_state_provider",
+    delivery_state.c.provider_id,
+    delivery_state.c.recipient_hash,
+    sqlite_where=delivery_state.c.provider_id.is_not(None),
+    postgresql_where=delivery_state.c.provider_id.is_not(None),
+)
+sa.Index(
+    "ix_delivery_state_lease_owner",
+    delivery_state.c.lease_owner,
+    sqlite_where=delivery_state.c.lease_owner.is_not(None),
+    postgresql_where=delivery_state.c.lease_owner.is_not(None),
 )

@@ -1,16 +1,19 @@
-"""`DeliveryLog`: the delivery log on SQLite (WAL) or PostgreSQL, written by group commit.
+"""`DeliveryLog`: the delivery log on SQLite (WAL) or PostgreSQL.
 
-Every write (deliveries, events, occurrence records) goes through one writer thread
-per log: callers queue their rows and block; the writer drains the queue, writes
-everything waiting in one transaction, commits once and wakes the callers (or
-hands each of them the error). Two hundred threads appending one event each cost a
-handful of commits, not two hundred, and SQLite never sees two writers from one
-process. Reads run on the calling thread from a separate connection pool.
+Writes go through one group-commit writer thread per log (`writer.py`); reads run on
+the calling thread from a separate connection pool. Beside the append-only events
+the writer keeps, in the same transaction, each delivery's current state: status,
+when the engine looks at it next, and which process holds it (its lease). The status
+follows the state machine in `broadcaster.vocab`: an event that would regress it, or
+repeat it, is refused and not written.
+
+Claims are what keeps two processes from sending one delivery: a delivery is sent
+only by the process holding its unexpired lease, taken in one statement that checks
+the lease (row locks on PostgreSQL, `BEGIN IMMEDIATE` on SQLite). A process renews
+its leases while it lives; when it dies they expire and another process takes over.
 
 "Committed" means: on PostgreSQL, durable; on SQLite (WAL, synchronous=NORMAL),
 safe from a crash of the process, while a power cut may lose the last commits.
-Lock waits are bounded by `busy_timeout` (SQLite's busy timeout, PostgreSQL's
-lock_timeout); every database failure surfaces as a bilingual `LogStoreError`.
 """
 
 from __future__ import annotations
@@ -18,19 +21,18 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import json
 import logging
-import queue
-import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine, Row
+from sqlalchemy.engine import Connection, Engine
 
-from broadcaster.channel import ErrorClass, Status
-from broadcaster.errors import LogStoreError
+from broadcaster.errors import LogKeyMismatchError, LogStoreError
+from broadcaster.log import queries as q
 from broadcaster.log.engines import (
     RefusedError,
     Target,
@@ -41,25 +43,51 @@ from broadcaster.log.engines import (
     sqlite_engine,
     sqlite_path,
 )
-from broadcaster.log.models import deliveries, delivery_events, messages, occurrences
+from broadcaster.log.models import (
+    deliveries,
+    delivery_events,
+    delivery_state,
+    feed_cursors,
+    leases,
+    log_meta,
+    messages,
+    occurrences,
+    payloads,
+)
 from broadcaster.log.records import (
+    Claim,
     CoverageRow,
     DeliveryRecord,
     DeliveryState,
     Event,
+    LeaseState,
     OccurrenceState,
 )
+from broadcaster.log.scrub import Scrubber
+from broadcaster.log.writer import GroupWriter, Job
+from broadcaster.vocab import UNFINISHED, ErrorClass, OccurrenceStatus, Status, can_follow
 
-__all__ = ["DeliveryLog", "default_url"]
+__all__ = ["DeliveryLog", "OutcomeTally", "default_url"]
 
 T = TypeVar("T")
 
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for a lock held by another process
-UNFINISHED = (Status.PLANNED, Status.SENDING, Status.INTERRUPTED, Status.UNKNOWN)
-OCCURRENCE_RECORDS = frozenset({"done", "missed", "skipped", "failed"})
 _CHUNK = 900  # rows per IN (...) lookup and per multi-row INSERT
-_MAX_GROUP = 2000  # queued writes committed together at most
 _ID_CACHE = 200_000  # delivery key -> row id, remembered by the writer
+_STATE_COLUMNS = (
+    "status",
+    "since",
+    "next_check",
+    "error_class",
+    "reason",
+    "provider_id",
+    "attempts",
+    "resends",
+    "parts_done",
+    "lease_owner",
+    "lease_until",
+)
+KEY_ID_NAME = "key_id"
 log = logging.getLogger("broadcaster.log")
 
 
@@ -68,26 +96,28 @@ def default_url(state_dir: Path) -> str:
     return f"sqlite:///{Path(state_dir) / 'delivery-log.sqlite3'}"
 
 
+def key_id(hash_key: bytes) -> str:
+    """A short public fingerprint of the log key: tells keys apart, reveals nothing."""
+    return hmac.new(hash_key, b"broadcaster log key id v1", hashlib.sha256).hexdigest()[:16]
+
+
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
     for i in range(0, len(items), size):
         yield items[i : i + size]
 
 
-def _aware(value: dt.datetime, what: str) -> None:
+def _aware(value: dt.datetime | None, what: str) -> None:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
-        raise ValueError(f"{what} 需要带时区的时间 must be an aware datetime, got {value!r}")
+        raise LogStoreError(f"{what} 需要带时区的时间 must be an aware datetime, got {value!r}")
 
 
-@dataclass(eq=False)
-class _Job:
-    """One caller's write: events to append, or a function run inside the group's transaction."""
+@dataclass(frozen=True)
+class OutcomeTally:
+    """What recording a set of late outcomes came to."""
 
-    events: Sequence[Event] | None = None
-    work: Callable[[Connection], Any] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    result: Any = None
-    error: LogStoreError | None = None
-    detached: bool = False  # nobody waits: a failure is kept for flush()
+    recorded: int  # matched and written
+    repeated: int  # matched, but the delivery already had that outcome or a later one
+    unmatched: int  # no delivery of this channel matches: refused
 
 
 class DeliveryLog:
@@ -96,18 +126,21 @@ class DeliveryLog:
     def __init__(self, target: Target, writer: Engine, reader: Engine, hash_key: bytes) -> None:
         """Use `DeliveryLog.open()`."""
         self.url_display = target.display
-        self._target = target
-        self._dialect = writer.dialect.name
-        self._writer = writer
+        self.target = target
+        self.dialect = writer.dialect.name
+        self._writer_engine = writer
         self._reader = reader
         self._hash_key = hash_key
-        self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._closed = False
-        self._async_errors: list[LogStoreError] = []  # failures of writes nobody waited for
+        self.key_id = key_id(hash_key)
+        self.scrub = Scrubber()
         self._ids: dict[str, int] = {}  # delivery key -> row id; only the writer thread uses it
-        self._thread = threading.Thread(target=self._write_loop, name="delivery-log", daemon=True)
-        self._thread.start()
+        self._writer = GroupWriter(
+            writer,
+            apply_events=self._apply_events,
+            translate=target.translate,
+            refused=RefusedError,
+            after_commit=self._after_commit,
+        )
 
     # --- opening and closing -------------------------------------------------------------------
 
@@ -115,9 +148,13 @@ class DeliveryLog:
     def open(
         cls, url: str, *, hash_key: bytes, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
     ) -> DeliveryLog:
-        """Open (creating if needed) the log at `url` and migrate it to the newest schema."""
+        """Open (creating if needed) the log at `url`, migrate it and check the key id.
+
+        A log written with another key refuses to open: every idempotency key and
+        recipient hash would change, and everything would be sent again.
+        """
         if not isinstance(hash_key, bytes) or not hash_key:
-            raise ValueError("hash_key 须为非空字节串 must be non-empty bytes")
+            raise LogStoreError("日志密钥须为非空字节串 the log key must be non-empty bytes")
         parsed = parse_url(url)
         path = sqlite_path(parsed, mask(url)) if parsed.get_backend_name() == "sqlite" else None
         target = Target(parsed, path, busy_timeout)
@@ -133,10 +170,10 @@ class DeliveryLog:
                     " (pip install 'broadcaster[postgres]')"
                 ) from None
             writer = pg_engine(parsed, busy_timeout, pool_size=1)
-            # Several queries of one read see one snapshot.
             reader = pg_engine(parsed, busy_timeout, pool_size=8, isolation="REPEATABLE READ")
         try:
             migrate(writer)
+            _check_key_id(writer, key_id(hash_key), target.display)
         except Exception as exc:
             writer.dispose()
             reader.dispose()
@@ -145,21 +182,28 @@ class DeliveryLog:
 
     @property
     def closed(self) -> bool:
-        return self._closed
+        return self._writer._closed
+
+    @property
+    def alive(self) -> bool:
+        """False once the writer thread died: the process must stop (see `dead`)."""
+        return self._writer.alive
+
+    @property
+    def dead(self) -> LogStoreError | None:
+        return self._writer.dead
 
     def close(self) -> None:
         """Commit what is queued, stop the writer and close every connection."""
-        with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            self._queue.put(None)
-        self._thread.join()
-        self._writer.dispose()
-        self._reader.dispose()
-        if self._async_errors:
-            error = self._async_errors[0]
-            raise LogStoreError(str(error)) from error.__cause__
+        try:
+            self._writer.close()
+        finally:
+            self._writer_engine.dispose()
+            self._reader.dispose()
+
+    def flush(self) -> None:
+        """Wait until everything queued is committed; raise the first failure of a queued write."""
+        self._writer.flush()
 
     def __enter__(self) -> DeliveryLog:
         return self
@@ -170,16 +214,21 @@ class DeliveryLog:
     def __repr__(self) -> str:
         return f"DeliveryLog({self.url_display!r})"
 
-    # --- hashing -------------------------------------------------------------------------------
+    # --- hashing and scrubbing -----------------------------------------------------------------
 
     def recipient_hash(self, address: str) -> str:
         """Keyed hash (HMAC-SHA256, hex) of an address as normalised by the caller (E.164)."""
         return hmac.new(self._hash_key, address.encode("utf-8"), hashlib.sha256).hexdigest()
 
+    def redact(self, secrets: Iterable[str]) -> None:
+        """Secret values (tokens, keys) never to be stored, wherever a provider echoes them."""
+        self.scrub.add(secrets)
+
     # --- occurrences ---------------------------------------------------------------------------
 
     def begin_occurrence(
         self,
+        campaign: str,
         occurrence_id: str,
         rule_id: str,
         scheduled_at: dt.datetime,
@@ -193,24 +242,26 @@ class DeliveryLog:
         """
         _aware(scheduled_at, "scheduled_at")
         _aware(at, "at")
-        row = _occurrence_row(occurrence_id, rule_id, scheduled_at, "fired", reason, at)
-        insert = self._insert(occurrences).on_conflict_do_nothing().returning(occurrences.c.id)
+        row = _occurrence_row(campaign, occurrence_id, rule_id, scheduled_at, "fired", reason, at)
+        o = occurrences
         seen = (
             sa.select(sa.literal(1))
-            .where(occurrences.c.occurrence_id == occurrence_id)
-            .where(occurrences.c.status.in_(("fired", "done")))
+            .where(o.c.campaign == campaign, o.c.occurrence_id == occurrence_id)
+            .where(o.c.status.in_(("fired", "done")))
             .limit(1)
         )
+        insert = self._insert(o).on_conflict_do_nothing().returning(o.c.id)
 
-        def work(conn: Connection) -> bool:
+        def work(conn: Connection, scratch: dict[str, Any]) -> bool:
             if conn.execute(seen).first() is not None:
                 return False
             return conn.execute(insert, row).first() is not None
 
-        return bool(self._submit(_Job(work=work)))
+        return bool(self._writer.submit(Job(work=work)))
 
     def record_occurrence(
         self,
+        campaign: str,
         occurrence_id: str,
         rule_id: str,
         scheduled_at: dt.datetime,
@@ -219,103 +270,192 @@ class DeliveryLog:
         at: dt.datetime,
     ) -> None:
         """Append an occurrence record: done, missed, skipped or failed."""
-        if status not in OCCURRENCE_RECORDS:
-            raise ValueError(f"未知状态 unknown occurrence status {status!r}")
+        if status not in {s.value for s in OccurrenceStatus} - {"fired"}:
+            raise LogStoreError(f"未知状态 unknown occurrence status {status!r}")
         _aware(scheduled_at, "scheduled_at")
         _aware(at, "at")
-        row = _occurrence_row(occurrence_id, rule_id, scheduled_at, str(status), reason, at)
-        self._submit(_Job(work=lambda conn: conn.execute(occurrences.insert(), row)))
+        row = _occurrence_row(
+            campaign, occurrence_id, rule_id, scheduled_at, str(status), self.scrub(reason), at
+        )
+        self._writer.submit(Job(work=lambda conn, scratch: conn.execute(occurrences.insert(), row)))
 
-    def occurrence_states(self, start: dt.datetime, end: dt.datetime) -> dict[str, OccurrenceState]:
-        """Latest record of every occurrence scheduled in [start, end)."""
-        o, o2 = occurrences, occurrences.alias("o2")
-        newest = sa.select(sa.func.max(o2.c.id)).where(o2.c.occurrence_id == o.c.occurrence_id)
+    def occurrence_states(
+        self, campaign: str, start: dt.datetime, end: dt.datetime
+    ) -> dict[str, OccurrenceState]:
+        """Latest record of every occurrence of `campaign` scheduled in [start, end)."""
+        o = occurrences
         query = (
-            sa.select(o)
+            q.latest_occurrences(campaign)
             .where(o.c.scheduled_at >= start, o.c.scheduled_at < end)
-            .where(o.c.id == newest.scalar_subquery())
             .order_by(o.c.scheduled_at, o.c.occurrence_id)
         )
         rows = self._read(lambda conn: conn.execute(query).all())
-        return {
-            r.occurrence_id: OccurrenceState(
-                r.occurrence_id, r.rule_id, r.scheduled_at, r.status, r.reason, r.at
-            )
-            for r in rows
-        }
+        return {r.occurrence_id: q.occurrence_from_row(r) for r in rows}
 
-    def fired_reason(self, occurrence_id: str) -> str | None:
+    def fired_reason(self, campaign: str, occurrence_id: str) -> str | None:
         """The reason written when an occurrence fired, or None if it never fired."""
         o = occurrences
         query = (
             sa.select(o.c.reason)
-            .where(o.c.occurrence_id == occurrence_id, o.c.status == "fired")
+            .where(o.c.campaign == campaign, o.c.occurrence_id == occurrence_id)
+            .where(o.c.status == "fired")
             .order_by(o.c.id)
             .limit(1)
         )
         return self._read(lambda conn: conn.execute(query).scalar())
 
-    def last_occurrence_at(self) -> dt.datetime | None:
-        """When the latest scheduled occurrence on record was due (ad-hoc `now-*` sends excluded):
-        where `run` resumes checking after a restart."""
+    def last_occurrence_at(self, campaign: str) -> dt.datetime | None:
+        """When the latest scheduled occurrence of `campaign` on record was due (ad-hoc
+        `now-*` sends excluded): where `run` resumes checking after a restart."""
         o = occurrences
         query = sa.select(sa.func.max(o.c.scheduled_at)).where(
-            sa.not_(o.c.rule_id.startswith("now-"))
+            o.c.campaign == campaign, sa.not_(o.c.rule_id.startswith("now-"))
         )
         return self._read(lambda conn: conn.execute(query).scalar())
+
+    def open_sends(self, campaign: str, rule_id: str) -> list[tuple[str, int]]:
+        """Occurrences of `rule_id` not finished yet, newest first: (occurrence id, deliveries
+        still unfinished). Not finished: fired but not done, or a delivery still unfinished."""
+        o, d, s = occurrences, deliveries, delivery_state
+        cut_short = q.latest_occurrences(campaign).where(
+            o.c.rule_id == rule_id, o.c.status == "fired"
+        )
+        waiting = (
+            sa.select(d.c.occurrence_id, sa.func.count())
+            .select_from(d.join(s, s.c.delivery_id == d.c.id))
+            .where(s.c.campaign == campaign, d.c.rule_id == rule_id)
+            .where(s.c.status.in_([x.value for x in UNFINISHED]))
+            .group_by(d.c.occurrence_id)
+        )
+
+        def read(conn: Connection) -> list[tuple[str, int]]:
+            counts = {occ: int(n) for occ, n in conn.execute(waiting)}
+            when = {r.occurrence_id: r.scheduled_at for r in conn.execute(cut_short)}
+            for occ in counts:
+                when.setdefault(occ, dt.datetime.min.replace(tzinfo=dt.UTC))
+            order = sorted(when, key=lambda occ: (when[occ], occ), reverse=True)
+            return [(occ, counts.get(occ, 0)) for occ in order]
+
+        return self._read(read)
 
     # --- deliveries ----------------------------------------------------------------------------
 
     def add_deliveries(
-        self, records: Sequence[DeliveryRecord], at: dt.datetime
-    ) -> dict[str, DeliveryState]:
+        self,
+        records: Sequence[DeliveryRecord],
+        at: dt.datetime,
+        *,
+        owner: str | None = None,
+        lease_until: dt.datetime | None = None,
+        skip: Mapping[str, tuple[ErrorClass, str]] | None = None,
+    ) -> Claim:
         """Insert planned deliveries (existing keys untouched) in one transaction.
 
-        Each new delivery gets a PLANNED event at `at`; returns the latest state of
-        every key passed, new or old.
+        Each new delivery gets a PLANNED event at `at` (and a SKIPPED one when `skip`
+        names it). With `owner`, new deliveries are claimed for it until `lease_until`,
+        and existing unfinished ones too when no other process holds them.
         """
         _aware(at, "at")
+        if owner is not None:
+            _aware(lease_until, "lease_until")
+        skip = skip or {}
         texts: dict[str, str] = {}
+        blobs: dict[str, str] = {}
         rows: dict[str, dict[str, Any]] = {}
+        by_key: dict[str, DeliveryRecord] = {}
         for r in records:
             if r.key in rows:
                 continue
             _aware(r.scheduled_at, "scheduled_at")
             if r.text_sha256 not in texts:
                 if hashlib.sha256(r.text.encode("utf-8")).hexdigest() != r.text_sha256:
-                    raise ValueError(f"文本哈希不符 text_sha256 does not match the text of {r.key}")
+                    raise LogStoreError(
+                        f"文本哈希不符 text_sha256 does not match the text of {r.key}"
+                    )
                 texts[r.text_sha256] = r.text
+            if r.payload_sha256 and r.payload is not None:
+                blobs[r.payload_sha256] = r.payload
             rows[r.key] = {c.name: getattr(r, c.name) for c in deliveries.columns if c.name != "id"}
+            by_key[r.key] = r
         if not rows:
-            return {}
-        insert_messages = self._insert(messages).on_conflict_do_nothing()
-        insert_deliveries = (
-            self._insert(deliveries).on_conflict_do_nothing().returning(deliveries.c.id)
+            return Claim({}, {})
+        pg = self.dialect == "postgresql"
+        insert_deliveries = self._insert(deliveries)
+        if pg:
+            insert_deliveries = insert_deliveries.on_conflict_do_nothing()
+        insert_deliveries = insert_deliveries.returning(
+            deliveries.c.id, deliveries.c.key, sort_by_parameter_order=True
         )
-        existing = sa.select(deliveries.c.key)
+        until = lease_until if owner is not None else None
 
-        def work(conn: Connection) -> int:
+        def work(conn: Connection, scratch: dict[str, Any]) -> tuple[dict[str, int], set[str]]:
             keys = list(rows)
-            known: set[str] = set()
-            for chunk in _chunks(keys):
-                known.update(conn.scalars(existing.where(deliveries.c.key.in_(chunk))))
+            known = _ids_of(conn, keys)
             fresh = [rows[k] for k in keys if k not in known]
             used = dict.fromkeys(r["text_sha256"] for r in fresh)
-            _insert_many(conn, insert_messages, [{"sha256": s, "text": texts[s]} for s in used])
-            # ON CONFLICT still guards against another process adding the same keys.
-            new_ids = _insert_many(conn, insert_deliveries, fresh)
-            planned = [_event_row(i, Status.PLANNED, at) for i in sorted(new_ids)]
-            _insert_many(conn, delivery_events.insert(), planned)
-            return len(new_ids)
+            bodies = dict.fromkeys(r["payload_sha256"] for r in fresh if r["payload_sha256"])
+            _insert_missing(conn, messages, "sha256", {s: {"text": texts[s]} for s in used})
+            _insert_missing(
+                conn, payloads, "sha256", {s: {"body": blobs[s]} for s in bodies if s in blobs}
+            )
+            new: dict[str, int] = {}
+            for chunk in _chunks(fresh):
+                new.update((k, i) for i, k in conn.execute(insert_deliveries, list(chunk)))
+            if pg and len(new) < len(fresh):  # another process added some meanwhile
+                known.update(_ids_of(conn, [r["key"] for r in fresh if r["key"] not in new]))
+            events, states = [], []
+            for k, i in new.items():
+                r = by_key[k]
+                events.append(_event_row(i, Status.PLANNED, at))
+                state = _state_row(
+                    i, r.campaign, r.channel_id, r.recipient_hash, Status.PLANNED, at
+                )
+                state.update(next_check=at, lease_owner=owner, lease_until=until)
+                if k in skip:
+                    error_class, reason = skip[k]
+                    events.append(_event_row(i, Status.SKIPPED, at, error_class, reason))
+                    state.update(
+                        status=Status.SKIPPED.value,
+                        error_class=error_class.value,
+                        reason=reason,
+                        next_check=None,
+                        lease_owner=None,
+                        lease_until=None,
+                    )
+                states.append(state)
+            _insert_many(conn, delivery_events.insert(), events)
+            _insert_many(conn, delivery_state.insert(), states)
+            scratch.setdefault("ids", {}).update(new)
+            scratch["ids"].update(known)
+            held = {k for k in new if k not in skip} if owner is not None else set()
+            if owner is not None and known:
+                held |= self._claim_ids(conn, known, owner, at, until, UNFINISHED)
+            return known, held
 
-        self._submit(_Job(work=work))
-        return self.latest(list(rows))
+        known, held = self._writer.submit(Job(work=work))
+        states: dict[str, DeliveryState] = {}
+        if known:
+            states = self.latest(known)
+        for k in rows:
+            if k not in known:
+                r = by_key[k]
+                status = Status.SKIPPED if k in skip else Status.PLANNED
+                reason = skip[k][1] if k in skip else ""
+                error_class = skip[k][0] if k in skip else None
+                states[k] = _fresh_state(
+                    r, status, at, error_class, reason, k in held, owner, until
+                )
+        return Claim(
+            {k: s for k, s in states.items() if k in held},
+            {k: s for k, s in states.items() if k not in held},
+        )
 
-    def append(self, events: Sequence[Event], *, wait: bool = True) -> None:
+    def append(self, events: Sequence[Event], *, wait: bool = True) -> list[str | None]:
         """Append status changes; durable when this returns. Safe from many threads.
 
-        `wait=False` queues them and returns at once (an outcome after its `sending` event,
-        say): they are committed in order before any later write, and a failure is raised by
+        Returns, per event, None when written or why it was refused (the status may not
+        follow the delivery's current one). `wait=False` queues them and returns at once:
+        they are committed in order before any later write, and a failure is raised by
         the next `flush()` or `close()`.
         """
         for e in events:  # checked here, so a bad event never fails someone else's commit
@@ -323,40 +463,278 @@ class DeliveryLog:
             Status(e.status)
             if e.error_class is not None:
                 ErrorClass(e.error_class)
-        if events:
-            self._submit(_Job(events=list(events)), wait=wait)
+        if not events:
+            return []
+        result = self._writer.submit(Job(events=list(events)), wait=wait)
+        return list(result) if result is not None else [None] * len(events)
 
-    def flush(self) -> None:
-        """Wait until everything queued is committed; raise the first failure of a queued write."""
-        self._submit(_Job(work=lambda conn: None))
-        with self._lock:
-            failed, self._async_errors = self._async_errors, []
-        if failed:
-            raise LogStoreError(str(failed[0])) from failed[0].__cause__
+    def start_attempt(
+        self,
+        events: Sequence[Event],
+        *,
+        owner: str,
+        lease_until: dt.datetime,
+    ) -> dict[str, int]:
+        """Write SENDING events for the deliveries `owner` still holds; return their keys, each
+        with the number of this attempt.
+
+        The lease is checked and extended in the same transaction: a delivery another
+        process took over meanwhile, or one already sending or answered, is left alone.
+        """
+        keys = [e.key for e in events]
+        _aware(lease_until, "lease_until")
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> dict[str, int]:
+            ids = self._known_ids(conn, keys, scratch)
+            s = delivery_state
+            still: set[int] = set()
+            for chunk in _chunks(list(ids.values())):
+                extend = (
+                    sa.update(s)
+                    .where(s.c.delivery_id.in_(chunk), s.c.lease_owner == owner)
+                    .values(lease_until=lease_until)
+                    .returning(s.c.delivery_id)
+                )
+                still.update(conn.scalars(extend))
+            mine = [e for e in events if ids.get(e.key) in still]
+            outcome = self._apply_events(conn, mine, scratch) if mine else []
+            attempts = scratch.get("attempts", {})
+            return {
+                e.key: attempts.get(e.key, 1)
+                for e, o in zip(mine, outcome, strict=True)
+                if o is None
+            }
+
+        return dict(self._writer.submit(Job(work=work)))
+
+    def claim(
+        self,
+        keys: Sequence[str],
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        statuses: Iterable[Status] = UNFINISHED,
+    ) -> Claim:
+        """Take the leases of `keys` that no other live process holds and whose status is
+        one of `statuses`; return what is now held and the rest, with their states."""
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> set[str]:
+            ids = self._known_ids(conn, keys, scratch)
+            return self._claim_ids(conn, ids, owner, now, lease_until, statuses)
+
+        held = self._writer.submit(Job(work=work))
+        states = self.latest(keys)
+        return Claim(
+            {k: s for k, s in states.items() if k in held},
+            {k: s for k, s in states.items() if k not in held},
+        )
+
+    def claim_due(
+        self,
+        campaign: str,
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease_until: dt.datetime,
+        limit: int = 1000,
+    ) -> list[DeliveryState]:
+        """Claim deliveries of `campaign` whose next check is due and that nobody holds."""
+        s = delivery_state
+        due = (
+            sa.select(s.c.delivery_id)
+            .where(s.c.campaign == campaign, s.c.next_check.is_not(None), s.c.next_check <= now)
+            .where(sa.or_(s.c.lease_owner.is_(None), s.c.lease_until < now))
+            .order_by(s.c.next_check)
+            .limit(limit)
+        )
+        if self.dialect == "postgresql":
+            due = due.with_for_update(skip_locked=True)
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> list[int]:
+            ids = list(conn.scalars(due))
+            if not ids:
+                return []
+            take = (
+                sa.update(s)
+                .where(s.c.delivery_id.in_(ids))
+                .values(lease_owner=owner, lease_until=lease_until)
+                .returning(s.c.delivery_id)
+            )
+            return list(conn.scalars(take))
+
+        ids = self._writer.submit(Job(work=work))
+        if not ids:
+            return []
+        d = deliveries
+
+        def read(conn: Connection) -> list[DeliveryState]:
+            found: list[DeliveryState] = []
+            for chunk in _chunks(ids):
+                query = q.state_query().where(d.c.id.in_(chunk))
+                found += [q.state_from_row(r) for r in conn.execute(query)]
+            return found
+
+        found = self._read(read)
+        return sorted(found, key=lambda x: (x.next_check or x.status_at, x.key))
+
+    def renew_leases(self, owner: str, until: dt.datetime) -> int:
+        """Extend every lease `owner` holds (deliveries and leadership); the count renewed."""
+        _aware(until, "until")
+        s = delivery_state
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> int:
+            result = conn.execute(
+                sa.update(s).where(s.c.lease_owner == owner).values(lease_until=until)
+            )
+            return int(result.rowcount or 0)
+
+        return int(self._writer.submit(Job(work=work)))
+
+    def release_leases(self, owner: str, keys: Sequence[str] | None = None) -> None:
+        """Give up the leases `owner` holds (on `keys` only, when given)."""
+        s = delivery_state
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> None:
+            base = sa.update(s).where(s.c.lease_owner == owner)
+            free = {"lease_owner": None, "lease_until": None}
+            if keys is None:
+                conn.execute(base.values(**free))
+                return
+            ids = self._known_ids(conn, keys, scratch)
+            for chunk in _chunks(list(ids.values())):
+                conn.execute(base.where(s.c.delivery_id.in_(chunk)).values(**free))
+
+        self._writer.submit(Job(work=work))
+
+    def set_next_check(self, keys: Sequence[str], when: dt.datetime | None) -> None:
+        """When the engine looks at these deliveries again (None: never); no event is written."""
+        s = delivery_state
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> None:
+            ids = self._known_ids(conn, keys, scratch)
+            for chunk in _chunks(list(ids.values())):
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.delivery_id.in_(chunk))
+                    .values(next_check=when, lease_owner=None, lease_until=None)
+                )
+
+        self._writer.submit(Job(work=work))
+
+    # --- late outcomes -------------------------------------------------------------------------
+
+    def record_outcomes(
+        self,
+        channel_id: str,
+        outcomes: Sequence[tuple[Event | None, str | None, str | None, str | None]],
+        at: dt.datetime,
+        *,
+        feed: str | None = None,
+        cursor: str | None = None,
+    ) -> OutcomeTally:
+        """Match late outcomes of one channel to deliveries and write them (with a feed's
+        cursor, in the same transaction).
+
+        Each item is (event template, key, provider id, recipient hash); the event's key is
+        filled in from the match: by key, else provider id and recipient hash, else the
+        provider id alone when only one delivery of the channel has it.
+        """
+        _aware(at, "at")
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> OutcomeTally:
+            matched = _match_outcomes(conn, channel_id, outcomes)
+            events = [
+                _replace_key(template, key)
+                for (template, *_), key in zip(outcomes, matched, strict=True)
+                if key is not None and template is not None
+            ]
+            results = self._apply_events(conn, events, scratch) if events else []
+            if feed is not None:
+                _upsert(
+                    conn,
+                    self._insert(feed_cursors),
+                    "name",
+                    {"name": feed, "cursor": cursor, "at": at},
+                )
+            recorded = sum(1 for r in results if r is None)
+            return OutcomeTally(
+                recorded, len(results) - recorded, sum(1 for k in matched if k is None)
+            )
+
+        tally: OutcomeTally = self._writer.submit(Job(work=work))
+        return tally
+
+    def feed_cursor(self, name: str) -> str | None:
+        """Where the outcome feed `name` resumes (None: from its start)."""
+        query = sa.select(feed_cursors.c.cursor).where(feed_cursors.c.name == name)
+        return self._read(lambda conn: conn.execute(query).scalar())
+
+    # --- leadership ----------------------------------------------------------------------------
+
+    def acquire_lease(
+        self, name: str, owner: str, *, now: dt.datetime, until: dt.datetime, info: str
+    ) -> LeaseState:
+        """Take or renew the lease `name` unless another owner holds it unexpired."""
+        _aware(now, "now")
+        _aware(until, "until")
+        table = leases
+        stmt = self._insert(table).values(name=name, owner=owner, until=until, info=info)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[table.c.name],
+            set_={"owner": owner, "until": until, "info": info},
+            where=sa.or_(table.c.until < now, table.c.owner == owner),
+        ).returning(table.c.owner)
+        current = sa.select(table).where(table.c.name == name)
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> LeaseState:
+            got = conn.execute(stmt).first() is not None
+            row = conn.execute(current).one()
+            return LeaseState(name, row.owner, row.until, row.info, got)
+
+        result: LeaseState = self._writer.submit(Job(work=work))
+        return result
+
+    def release_lease(self, name: str, owner: str) -> None:
+        table = leases
+        expire = (
+            sa.update(table)
+            .where(table.c.name == name, table.c.owner == owner)
+            .values(until=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
+        )
+        self._writer.submit(Job(work=lambda conn, scratch: conn.execute(expire)))
+
+    def lease(self, name: str) -> LeaseState | None:
+        query = sa.select(leases).where(leases.c.name == name)
+        row = self._read(lambda conn: conn.execute(query).first())
+        return None if row is None else LeaseState(name, row.owner, row.until, row.info, False)
+
+    # --- reads ---------------------------------------------------------------------------------
 
     def latest(self, keys: Iterable[str]) -> dict[str, DeliveryState]:
-        """Latest state of each known key (unknown keys are left out)."""
-        keys = list(dict.fromkeys(keys))
+        """Current state of each known key (unknown keys are left out)."""
+        wanted = list(dict.fromkeys(keys))
         d = deliveries
 
         def read(conn: Connection) -> dict[str, DeliveryState]:
             found: dict[str, DeliveryState] = {}
-            for chunk in _chunks(keys):
-                for row in conn.execute(_state_query().where(d.c.key.in_(chunk))):
-                    found[row.key] = _state(row)
+            for chunk in _chunks(wanted):
+                for row in conn.execute(q.state_query().where(d.c.key.in_(chunk))):
+                    found[row.key] = q.state_from_row(row)
             return found
 
         return self._read(read)
 
     def unfinished(
-        self, *, channel_id: str | None = None, statuses: Iterable[Status] = UNFINISHED
+        self, campaign: str | None = None, *, channel_id: str | None = None
     ) -> list[DeliveryState]:
-        """Deliveries whose latest event has one of `statuses`, by scheduled time."""
-        return self.deliveries(channel=channel_id, status=list(statuses))
+        """Deliveries not finished yet (planned, deferred, sending, interrupted, unknown)."""
+        return self.deliveries(campaign=campaign, channel=channel_id, status=UNFINISHED)
 
     def deliveries(
         self,
         *,
+        campaign: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         rule: str | None = None,
@@ -368,19 +746,26 @@ class DeliveryLog:
         limit: int | None = None,
     ) -> list[DeliveryState]:
         """Deliveries scheduled in [since, until) matching every filter given, in order."""
-        d = deliveries
-        query = _filtered(
-            _state_query(), since, until, rule, channel, target, occurrence, recipient_hash
+        wanted = [status] if isinstance(status, Status) else status
+        query = q.filtered(
+            q.state_query(),
+            campaign=campaign,
+            since=since,
+            until=until,
+            rule=rule,
+            channel=channel,
+            target=target,
+            occurrence=occurrence,
+            recipient_hash=recipient_hash,
+            status=wanted,
         )
-        if status is not None:
-            wanted = [status] if isinstance(status, Status) else list(status)
-            query = query.where(delivery_events.c.status.in_([Status(s).value for s in wanted]))
-        query = query.order_by(d.c.scheduled_at, d.c.key).limit(limit)
-        return self._read(lambda conn: [_state(r) for r in conn.execute(query)])
+        query = query.order_by(deliveries.c.scheduled_at, deliveries.c.key).limit(limit)
+        return self._read(lambda conn: [q.state_from_row(r) for r in conn.execute(query)])
 
     def coverage(
         self,
         *,
+        campaign: str | None = None,
         since: dt.datetime | None = None,
         until: dt.datetime | None = None,
         rule: str | None = None,
@@ -388,146 +773,175 @@ class DeliveryLog:
         target: str | None = None,
         occurrence: str | None = None,
     ) -> list[CoverageRow]:
-        """Per occurrence and channel: targeted, and how many reached each latest status."""
-        base = _filtered(_state_query(), since, until, rule, channel, target, occurrence).subquery()
-
-        def count(*wanted: Status) -> sa.ColumnElement[Any]:
-            hit = base.c.status.in_([s.value for s in wanted])
-            return sa.func.coalesce(sa.func.sum(sa.case((hit, 1), else_=0)), 0)
-
-        when = sa.func.min(base.c.scheduled_at)
-        query = (
-            sa.select(
-                base.c.occurrence_id,
-                sa.func.min(base.c.rule_id),
-                base.c.channel_id,
-                when,
-                sa.func.count(),
-                count(Status.ACCEPTED, Status.DELIVERED),
-                count(Status.DELIVERED),
-                count(Status.FAILED),
-                count(Status.UNKNOWN, Status.SENDING, Status.INTERRUPTED, Status.PLANNED),
-                count(Status.SKIPPED),
-            )
-            .group_by(base.c.occurrence_id, base.c.channel_id)
-            .order_by(when, base.c.occurrence_id, base.c.channel_id)
+        """Per occurrence and channel: targeted, and how many reached each current status."""
+        base = q.filtered(
+            q.state_query(),
+            campaign=campaign,
+            since=since,
+            until=until,
+            rule=rule,
+            channel=channel,
+            target=target,
+            occurrence=occurrence,
         )
-        rows = self._read(lambda conn: conn.execute(query).all())
-        return [CoverageRow(r[0], r[1], r[2], r[3], *(int(n) for n in r[4:])) for r in rows]
+        rows = self._read(lambda conn: conn.execute(q.coverage_query(base)).all())
+        return [q.coverage_row(r) for r in rows]
 
     def events(self, key: str) -> list[Event]:
         """Every event of one delivery, oldest first."""
-        e, d = delivery_events, deliveries
-        query = (
-            sa.select(e)
-            .select_from(e.join(d, d.c.id == e.c.delivery_id))
-            .where(d.c.key == key)
-            .order_by(e.c.id)
-        )
-        rows = self._read(lambda conn: conn.execute(query).all())
-        return [
-            Event(
-                key,
-                Status(r.status),
-                r.at,
-                ErrorClass(r.error_class) if r.error_class else None,
-                r.reason,
-                r.provider_id,
-                r.attempt,
-            )
-            for r in rows
-        ]
+        rows = self._read(lambda conn: conn.execute(q.history_query(key)).all())
+        return [q.event_from_row(key, r) for r in rows]
 
     def text(self, sha256: str) -> str | None:
         """The exact text with this sha256, if any delivery used it."""
         query = sa.select(messages.c.text).where(messages.c.sha256 == sha256)
         return self._read(lambda conn: conn.execute(query).scalar_one_or_none())
 
-    # --- group commit --------------------------------------------------------------------------
+    def payload(self, sha256: str) -> dict[str, Any] | None:
+        """The params, parts and artefacts logged with a message, if any."""
+        query = sa.select(payloads.c.body).where(payloads.c.sha256 == sha256)
+        body = self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return None if body is None else json.loads(body)
 
-    def _submit(self, job: _Job, *, wait: bool = True) -> Any:
-        """Queue a write and wait until it is committed; re-raise its error here."""
-        with self._lock:
-            if self._closed:
-                raise LogStoreError(f"日志已关闭 delivery log is closed: {self.url_display}")
-            job.detached = not wait
-            self._queue.put(job)
-        if not wait:
-            return None
-        job.done.wait()
-        if job.error is not None:
-            raise LogStoreError(str(job.error)) from job.error.__cause__
-        return job.result
+    # --- the writer's side ---------------------------------------------------------------------
 
-    def _write_loop(self) -> None:
-        stop = False
-        while not stop:
-            first = self._queue.get()
-            if first is None:
-                return
-            group = [first]
-            while len(group) < _MAX_GROUP:
-                try:
-                    job = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if job is None:
-                    stop = True
-                    break
-                group.append(job)
-            self._commit(group)
+    def _after_commit(self, scratch: dict[str, Any]) -> None:
+        ids = scratch.get("ids")
+        if ids:
+            if len(self._ids) > _ID_CACHE:
+                self._ids.clear()
+            self._ids.update(ids)  # only once committed: a rolled-back id is never reused
 
-    def _commit(self, group: list[_Job]) -> None:
-        """Write a group in one transaction; if one caller's rows are refused, retry one by one."""
-        try:
-            results = self._write(group)
-        except BaseException as exc:
-            error = self._target.translate(exc)
-            if isinstance(error, RefusedError) and len(group) > 1:
-                for job in group:
-                    self._commit([job])
-                return
-            if error is not exc:
-                error.__cause__ = exc
-            for job in group:
-                job.error = error
-                if job.detached:
-                    log.error("queued log write failed: %s", error)
-                    with self._lock:
-                        self._async_errors.append(error)
-                job.done.set()
-            return
-        for job, result in zip(group, results, strict=True):
-            job.result = result
-            job.done.set()
+    def _known_ids(
+        self, conn: Connection, keys: Iterable[str], scratch: dict[str, Any]
+    ) -> dict[str, int]:
+        """Row ids of keys (from the cache, or looked up); unknown keys are left out."""
+        wanted = list(dict.fromkeys(keys))
+        local: dict[str, int] = scratch.setdefault("ids", {})
+        ids = {k: self._ids.get(k) or local[k] for k in wanted if k in self._ids or k in local}
+        missing = [k for k in wanted if k not in ids]
+        if missing:
+            found = _ids_of(conn, missing)
+            ids.update(found)
+            local.update(found)
+        return ids
 
-    def _write(self, group: list[_Job]) -> list[Any]:
-        results: list[Any] = []
-        pending: list[Event] = []
-        found: dict[str, int] = {}  # delivery ids looked up in this transaction
-        with self._writer.begin() as conn:
-            for job in group:
-                if job.events is not None:
-                    pending.extend(job.events)  # consecutive appends share one INSERT
-                    results.append(None)
-                    continue
-                if pending:
-                    _insert_events(conn, pending, self._ids, found)
-                    pending = []
-                assert job.work is not None
-                results.append(job.work(conn))
-            if pending:
-                _insert_events(conn, pending, self._ids, found)
-        if len(self._ids) > _ID_CACHE:
-            self._ids.clear()
-        self._ids.update(found)  # only once committed: a rolled-back id is never reused
-        return results
+    def _apply_events(
+        self, conn: Connection, events: list[Event], scratch: dict[str, Any]
+    ) -> list[str | None]:
+        """Write events that follow their delivery's current status; update the state.
+
+        Returns per event None (written) or why it was refused. Events of unknown keys
+        fail the caller's write (RefusedError): they are a bug, not a race.
+        """
+        ids = self._known_ids(conn, (e.key for e in events), scratch)
+        missing = [e.key for e in events if e.key not in ids]
+        if missing:
+            shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
+            raise RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
+        s = delivery_state
+        current: dict[int, dict[str, Any]] = {}
+        for chunk in _chunks(list(set(ids.values()))):
+            query = sa.select(s).where(s.c.delivery_id.in_(chunk))
+            if self.dialect == "postgresql":
+                query = query.with_for_update()
+            current.update((r.delivery_id, dict(r._mapping)) for r in conn.execute(query))
+        rows: list[dict[str, Any]] = []
+        changed: dict[int, dict[str, Any]] = {}
+        outcome: list[str | None] = []
+        for e in events:
+            i = ids[e.key]
+            state = current[i]
+            now_status = Status(state["status"])
+            if not can_follow(now_status, e.status):
+                outcome.append(f"{now_status.value} → {e.status.value}")
+                continue
+            sending = e.status is Status.SENDING
+            attempts = state["attempts"] + (1 if sending else 0)
+            after_unknown = now_status in (Status.UNKNOWN, Status.INTERRUPTED, Status.UNRESOLVED)
+            reason = self.scrub(e.reason, 300)
+            rows.append(
+                _event_row(
+                    i,
+                    e.status,
+                    e.at,
+                    e.error_class,
+                    reason,
+                    e.provider_id,
+                    e.attempt or attempts,
+                    e.step,
+                    self.scrub(e.detail) or None,
+                    e.actor or None,
+                )
+            )
+            keep = sending or e.keep_lease
+            state = {
+                **state,
+                "status": e.status.value,
+                "since": e.at,
+                "next_check": e.next_check,
+                "error_class": e.error_class.value if e.error_class else None,
+                "reason": reason,
+                "provider_id": e.provider_id or state["provider_id"],
+                "attempts": attempts,
+                "resends": state["resends"] + (1 if sending and after_unknown else 0),
+                "parts_done": max(state["parts_done"], e.step)
+                if not sending
+                else state["parts_done"],
+                "lease_owner": state["lease_owner"] if keep else None,
+                "lease_until": state["lease_until"] if keep else None,
+            }
+            current[i] = changed[i] = state
+            scratch.setdefault("attempts", {})[e.key] = attempts
+            outcome.append(None)
+        _insert_many(conn, delivery_events.insert(), rows)
+        if changed:
+            update = (
+                sa.update(s)
+                .where(s.c.delivery_id == sa.bindparam("b_id"))
+                .values({c: sa.bindparam(f"b_{c}") for c in _STATE_COLUMNS})
+            )
+            params = [
+                {"b_id": i, **{f"b_{c}": st[c] for c in _STATE_COLUMNS}}
+                for i, st in changed.items()
+            ]
+            for rows_chunk in _chunks(params):
+                conn.execute(update, list(rows_chunk))
+        return outcome
+
+    def _claim_ids(
+        self,
+        conn: Connection,
+        ids: Mapping[str, int],
+        owner: str,
+        now: dt.datetime,
+        until: dt.datetime | None,
+        statuses: Iterable[Status],
+    ) -> set[str]:
+        s = delivery_state
+        wanted = [x.value for x in statuses]
+        by_id = {i: k for k, i in ids.items()}
+        held: set[str] = set()
+        for chunk in _chunks(list(by_id)):
+            take = (
+                sa.update(s)
+                .where(s.c.delivery_id.in_(chunk), s.c.status.in_(wanted))
+                .where(
+                    sa.or_(
+                        s.c.lease_owner.is_(None), s.c.lease_until < now, s.c.lease_owner == owner
+                    )
+                )
+                .values(lease_owner=owner, lease_until=until)
+                .returning(s.c.delivery_id)
+            )
+            held.update(by_id[i] for i in conn.scalars(take))
+        return held
 
     # --- helpers -------------------------------------------------------------------------------
 
     def _insert(self, table: sa.Table) -> Any:
-        """The dialect's INSERT (with ON CONFLICT DO NOTHING support)."""
-        if self._dialect == "postgresql":
+        """The dialect's INSERT (with ON CONFLICT support)."""
+        if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
             return pg_insert(table)
@@ -540,13 +954,35 @@ class DeliveryLog:
             with self._reader.connect() as conn:
                 return fn(conn)
         except sa.exc.SQLAlchemyError as exc:
-            raise self._target.translate(exc) from exc
+            raise self.target.translate(exc) from exc
 
 
-# --- rows and queries ---------------------------------------------------------------------------
+# --- rows ---------------------------------------------------------------------------------------
+
+
+def _check_key_id(engine: Engine, mine: str, where: str) -> None:
+    """Record the key id in a new log; refuse a log written with another key."""
+    with engine.begin() as conn:
+        found = conn.execute(
+            sa.select(log_meta.c.value).where(log_meta.c.name == KEY_ID_NAME)
+        ).scalar()
+        if found is None:
+            has_rows = conn.execute(sa.select(deliveries.c.id).limit(1)).first() is not None
+            conn.execute(log_meta.insert().values(name=KEY_ID_NAME, value=mine))
+            if has_rows:
+                log.warning("log %s predates key ids: recording key id %s", where, mine)
+            return
+    if found != mine:
+        raise LogKeyMismatchError(
+            f"日志密钥不符 the delivery log {where} was written with key id {found}, but this"
+            f" process has key id {mine}: every idempotency key would change and everything"
+            " would be sent again. Set BROADCASTER_LOG_KEY (or the key file) to the key the log"
+            " was created with."
+        )
 
 
 def _occurrence_row(
+    campaign: str,
     occurrence_id: str,
     rule_id: str,
     scheduled_at: dt.datetime,
@@ -555,6 +991,7 @@ def _occurrence_row(
     at: dt.datetime,
 ) -> dict[str, Any]:
     return {
+        "campaign": campaign,
         "occurrence_id": occurrence_id,
         "rule_id": rule_id,
         "scheduled_at": scheduled_at,
@@ -572,6 +1009,9 @@ def _event_row(
     reason: str = "",
     provider_id: str | None = None,
     attempt: int = 0,
+    step: int = 0,
+    detail: str | None = None,
+    actor: str | None = None,
 ) -> dict[str, Any]:
     return {
         "delivery_id": delivery_id,
@@ -581,94 +1021,155 @@ def _event_row(
         "reason": reason,
         "provider_id": provider_id,
         "attempt": attempt,
+        "step": step,
+        "detail": detail,
+        "actor": actor,
     }
 
 
-def _insert_events(
-    conn: Connection, events: Sequence[Event], known: Mapping[str, int], found: dict[str, int]
-) -> None:
-    """Insert events in the order given; the row id is the global order.
-
-    Delivery ids come from `known` (committed earlier) or are looked up and added to `found`.
-    """
-    keys = list(dict.fromkeys(e.key for e in events))
-    ids: dict[str, int] = {k: known[k] for k in keys if k in known}
-    ids.update((k, found[k]) for k in keys if k in found)
-    lookup = sa.select(deliveries.c.key, deliveries.c.id)
-    for chunk in _chunks([k for k in keys if k not in ids]):
-        pairs = [(k, i) for k, i in conn.execute(lookup.where(deliveries.c.key.in_(chunk)))]
-        ids.update(pairs)
-        found.update(pairs)
-    missing = [k for k in keys if k not in ids]
-    if missing:
-        shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
-        raise RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
-    rows = [
-        _event_row(ids[e.key], e.status, e.at, e.error_class, e.reason, e.provider_id, e.attempt)
-        for e in events
-    ]
-    _insert_many(conn, delivery_events.insert(), rows)
-
-
-def _insert_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
-    """Run an INSERT over `rows` in chunks; the values it RETURNs, if any."""
-    returned: list[Any] = []
-    for chunk in _chunks(rows):
-        result = conn.execute(stmt, list(chunk))
-        if result.returns_rows:
-            returned.extend(result.scalars())
-    return returned
-
-
-def _state_query() -> sa.Select[Any]:
-    """Deliveries joined to their latest event (max id: one probe of the events index)."""
-    d, e, e2 = deliveries, delivery_events, delivery_events.alias("e2")
-    newest = (
-        sa.select(sa.func.max(e2.c.id))
-        .where(e2.c.delivery_id == d.c.id)
-        .correlate(d)
-        .scalar_subquery()
-    )
-    return sa.select(
-        *(c for c in d.columns if c.name != "id"),
-        e.c.status,
-        e.c.at.label("status_at"),
-        e.c.error_class,
-        e.c.reason,
-        e.c.provider_id,
-        e.c.attempt,
-    ).select_from(d.join(e, e.c.id == newest))
-
-
-def _filtered(
-    query: sa.Select[Any],
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    rule: str | None,
-    channel: str | None,
-    target: str | None,
-    occurrence: str | None,
-    recipient_hash: str | None = None,
-) -> sa.Select[Any]:
-    d = deliveries
-    if since is not None:
-        query = query.where(d.c.scheduled_at >= since)
-    if until is not None:
-        query = query.where(d.c.scheduled_at < until)
-    equal: Mapping[str, str | None] = {
-        "rule_id": rule,
-        "channel_id": channel,
-        "target_id": target,
-        "occurrence_id": occurrence,
+def _state_row(
+    delivery_id: int,
+    campaign: str,
+    channel_id: str,
+    recipient_hash: str,
+    status: Status,
+    at: dt.datetime,
+) -> dict[str, Any]:
+    return {
+        "delivery_id": delivery_id,
+        "campaign": campaign,
+        "channel_id": channel_id,
         "recipient_hash": recipient_hash,
+        "status": status.value,
+        "since": at,
+        "next_check": None,
+        "error_class": None,
+        "reason": "",
+        "provider_id": None,
+        "attempts": 0,
+        "resends": 0,
+        "parts_done": 0,
+        "lease_owner": None,
+        "lease_until": None,
     }
-    for column, value in equal.items():
-        if value is not None:
-            query = query.where(d.c[column] == value)
-    return query
 
 
-def _state(row: Row[Any]) -> DeliveryState:
-    m = row._mapping
-    error_class = ErrorClass(m["error_class"]) if m["error_class"] else None
-    return DeliveryState(**{**m, "status": Status(m["status"]), "error_class": error_class})
+def _fresh_state(
+    r: DeliveryRecord,
+    status: Status,
+    at: dt.datetime,
+    error_class: ErrorClass | None,
+    reason: str,
+    held: bool,
+    owner: str | None,
+    until: dt.datetime | None,
+) -> DeliveryState:
+    return DeliveryState(
+        key=r.key,
+        campaign=r.campaign,
+        occurrence_id=r.occurrence_id,
+        rule_id=r.rule_id,
+        channel_id=r.channel_id,
+        endpoint=r.endpoint,
+        target_id=r.target_id,
+        recipient_display=r.recipient_display,
+        recipient_hash=r.recipient_hash,
+        kind=r.kind,
+        template=r.template,
+        template_sha=r.template_sha,
+        text_sha256=r.text_sha256,
+        scheduled_at=r.scheduled_at,
+        target_path=r.target_path,
+        payload_sha256=r.payload_sha256,
+        status=status,
+        status_at=at,
+        error_class=error_class,
+        reason=reason,
+        provider_id=None,
+        attempt=0,
+        resends=0,
+        parts_done=0,
+        next_check=at if status is Status.PLANNED else None,
+        lease_owner=owner if held else None,
+        lease_until=until if held else None,
+    )
+
+
+def _ids_of(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
+    lookup = sa.select(deliveries.c.key, deliveries.c.id)
+    found: dict[str, int] = {}
+    for chunk in _chunks(list(keys)):
+        found.update((k, i) for k, i in conn.execute(lookup.where(deliveries.c.key.in_(chunk))))
+    return found
+
+
+def _insert_missing(
+    conn: Connection, table: sa.Table, key: str, rows: Mapping[str, Mapping[str, Any]]
+) -> None:
+    """Insert rows whose key is not there yet (no REPLACE, no conflict: the writer is alone)."""
+    if not rows:
+        return
+    column = table.c[key]
+    there: set[str] = set()
+    for chunk in _chunks(list(rows)):
+        there.update(conn.scalars(sa.select(column).where(column.in_(chunk))))
+    fresh = [{key: k, **v} for k, v in rows.items() if k not in there]
+    if conn.dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        _insert_many(conn, pg_insert(table).on_conflict_do_nothing(), fresh)
+    else:
+        _insert_many(conn, table.insert(), fresh)
+
+
+def _insert_many(conn: Connection, stmt: Any, rows: Sequence[Mapping[str, Any]]) -> None:
+    for chunk in _chunks(rows):
+        conn.execute(stmt, list(chunk))
+
+
+def _upsert(conn: Connection, insert: Any, key: str, row: Mapping[str, Any]) -> None:
+    stmt = insert.values(**row).on_conflict_do_update(
+        index_elements=[key], set_={k: v for k, v in row.items() if k != key}
+    )
+    conn.execute(stmt)
+
+
+def _replace_key(template: Event, key: str) -> Event:
+    return replace(template, key=key)
+
+
+def _match_outcomes(
+    conn: Connection,
+    channel_id: str,
+    outcomes: Sequence[tuple[Event | None, str | None, str | None, str | None]],
+) -> list[str | None]:
+    """The delivery key each outcome belongs to, or None (see `record_outcomes`)."""
+    d, s = deliveries, delivery_state
+    keys = [k for _, k, _, _ in outcomes if k]
+    by_key: set[str] = set()
+    for chunk in _chunks(keys):
+        by_key.update(
+            conn.scalars(sa.select(d.c.key).where(d.c.key.in_(chunk), d.c.channel_id == channel_id))
+        )
+    provider_ids = [p for _, k, p, _ in outcomes if p and k not in by_key]
+    by_provider: dict[str, list[tuple[str, str]]] = {}
+    for chunk in _chunks(list(dict.fromkeys(provider_ids))):
+        query = (
+            sa.select(s.c.provider_id, s.c.recipient_hash, d.c.key)
+            .select_from(s.join(d, d.c.id == s.c.delivery_id))
+            .where(s.c.provider_id.in_(chunk), s.c.channel_id == channel_id)
+        )
+        for pid, rhash, key in conn.execute(query):
+            by_provider.setdefault(pid, []).append((rhash, key))
+    out: list[str | None] = []
+    for _, key, pid, rhash in outcomes:
+        if key and key in by_key:
+            out.append(key)
+            continue
+        candidates = by_provider.get(pid or "", [])
+        if rhash is not None:
+            hit = [k for h, k in candidates if h == rhash]
+            out.append(hit[0] if len(hit) == 1 else None)
+        else:
+            out.append(candidates[0][1] if len(candidates) == 1 else None)
+    return out

@@ -2,63 +2,69 @@
 
 from __future__ import annotations
 
-import builtins
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
-from broadcaster.channel import (
-    Capabilities,
-    Channel,
-    ChannelContext,
-    ChannelSettings,
-    Message,
-    MessageKind,
-)
 from broadcaster.errors import ConfigIssue
 from broadcaster.model.calendar import ChinaCalendar
 from broadcaster.model.render import Renderer
 from broadcaster.model.targets import TargetTree
+from broadcaster.vocab import Addressing, MessageKind, QuietHours, RateLimit
 
 if TYPE_CHECKING:
     from broadcaster.model.config.schema import Config, Occasion, Phase, Rule
     from broadcaster.model.config.source import Document
 
-__all__ = ["Campaign", "ChannelSpec", "RuleSpec"]
+__all__ = ["Campaign", "ChannelSpec", "RuleSpec", "Variant"]
 
 
 @dataclass(frozen=True)
 class ChannelSpec:
-    """A configured channel instance: plugin, validated settings, effective capabilities."""
+    """A configured channel instance as the model sees it: what the config says, no plugin.
+
+    The engine resolves it against its plugin (`broadcaster.engine.channels`): validated
+    settings, capabilities, whether it is ready.
+    """
 
     id: str
     type: str
     kind: MessageKind
     name: str
-    plugin: builtins.type[Channel]  # `type` is also a field name here
-    settings: ChannelSettings
-    capabilities: Capabilities
-    enabled: bool
-    disabled_reason: str | None = None
+    addressing: Addressing
+    enabled: bool | Literal["auto"]
+    quiet_hours: QuietHours | None = None
+    max_length: int | None = None
+    rate_limit: RateLimit | None = None
+    concurrency: int | None = None
+    settings: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
 
-    def open(self, context: ChannelContext) -> Channel:
-        return self.plugin(self.settings, context)
+    def env_names(self) -> list[str]:
+        """Environment variables its settings read (`{env: NAME}` anywhere in them)."""
+        found: list[str] = []
 
-    def message_problems(self, channel: Channel, message: Message) -> list[str]:
-        """What is wrong with sending `message` here: the length budget, then the plugin's checks."""
-        problems = []
-        limit = self.capabilities.max_length
-        if limit is not None and len(message.text) > limit:
-            problems.append(
-                f"超出长度预算 {len(message.text)} characters, over channel '{self.id}' max_length {limit}"
-            )
-        try:
-            problems += channel.check_message(message)
-        except Exception as exc:  # a plugin bug is reported, not raised
-            problems.append(f"渠道检查失败 channel check failed: {exc!r}")
-        return problems
+        def walk(value: Any) -> None:
+            if isinstance(value, Mapping):
+                if set(value) == {"env"} and isinstance(value["env"], str):
+                    found.append(value["env"])
+                else:
+                    for v in value.values():
+                        walk(v)
+            elif isinstance(value, list | tuple):
+                for v in value:
+                    walk(v)
+
+        walk(self.settings)
+        return found
+
+    def ready(self, environ: Mapping[str, str]) -> bool:
+        """Whether it will send, as far as the config tells (enabled, its variables set)."""
+        if self.enabled is False:
+            return False
+        return self.enabled is True or all(name in environ for name in self.env_names())
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,22 @@ class RuleSpec:
     @property
     def id(self) -> str:
         return self.rule.id
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One text a rule can send, rendered at load so `validate` can check it per channel."""
+
+    rule_id: str
+    channel_id: str
+    target_id: str
+    template: str
+    template_file: str  # as shown in messages: relative to the campaign folder when inside it
+    template_sha: str
+    theme: str | None
+    topic: str | None
+    text: str
+    params: Mapping[str, str] = field(default_factory=dict, compare=False, hash=False)
 
 
 @dataclass
@@ -92,6 +114,8 @@ class Campaign:
     calendar_warnings: list[tuple[str, bool]] = field(
         default_factory=list
     )  # (message, fails validate)
+    variants: list[Variant] = field(default_factory=list)  # rendered at load, for channel checks
+    contact_files: set[Path] = field(default_factory=set)  # watched by `run` beside the YAML
 
     @property
     def calendar_stale(self) -> bool:

@@ -14,14 +14,15 @@ from __future__ import annotations
 import calendar as pycal
 import datetime as dt
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
+from typing import Any
 
-from broadcaster.channel import Addressing
 from broadcaster.model.campaign import Campaign, RuleSpec
 from broadcaster.model.config.schema import WEEKDAYS, When
 from broadcaster.model.themes import ThemeBook
+from broadcaster.vocab import Addressing, MessageKind
 
 __all__ = ["Occurrence", "PlanItem", "Planner"]
 
@@ -214,7 +215,7 @@ class Planner:
         renderer = campaign.renderer
         for channel_id in spec.rule.channels:
             channel = campaign.channels[channel_id]
-            per_contact = channel.capabilities.addressing is Addressing.CONTACTS
+            per_contact = channel.addressing is Addressing.CONTACTS
             for target_id in spec.targets:
                 target = campaign.targets[target_id]
                 choice = self.themes.choose(spec, d, target)
@@ -316,6 +317,39 @@ class Planner:
         extra_vars: dict[str, object] | None = None,
     ) -> str:
         """The exact text of one plan item, rendered once per distinct set of what it reads."""
+        kind, context, key = self._render_inputs(
+            occurrence, channel_id, target_id, theme, occasion, topic, extra_vars
+        )
+        return self.campaign.renderer.render(template, kind, context, key)
+
+    def text_and_params(
+        self,
+        template: str,
+        occurrence: Occurrence,
+        channel_id: str,
+        target_id: str,
+        theme: str | None,
+        occasion: str | None,
+        topic: str | None,
+        extra_vars: dict[str, object] | None = None,
+    ) -> tuple[str, dict[str, str]]:
+        """The text and the values the template read (the message's parameters)."""
+        kind, context, key = self._render_inputs(
+            occurrence, channel_id, target_id, theme, occasion, topic, extra_vars
+        )
+        return self.campaign.renderer.render_with_params(template, kind, context, key)
+
+    def _render_inputs(
+        self,
+        occurrence: Occurrence,
+        channel_id: str,
+        target_id: str,
+        theme: str | None,
+        occasion: str | None,
+        topic: str | None,
+        extra_vars: dict[str, object] | None,
+    ) -> tuple[MessageKind, Callable[[], Mapping[str, Any]], dict[str, object]]:
+        """The kind, a context maker and the render cache key of one plan item."""
         from broadcaster.model.context import message_context
 
         campaign = self.campaign
@@ -337,12 +371,10 @@ class Planner:
         }
         if extra_vars:
             key["vars"] = (target_id, tuple(sorted(extra_vars.items())))
-        kind = campaign.channels[channel_id].kind
-        return campaign.renderer.render(
-            template,
-            kind,
-            lambda: message_context(
+
+        def context() -> Mapping[str, Any]:
+            return message_context(
                 campaign, occurrence, channel_id, target_id, theme, occasion, topic, extra_vars
-            ),
-            key,
-        )
+            )
+
+        return campaign.channels[channel_id].kind, context, key

@@ -20,11 +20,18 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateNotFound, TemplateSyntaxError, meta
+from jinja2 import (
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    meta,
+    nodes,
+)
 from jinja2.sandbox import SandboxedEnvironment
 
-from broadcaster.channel import MessageKind
 from broadcaster.errors import TemplateError
+from broadcaster.vocab import MessageKind
 
 __all__ = ["WEEKDAY_NAMES", "Renderer", "Topic", "builtin_messages_dir"]
 
@@ -60,6 +67,38 @@ def _location(exc: BaseException, fallback: str) -> str:
     return fallback
 
 
+def _dotted(node: nodes.Node) -> str | None:
+    """ "a.b.c" for a chain of attribute or constant-key lookups on a name, else None."""
+    parts: list[str] = []
+    while isinstance(node, nodes.Getattr | nodes.Getitem):
+        if isinstance(node, nodes.Getattr):
+            parts.append(node.attr)
+        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str | int):
+            parts.append(str(node.arg.value))
+        else:
+            parts.clear()  # a computed key: the value read is the container
+        node = node.node
+    if isinstance(node, nodes.Name) and node.ctx == "load":
+        return ".".join([node.name, *reversed(parts)])
+    return None
+
+
+def _lookup(context: Mapping[str, Any], path: str) -> str | None:
+    """The value at a dotted path as text; None when absent or not a plain value."""
+    value: Any = context
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, Mapping) else getattr(value, part, None)
+        if value is None:
+            return None
+    if isinstance(value, str | int | float):
+        return str(value)
+    if hasattr(value, "isoformat"):
+        return str(value.isoformat())
+    if isinstance(value, list | tuple):
+        return "、".join(str(v) for v in value)
+    return None
+
+
 def _tidy(kind: MessageKind, text: str) -> str:
     if kind in (MessageKind.SMS, MessageKind.LED):
         return re.sub(r"\s*\n\s*", "", text).strip()
@@ -81,7 +120,9 @@ class Renderer:
             autoescape=False,
         )
         self._cache: dict[tuple[Any, ...], str] = {}
+        self._params: dict[tuple[Any, ...], dict[str, str]] = {}
         self._reads: dict[str, frozenset[str]] = {}
+        self._paths: dict[str, tuple[str, ...]] = {}
         self._sha: dict[str, str] = {}
         self._names: dict[tuple[str, str, str | None], str | None] = {}
 
@@ -167,6 +208,22 @@ class Renderer:
             self._reads[name] = frozenset(names)
         return self._reads[name]
 
+    def paths(self, name: str) -> tuple[str, ...]:
+        """Dotted paths of the values the template reads ("topic.name", "vars.hotline")."""
+        if name not in self._paths:
+            found: set[str] = set()
+            for part in self._closure(name):
+                source, filename = self.source(part)
+                ast = self.env.parse(source, part, filename)
+                roots = meta.find_undeclared_variables(ast)
+                for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
+                    path = _dotted(node)
+                    if path and path.split(".")[0] in roots:
+                        found.add(path)
+            longest = {p for p in found if not any(o.startswith(p + ".") for o in found)}
+            self._paths[name] = tuple(sorted(longest))
+        return self._paths[name]
+
     def sha(self, name: str) -> str:
         """Version of a template: sha256 over its source and its fragments' sources."""
         if name not in self._sha:
@@ -178,6 +235,37 @@ class Renderer:
         return self._sha[name]
 
     # -- rendering
+
+    def render_with_params(
+        self,
+        name: str,
+        kind: MessageKind,
+        context: Mapping[str, Any] | Callable[[], Mapping[str, Any]],
+        cache_key: Mapping[str, Any] | None = None,
+    ) -> tuple[str, dict[str, str]]:
+        """`render`, plus the values the template read: what an approved-template provider
+        (Aliyun TemplateParam, Tencent TemplateParamSet) is sent instead of the text."""
+        made: list[Mapping[str, Any]] = []
+
+        def once() -> Mapping[str, Any]:
+            if not made:
+                made.append(context() if callable(context) else context)
+            return made[0]
+
+        text = self.render(name, kind, once, cache_key)
+        key = None
+        if cache_key is not None:
+            key = (name, *(cache_key.get(v) for v in sorted(self.reads(name))))
+            hit = self._params.get(key)
+            if hit is not None:
+                return text, hit
+        values = once()
+        params = {p: v for p in self.paths(name) if (v := _lookup(values, p)) is not None}
+        if key is not None:
+            if len(self._params) > 200_000:
+                self._params.clear()
+            self._params[key] = params
+        return text, params
 
     def render(
         self,

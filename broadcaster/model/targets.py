@@ -11,13 +11,14 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import phonenumbers
 
 __all__ = [
+    "AddressSpec",
     "Contact",
     "ContactProblem",
     "TargetNode",
@@ -35,6 +36,46 @@ class Contact:
     number: str = field(repr=False)
     display: str
     name: str = ""
+
+
+@dataclass(frozen=True)
+class AddressSpec:
+    """A target's address on one channel as configured: text, or environment variables.
+
+    `parts` are (name, text, env) with exactly one of text and env set; the part named
+    "key" is the address itself, the others (a signing secret) travel beside it.
+    """
+
+    parts: tuple[tuple[str, str | None, str | None], ...]
+
+    @classmethod
+    def from_config(cls, value: object) -> AddressSpec:
+        def part(name: str, v: object) -> tuple[str, str | None, str | None]:
+            env = getattr(v, "env", None)
+            return (name, None, env) if env is not None else (name, str(v), None)
+
+        if isinstance(value, dict):
+            return cls(tuple(part(k, v) for k, v in value.items()))
+        return cls((part("key", value),))
+
+    @property
+    def env_names(self) -> list[str]:
+        return [env for _, _, env in self.parts if env is not None]
+
+    @property
+    def secret(self) -> bool:
+        """Whether any part comes from the environment (and so must never be shown)."""
+        return bool(self.env_names)
+
+    def resolve(self, environ: Mapping[str, str]) -> tuple[str, dict[str, str]] | None:
+        """(address, other parts) with environment values read; None when one is unset."""
+        values: dict[str, str] = {}
+        for name, text, env in self.parts:
+            value = text if env is None else environ.get(env)
+            if value is None:
+                return None
+            values[name] = value.strip()
+        return values.pop("key"), values
 
 
 @dataclass(frozen=True)
@@ -87,7 +128,7 @@ class TargetNode:
     ancestors: tuple[str, ...]  # ids, root first
     path: tuple[str, ...]  # names, root first, this node last
     contacts: tuple[Contact, ...] = ()
-    address: tuple[tuple[str, str], ...] = ()
+    address: tuple[tuple[str, AddressSpec], ...] = ()  # channel id -> address
     vars: tuple[tuple[str, object], ...] = ()
     children: tuple[str, ...] = ()
 

@@ -14,11 +14,15 @@ Each plugin needs a settings dict that makes it ready, and somewhere harmless to
   variable to a distinctive value (and checks it never shows). The channel gets
   `tmp_path/"data"` as data_dir and `tmp_path` as base_dir; base URLs must point at
   something local. A plugin without `contract_example` is skipped, with that reason.
+
+Every channel gets exactly the context the engine gives it (`channel_context`): a real
+`requests.Session` shared by its threads, which `send()` may be called from at once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -35,10 +39,17 @@ from broadcaster.channel import (
     ChannelContext,
     ChannelSettings,
     Delivery,
+    InboundReply,
+    InboundRequest,
+    InboundRoute,
     MessageKind,
+    OutcomePage,
     Result,
+    ScheduledSend,
     Status,
 )
+from broadcaster.engine.artefacts import FileArtefactStore
+from broadcaster.engine.http import channel_context
 from broadcaster.engine.registry import Registry
 from tests.fakes.deliveries import delivery
 
@@ -83,6 +94,8 @@ class Case:
     data: dict[str, Any]  # the settings dict
     environ: dict[str, str]  # every secret's variable, set
     channel: Channel
+    context: ChannelContext
+    artefacts: FileArtefactStore
 
     def settings(self, data: dict[str, Any]) -> ChannelSettings:
         return self.cls.Settings.model_validate(data, context={"environ": self.environ})
@@ -97,7 +110,6 @@ class Case:
 def case(
     request: pytest.FixtureRequest,
     tmp_path: Path,
-    http_session: requests.Session,
     clock: Callable[[], dt.datetime],
 ) -> Iterator[Case]:
     name: str = request.param
@@ -115,12 +127,15 @@ def case(
     unset = cls.Settings.model_validate(data, context={"environ": {}})
     environ = {secret.env: secret_value(secret.env) for _, secret in unset.secret_fields()}
     settings = cls.Settings.model_validate(data, context={"environ": environ})
-    context = ChannelContext(name, http_session, clock, tmp_path / "data", base_dir=tmp_path)
+    context = channel_context(
+        name, concurrency=4, clock=clock, data_dir=tmp_path / "data", base_dir=tmp_path
+    )
     channel = cls(settings, context)
     try:
-        yield Case(name, cls, data, environ, channel)
+        yield Case(name, cls, data, environ, channel, context, FileArtefactStore(tmp_path / "a"))
     finally:
         channel.close()
+        context.http.close()
 
 
 def test_name_is_the_registry_name(case: Case) -> None:
@@ -194,3 +209,70 @@ def test_reconcile_answers_only_for_pending_keys(case: Case) -> None:
     assert len(keys) == len(set(keys))
     assert set(keys) <= {sent.key, never_sent.key}
     assert all(r.status is not Status.ACCEPTED for r in results if r.key == never_sent.key)
+
+
+def test_the_session_is_a_real_requests_session(case: Case) -> None:
+    """What the contract declares: headers, auth, mount, every verb; shared by threads."""
+    http = case.context.http
+    assert isinstance(http, requests.Session)
+    assert callable(http.put) and callable(http.delete) and callable(http.mount)
+    http.headers.update({"X-Contract": "1"})
+
+
+def test_send_from_several_threads_at_once(case: Case) -> None:
+    """send() may run in up to `concurrency` threads at once: one result per delivery each."""
+    threads = min(4, case.channel.capabilities.concurrency)
+    batches = [
+        case.batch(threads * 2)[i::threads] for i in range(threads)
+    ]  # distinct deliveries per thread
+    results: list[list[Result]] = [[] for _ in batches]
+    errors: list[BaseException] = []
+
+    def run(i: int) -> None:
+        try:
+            results[i] = case.channel.send(batches[i])
+        except BaseException as exc:
+            errors.append(exc)
+
+    workers = [threading.Thread(target=run, args=(i,)) for i in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    assert errors == []
+    for batch, answers in zip(batches, results, strict=True):
+        assert Counter(r.key for r in answers) == Counter(d.key for d in batch)
+
+
+def test_prepare_keeps_the_text_and_fits_parts(case: Case) -> None:
+    message = case.batch(1)[0].message
+    prepared = case.channel.prepare(message, case.artefacts)
+    assert prepared.text == message.text
+    assert prepared.kind is message.kind
+    assert all(isinstance(p, str) and p for p in prepared.parts)
+    for artefact in prepared.artefacts:
+        assert artefact.path.is_file() and artefact.size == artefact.path.stat().st_size
+
+
+def test_check_schedule_answers_a_list_of_problems(case: Case) -> None:
+    d = case.batch(1)[0]
+    sends = [ScheduledSend(d.scheduled_at, d.rule_id, "town", "测试镇", d.message)]
+    problems = case.channel.check_schedule(sends)
+    assert isinstance(problems, list) and all(isinstance(p, str) for p in problems)
+
+
+def test_pull_outcomes_is_none_or_a_page(case: Case) -> None:
+    page = case.channel.pull_outcomes(None)
+    assert page is None or isinstance(page, OutcomePage)
+
+
+def test_routes_refuse_garbage_without_raising(case: Case) -> None:
+    routes = case.channel.routes()
+    assert all(isinstance(r, InboundRoute) for r in routes)
+    for route in routes:
+        assert route.path.startswith("/")
+        assert set(route.methods) <= {"GET", "POST", "PUT", "HEAD"}
+        garbage = InboundRequest(route.methods[0], route.path, {}, {}, b"\x00 not json")
+        reply = route.handler(garbage)
+        assert isinstance(reply, InboundReply)
+        assert 400 <= reply.status < 500 and not reply.outcomes

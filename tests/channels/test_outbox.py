@@ -14,7 +14,6 @@ import pytest
 import requests
 
 from broadcaster.channel import (
-    Addressing,
     Capabilities,
     ChannelContext,
     ErrorClass,
@@ -68,6 +67,9 @@ def test_one_json_line_per_delivery_in_data_dir(make_outbox: MakeOutbox, tmp_pat
         "kind": "sms",
         "title": "",
         "text": batch[0].message.text,
+        "params": {},
+        "parts": [],
+        "artefacts": [],
         "template": "sms/alpha.j2",
         "template_sha": "0" * 64,
         "scheduled_at": "2026-03-03T10:00:00+08:00",
@@ -78,7 +80,7 @@ def test_one_json_line_per_delivery_in_data_dir(make_outbox: MakeOutbox, tmp_pat
 
 def test_phone_numbers_never_reach_the_file(make_outbox: MakeOutbox, tmp_path: Path) -> None:
     batch = [delivery(n) for n in (1, 2)]
-    make_outbox(addressing="contacts").send(batch)
+    make_outbox().send(batch)
     text = (tmp_path / "data" / DAY_FILE).read_text(encoding="utf-8")
     for d in batch:
         assert d.recipient.address not in text
@@ -115,12 +117,12 @@ def test_fsync_once_per_batch(
 
 
 def test_capabilities(make_outbox: MakeOutbox) -> None:
-    assert make_outbox(addressing="contacts").capabilities == Capabilities(
+    assert make_outbox().capabilities == Capabilities(
         kinds=frozenset(MessageKind),
-        addressing=Addressing.CONTACTS,
         batch_size=500,
         concurrency=1,
         settle_seconds=0,
+        reconciles=True,
     )
 
 

@@ -174,32 +174,68 @@ def test_429_with_an_unreadable_retry_after_is_still_throttled(
 
 
 @pytest.mark.parametrize("mode", [Mode.HTTP_500, Mode.HTTP_502, Mode.HTTP_503])
-def test_5xx_with_an_idempotency_header_is_transient(
+def test_5xx_after_sending_is_unknown_by_default(
+    make_channel: MakeChannel, webhook_server: WebhookFake, mode: Mode
+) -> None:
+    """Bot and SMS gateways do not drop a repeated Idempotency-Key: a 5xx may have sent."""
+    webhook_server.mode = mode
+    status = mode.value.removeprefix("http_")
+    assert send_one(make_channel()) == Result(
+        delivery(1).key,
+        Status.UNKNOWN,
+        ErrorClass.UNKNOWN,
+        f"HTTP {status} 结果未知 outcome unknown: the receiver may have acted",
+    )
+    assert webhook_server.sends[0].headers["Idempotency-Key"] == delivery(1).key
+
+
+@pytest.mark.parametrize("mode", [Mode.HTTP_500, Mode.HTTP_502, Mode.HTTP_503])
+def test_5xx_is_retried_only_when_the_receiver_deduplicates(
     make_channel: MakeChannel, webhook_server: WebhookFake, mode: Mode
 ) -> None:
     webhook_server.mode = mode
     status = mode.value.removeprefix("http_")
-    assert send_one(make_channel()) == Result(
+    assert send_one(make_channel(receiver_deduplicates=True)) == Result(
         delivery(1).key,
         Status.FAILED,
         ErrorClass.TRANSIENT,
         f"HTTP {status} 服务端错误 server error",
     )
-
-
-@pytest.mark.parametrize("mode", [Mode.HTTP_500, Mode.HTTP_502, Mode.HTTP_503])
-def test_5xx_without_an_idempotency_header_is_unknown(
-    make_channel: MakeChannel, webhook_server: WebhookFake, mode: Mode
-) -> None:
-    webhook_server.mode = mode
-    status = mode.value.removeprefix("http_")
-    assert send_one(make_channel(idempotency_header=None)) == Result(
-        delivery(1).key,
-        Status.UNKNOWN,
-        ErrorClass.UNKNOWN,
-        f"HTTP {status} 结果未知 outcome unknown (no idempotency header)",
+    # a receiver that deduplicates needs the key to do it
+    assert send_one(make_channel(receiver_deduplicates=True, idempotency_header=None)).status is (
+        Status.UNKNOWN
     )
-    assert "Idempotency-Key" not in webhook_server.sends[0].headers
+
+
+@pytest.mark.parametrize(
+    ("code", "error_class"),
+    [
+        ("THROTTLED", ErrorClass.THROTTLED),
+        ("BUSY", ErrorClass.TRANSIENT),
+        ("MOBILE_NUMBER_ILLEGAL", ErrorClass.RECIPIENT),
+        ("BLACKLISTED", ErrorClass.OPTOUT),
+        ("BAD_KEY", ErrorClass.CONFIG),
+        ("SENSITIVE_WORD", ErrorClass.CONTENT),
+    ],
+)
+def test_body_error_codes_are_classified_by_settings(
+    make_channel: MakeChannel, webhook_server: WebhookFake, code: str, error_class: ErrorClass
+) -> None:
+    webhook_server.mode = Mode.ERROR_CODE
+    webhook_server.error_code = code
+    channel = make_channel(
+        codes={
+            "throttled": ["THROTTLED"],
+            "retryable": ["BUSY"],
+            "recipient": ["MOBILE_NUMBER_ILLEGAL"],
+            "optout": ["BLACKLISTED"],
+            "config": ["BAD_KEY"],
+        },
+        throttle_seconds=30,
+    )
+    result = send_one(channel)
+    assert (result.status, result.error_class) == (Status.FAILED, error_class)
+    assert result.retry_after == (30 if error_class is ErrorClass.THROTTLED else None)
 
 
 def test_401_is_a_config_failure(make_channel: MakeChannel, webhook_server: WebhookFake) -> None:
@@ -216,7 +252,7 @@ def test_only_the_second_send_fails(make_channel: MakeChannel, webhook_server: W
     webhook_server.on_request(2, Mode.HTTP_503)
     channel = make_channel()
     statuses = [send_one(channel, n).status for n in (1, 2, 3)]
-    assert statuses == [Status.ACCEPTED, Status.FAILED, Status.ACCEPTED]
+    assert statuses == [Status.ACCEPTED, Status.UNKNOWN, Status.ACCEPTED]
 
 
 OK_BODY = '{"code": "OK", "biz_id": "biz-000001", "message": "成功"}'

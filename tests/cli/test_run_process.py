@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-import queue
 import re
 import shutil
 import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -25,11 +21,9 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from tests.conftest import MINI, REPO, write_campaign
+from tests.processes import STARTED, STOPPED, Running, command, environment
 
 TZ = ZoneInfo("Asia/Shanghai")
-STARTED = "运行中 running; Ctrl-C 停止 stop"
-STOPPED = "已停止 stopped cleanly."
-SCRIPT = Path(sys.executable).with_name("broadcaster")
 SAMPLE_RULES = {
     "groups-twice-weekly",
     "cadres-bot-weekly",
@@ -47,95 +41,6 @@ DAILY = MINI + (
     "    targets: {tags: [group]}\n"
     '    when: {daily: true, at: "11:00"}\n'
 )
-
-
-def command(config: Path, *args: str) -> list[str]:
-    base = (
-        [str(SCRIPT)]
-        if SCRIPT.exists()
-        else [sys.executable, "-c", "from broadcaster.cli import main; main()"]
-    )
-    return [*base, "-c", str(config), *args]
-
-
-def environment() -> dict[str, str]:
-    """Our variables are already cleared (conftest); plain, unbuffered UTF-8 output."""
-    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
-    env.update(PYTHONUNBUFFERED="1", PYTHONIOENCODING="utf-8")
-    return env
-
-
-class Running:
-    """A `broadcaster run` process whose merged output is collected line by line."""
-
-    def __init__(self, config: Path, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            command(config, "run", "--no-live", *args),
-            cwd=config.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            env=environment(),
-            text=True,
-            encoding="utf-8",
-        )
-        self._lines: queue.Queue[str | None] = queue.Queue()
-        self._seen: list[str] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            self._lines.put(line)
-        self._lines.put(None)
-
-    @property
-    def output(self) -> str:
-        return "".join(self._seen)
-
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
-        """Read output until `text` appears in it; fail after `timeout` seconds or at exit."""
-        deadline = time.monotonic() + timeout
-        while text not in self.output:
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"{text!r} not printed within {timeout}s:\n{self.output}")
-            try:
-                line = self._lines.get(timeout=left)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(
-                    f"exited with {self.proc.wait()} before printing {text!r}:\n{self.output}"
-                )
-            self._seen.append(line)
-        return self.output
-
-    def stop(self, signum: int, timeout: float = 20.0) -> int:
-        """Send `signum`; return the exit code once the process ended and its output is read."""
-        self.proc.send_signal(signum)
-        code = self.proc.wait(timeout=timeout)
-        self._drain()
-        return code
-
-    def _drain(self) -> None:
-        self._reader.join(timeout=10)
-        while True:
-            try:
-                line = self._lines.get_nowait()
-            except queue.Empty:
-                return
-            if line is not None:
-                self._seen.append(line)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._drain()
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
 
 
 @pytest.fixture
@@ -193,7 +98,9 @@ def test_run_starts_and_stops_cleanly_on_a_signal(
     ):
         assert "停用 disabled" in rows[name]
         assert f"缺少环境变量 environment variable {variable} not set" in rows[name]
-    assert re.search(r"│ group_handoff \(微信群转发稿\)\s+│ outbox\s+│ bot\s+│ 就绪 ready", out)
+    assert re.search(
+        r"│ group_handoff \(微信群转发稿\)\s+│ outbox\s+│ 群消息 bot\s+│ 就绪 ready", out
+    )
     upcoming = re.findall(r"^下次 next: (\d{4}-\d\d-\d\d \d\d:\d\d) (\S+)$", out, re.M)
     assert len(upcoming) == 5, out
     times = [dt.datetime.fromisoformat(t).replace(tzinfo=TZ) for t, _ in upcoming]
@@ -202,9 +109,7 @@ def test_run_starts_and_stops_cleanly_on_a_signal(
 
     assert process.stop(signum) == 0, process.output
     assert process.output.rstrip().endswith(STOPPED), process.output
-    assert "正在停止 stopping: in-flight deliveries finish or are logged as interrupted" in (
-        process.output
-    )
+    assert "正在停止 stopping: queued deliveries stay planned" in process.output
     assert "Traceback" not in process.output
     assert (state / "delivery-log.sqlite3").exists()
 

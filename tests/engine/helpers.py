@@ -7,12 +7,13 @@ import json
 from pathlib import Path
 from typing import Any
 
-from broadcaster.model.campaign import Campaign
-from broadcaster.model.config import load_campaign
+from broadcaster.engine.app import App
+from broadcaster.engine.registry import Registry
 from tests.conftest import SECRET_CANARY, TZ
 
 TOKEN_ENV = {"TEST_SECRET_TOKEN": SECRET_CANARY}
 DAY = dt.date(2026, 3, 3)  # a Tuesday
+TEST_PLUGINS = {"batch": "tests.fakes.batch_gateway:BatchChannel"}
 
 
 def numbers(n: int) -> list[str]:
@@ -29,6 +30,7 @@ def write_engine_campaign(
     settings: dict[str, Any] | None = None,
     rules: list[dict[str, Any]] | None = None,
     phases: bool = True,
+    batch: dict[str, Any] | None = None,
 ) -> Path:
     """A campaign with one SMS webhook channel (the fake) and one outbox, as JSON (valid YAML)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -42,7 +44,6 @@ def write_engine_campaign(
         "max_length": 70,
         "settings": {
             "url": f"{url}/send",
-            "addressing": "contacts",
             "headers": {"Authorization": "Bearer {token}"},
             "secrets": {"token": {"env": "TEST_SECRET_TOKEN"}},
             "success": {"json_path": "code", "equals": "OK", "id_path": "biz_id"},
@@ -92,6 +93,16 @@ def write_engine_campaign(
             },
         ],
     }
+    if batch is not None:  # the per-number batch gateway (tests/fakes/batch_gateway.py)
+        config["channels"]["bulk"] = {"type": "batch", "kind": "sms", "settings": batch}
+        config["rules"].append(
+            {
+                "id": "bulk",
+                "channels": ["bulk"],
+                "targets": {"tags": ["sms_list"]},
+                "when": {"dates": [DAY.isoformat()], "at": "10:00"},
+            }
+        )
     if phases:
         config["phases"] = [
             {"id": "main", "name": "集中宣传", "start": "2026-01-01", "end": "2026-12-31"}
@@ -101,12 +112,18 @@ def write_engine_campaign(
     return path
 
 
-def load(path: Path, environ: dict[str, str] | None = None) -> Campaign:
-    return load_campaign(
+def load(
+    path: Path,
+    environ: dict[str, str] | None = None,
+    now: dt.datetime | None = None,
+) -> App:
+    """The campaign with its channels (the test plugins too), as `run` loads it."""
+    return App.load(
         path,
-        today=DAY,
+        now=now or dt.datetime.combine(DAY, dt.time(9), tzinfo=TZ),
         environ=TOKEN_ENV if environ is None else environ,
         state_dir=path.parent / "var",
+        registry=Registry(extra=TEST_PLUGINS),
     )
 
 

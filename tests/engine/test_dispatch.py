@@ -1,19 +1,25 @@
-"""The dispatch path against the real fake gateway: log first, retry what is safe, reconcile the rest."""
+"""The dispatch path against real fake gateways: log first, claim, retry only what failed
+retryably, reconcile the rest after it settles, defer at the moment of sending."""
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
+import requests
 
-from broadcaster.channel import ErrorClass, Status
-from broadcaster.engine.clock import VirtualClock
-from broadcaster.engine.dispatch import Dispatcher
+from broadcaster.engine.clock import Clock, ManualClock, VirtualClock
+from broadcaster.engine.executor import TaskReport
+from broadcaster.engine.recovery import Recovery, SweepReport
 from broadcaster.log import DeliveryLog
 from broadcaster.model.plan import Occurrence, Planner
+from broadcaster.vocab import ErrorClass, Status
 from tests.engine.helpers import DAY, at, load, numbers, write_engine_campaign
+from tests.fakes.batch_gateway import BatchGatewayFake
+from tests.fakes.http import serving
 from tests.fakes.webhook_server import Mode, WebhookFake
 
 KEY = b"test-key"
@@ -33,32 +39,56 @@ def sqlite_store(tmp_path: Path) -> Iterator[DeliveryLog]:
     log.close()
 
 
+@pytest.fixture
+def batch_gateway() -> Iterator[BatchGatewayFake]:
+    yield from serving(BatchGatewayFake())
+
+
 class Engine:
-    def __init__(self, folder: Path, server: WebhookFake, store: DeliveryLog, **kw: object):
-        self.path = write_engine_campaign(folder, server.url, **kw)  # type: ignore[arg-type]
-        self.campaign = load(self.path)
-        self.clock = VirtualClock(at(2026, 3, 3, 10))
+    """A campaign aimed at the fakes, its dispatcher and its sweep, on a virtual clock."""
+
+    def __init__(
+        self,
+        folder: Path,
+        server: WebhookFake,
+        store: DeliveryLog,
+        clock: Clock | None = None,
+        **kw: Any,
+    ):
+        self.path = write_engine_campaign(folder, server.url, **kw)
+        self.app = load(self.path)
+        self.campaign = self.app.campaign
+        self.clock: Any = clock or VirtualClock(at(2026, 3, 3, 10))
         self.store = store
-        self.dispatcher = Dispatcher(
-            self.campaign, store, clock=self.clock, hash_key=KEY, state_dir=folder / "var"
-        )
+        self.dispatcher = self.app.dispatcher(store, KEY, clock=self.clock, heartbeat=False)
+        self.recovery = Recovery(self.dispatcher)
 
     def occurrence(self, rule: str = "blast") -> Occurrence:
         spec = self.campaign.rule(rule)
         return next(Planner(self.campaign).rule_occurrences(spec, at(2026, 3, 3), at(2026, 3, 4)))
 
-    def statuses(self) -> dict[str, Status]:
-        return {s.recipient_display: s.status for s in self.store.deliveries()}
+    def fire(self, rule: str = "blast") -> TaskReport:
+        return self.dispatcher.fire(self.occurrence(rule)).wait()
+
+    def sweep(self, when: dt.datetime | None = None) -> SweepReport:
+        if when is not None:
+            self.clock.set(when)
+        report = self.recovery.sweep()
+        report.wait()
+        return report
+
+    def statuses(self, channel: str = "sms") -> dict[str, Status]:
+        return {s.recipient_display: s.status for s in self.store.deliveries(channel=channel)}
 
     def close(self) -> None:
         self.dispatcher.close()
 
 
 @pytest.fixture
-def make_engine(tmp_path: Path, webhook_server: WebhookFake) -> Iterator:
+def make_engine(tmp_path: Path, webhook_server: WebhookFake) -> Iterator[Any]:
     made: list[Engine] = []
 
-    def make(store: DeliveryLog, **kw: object) -> Engine:
+    def make(store: DeliveryLog, **kw: Any) -> Engine:
         engine = Engine(tmp_path / f"c{len(made)}", webhook_server, store, **kw)
         made.append(engine)
         return engine
@@ -68,23 +98,26 @@ def make_engine(tmp_path: Path, webhook_server: WebhookFake) -> Iterator:
         engine.close()
 
 
+def sends_at(store: DeliveryLog) -> list[dt.datetime]:
+    return sorted(
+        e.at for r in store.deliveries() for e in store.events(r.key) if e.status is Status.SENDING
+    )
+
+
+# --- the happy path -----------------------------------------------------------------------------
+
+
 def test_every_delivery_is_logged_before_it_is_sent_and_again_with_its_outcome(
-    make_engine, store: DeliveryLog, webhook_server: WebhookFake
+    make_engine: Any, store: DeliveryLog, webhook_server: WebhookFake
 ) -> None:
     engine = make_engine(store, contacts=5)
-    report = engine.dispatcher.fire(engine.occurrence())
-    assert report.first_time
-    assert dict(report.counts) == {("sms", "accepted"): 5}
+    handle = engine.dispatcher.fire(engine.occurrence())
+    assert handle.first_time
+    assert handle.wait().counts == {"accepted": 5}
     rows = store.deliveries()
     assert len(rows) == 5
     assert {r.status for r in rows} == {Status.ACCEPTED}
-    assert sorted(r.recipient_display for r in rows) == [
-        "138****0001",
-        "138****0002",
-        "138****0003",
-        "138****0004",
-        "138****0005",
-    ]
+    assert sorted(r.recipient_display for r in rows) == [f"138****000{i}" for i in range(1, 6)]
     for row in rows:
         assert [e.status for e in store.events(row.key)] == [
             Status.PLANNED,
@@ -92,39 +125,119 @@ def test_every_delivery_is_logged_before_it_is_sent_and_again_with_its_outcome(
             Status.ACCEPTED,
         ]
         assert row.provider_id and row.provider_id.startswith("biz-")
+        assert row.target_path == "测试镇/短信名单"
+        assert row.lease_owner is None  # claims are given back once answered
         assert store.text(row.text_sha256).endswith("如有疑问请拨96110或110。")
+        payload = store.payload(row.payload_sha256)
+        assert payload and payload["theme"] == "routine" and payload["parts"] == []
+        assert payload["topic"] in ("order_brushing", "loan", "fake_police")
     assert set(webhook_server.key_counts) == {r.key for r in rows}
     assert webhook_server.repeated_keys() == {}
-    assert [c.targeted for c in store.coverage()] == [5]
-    assert [c.accepted for c in store.coverage()] == [5]
+    assert [(c.targeted, c.accepted) for c in store.coverage()] == [(5, 5)]
+
+
+def test_a_plugin_gets_a_real_requests_session(make_engine: Any, sqlite_store: DeliveryLog) -> None:
+    engine = make_engine(sqlite_store)
+    channel = engine.dispatcher.channel("sms")
+    assert isinstance(channel.context.http, requests.Session)
+    channel.context.http.headers.update({"X-Test": "1"})  # what a bot plugin may do
 
 
 def test_firing_again_sends_nothing_twice(
-    make_engine, store: DeliveryLog, webhook_server: WebhookFake
+    make_engine: Any, store: DeliveryLog, webhook_server: WebhookFake
 ) -> None:
     engine = make_engine(store, contacts=4)
-    engine.dispatcher.fire(engine.occurrence())
+    engine.fire()
     again = engine.dispatcher.fire(engine.occurrence())
     assert not again.first_time
-    assert dict(again.counts) == {("sms", "accepted"): 4}
+    assert again.wait().counts == {"accepted": 4}
     assert len(webhook_server.sends) == 4
 
 
-def test_server_errors_are_retried_with_backoff_in_virtual_time(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+def test_keys_include_the_target_and_reveal_no_number(
+    make_engine: Any, sqlite_store: DeliveryLog, tmp_path: Path
+) -> None:
+    """The same number on two lists is two deliveries, as plan counts two."""
+    engine = make_engine(sqlite_store, contacts=2)
+    occurrence = engine.occurrence()
+    first = [p.record.key for p in engine.dispatcher.preparer.prepare(occurrence)]
+    second = [p.record.key for p in engine.dispatcher.preparer.prepare(occurrence)]
+    assert first == second and len(set(first)) == 2
+    assert all(n not in k for k in first for n in numbers(2))
+    from broadcaster.engine.prepare import delivery_key
+
+    a = delivery_key(KEY, "c", "o", "sms", "village-1", "+8613800000001")
+    b = delivery_key(KEY, "c", "o", "sms", "village-2", "+8613800000001")
+    assert a != b
+
+
+def test_the_exact_text_of_each_delivery_is_what_plan_renders(
+    make_engine: Any, sqlite_store: DeliveryLog
 ) -> None:
     engine = make_engine(sqlite_store, contacts=1)
+    occurrence = engine.occurrence()
+    [item] = list(Planner(engine.campaign).expand(occurrence))
+    engine.fire()
+    [row] = sqlite_store.deliveries()
+    assert len(sqlite_store.text(row.text_sha256)) == item.length
+    assert row.template == item.template
+    assert row.scheduled_at == dt.datetime.combine(DAY, dt.time(10), tzinfo=occurrence.at.tzinfo)
+
+
+# --- retries: only what failed retryably, never the batch -----------------------------------------
+
+
+def test_a_retried_batch_resends_only_what_failed_retryably(
+    make_engine: Any, sqlite_store: DeliveryLog, batch_gateway: BatchGatewayFake
+) -> None:
+    """Batch of 100: each number is sent at most once unless its own result was retryable."""
+    engine = make_engine(
+        sqlite_store, contacts=100, batch={"url": batch_gateway.url, "batch_size": 100}
+    )
+    prepared = list(engine.dispatcher.preparer.prepare(engine.occurrence("bulk")))
+    keys = [p.record.key for p in prepared]
+    plan = {
+        "OK": (["OK"], 1, Status.ACCEPTED),
+        "THROTTLED": (["THROTTLED", "OK"], 2, Status.ACCEPTED),
+        "BUSY": (["BUSY", "BUSY", "OK"], 3, Status.ACCEPTED),
+        "LOST": (["LOST"], 1, Status.UNKNOWN),
+        "BAD": (["BAD"], 1, Status.FAILED),
+    }
+    groups = {name: keys[i * 20 : (i + 1) * 20] for i, name in enumerate(plan)}
+    for name, group in groups.items():
+        for k in group:
+            batch_gateway.script[k] = plan[name][0]
+    engine.fire("bulk")
+    latest = sqlite_store.latest(keys)
+    for name, (_, arrivals, status) in plan.items():
+        for k in groups[name]:
+            assert batch_gateway.arrivals[k] == arrivals, name
+            assert latest[k].status is status, name
+    assert batch_gateway.duplicates() == {}
+    assert batch_gateway.calls == 3  # 100, then the 40 retryable, then the 20 still busy
+    throttled = groups["THROTTLED"][0]
+    events = sqlite_store.events(throttled)
+    deferred = next(e for e in events if e.status is Status.DEFERRED)
+    resent = [e for e in events if e.status is Status.SENDING][1]
+    assert deferred.error_class is ErrorClass.THROTTLED
+    assert (resent.at - deferred.at).total_seconds() >= 5  # the provider's retry_after
+
+
+def test_server_errors_are_retried_only_when_the_receiver_deduplicates(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine = make_engine(sqlite_store, contacts=1, settings={"receiver_deduplicates": True})
     webhook_server.queue(Mode.HTTP_503, Mode.HTTP_502)
-    engine.dispatcher.fire(engine.occurrence())
+    engine.fire()
     [row] = sqlite_store.deliveries()
     assert row.status is Status.ACCEPTED and row.attempt == 3
     events = [(e.status, e.error_class) for e in sqlite_store.events(row.key)]
     assert events == [
         (Status.PLANNED, None),
         (Status.SENDING, None),
-        (Status.FAILED, ErrorClass.TRANSIENT),
+        (Status.DEFERRED, ErrorClass.TRANSIENT),
         (Status.SENDING, None),
-        (Status.FAILED, ErrorClass.TRANSIENT),
+        (Status.DEFERRED, ErrorClass.TRANSIENT),
         (Status.SENDING, None),
         (Status.ACCEPTED, None),
     ]
@@ -132,13 +245,24 @@ def test_server_errors_are_retried_with_backoff_in_virtual_time(
     assert len(webhook_server.accepted) == 1
 
 
+def test_a_5xx_from_a_receiver_that_does_not_deduplicate_is_never_resent(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine = make_engine(sqlite_store, contacts=1)
+    webhook_server.queue(Mode.HTTP_503)
+    engine.fire()
+    [row] = sqlite_store.deliveries()
+    assert row.status is Status.UNKNOWN
+    assert len(webhook_server.sends) == 1
+
+
 def test_429_retry_after_is_honoured(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
 ) -> None:
     engine = make_engine(sqlite_store, contacts=1)
     webhook_server.retry_after = "30"
     webhook_server.queue(Mode.THROTTLED)
-    engine.dispatcher.fire(engine.occurrence())
+    engine.fire()
     [row] = sqlite_store.deliveries()
     assert row.status is Status.ACCEPTED
     events = sqlite_store.events(row.key)
@@ -148,111 +272,18 @@ def test_429_retry_after_is_honoured(
 
 
 def test_permanent_failures_are_not_retried(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
 ) -> None:
     engine = make_engine(sqlite_store, contacts=2)
     webhook_server.mode = Mode.ERROR_CODE
-    engine.dispatcher.fire(engine.occurrence())
+    engine.fire()
     assert {r.status for r in sqlite_store.deliveries()} == {Status.FAILED}
     assert {r.error_class for r in sqlite_store.deliveries()} == {ErrorClass.CONTENT}
     assert len(webhook_server.sends) == 2
 
 
-def test_an_unknown_outcome_is_reconciled_not_resent(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake
-) -> None:
-    engine = make_engine(sqlite_store, contacts=3)
-    webhook_server.on_request(2, Mode.CLOSE)  # the gateway acts, then the answer is lost
-    engine.dispatcher.fire(engine.occurrence())
-    assert set(engine.statuses().values()) == {Status.ACCEPTED}
-    assert webhook_server.repeated_keys() == {}
-    lost = next(
-        r
-        for r in sqlite_store.deliveries()
-        if any(e.status is Status.UNKNOWN for e in sqlite_store.events(r.key))
-    )
-    assert sqlite_store.events(lost.key)[-1].reason == "对账确认 confirmed by reconciling"
-
-
-def test_without_a_way_to_reconcile_an_unknown_outcome_stays_unknown(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake
-) -> None:
-    engine = make_engine(sqlite_store, contacts=2, settings={"status_url": None})
-    webhook_server.on_request(1, Mode.CLOSE)
-    engine.dispatcher.fire(engine.occurrence())
-    statuses = sorted(s.value for s in engine.statuses().values())
-    assert statuses == ["accepted", "unknown"]
-    engine.dispatcher.fire(engine.occurrence())  # a restart does not re-send it either
-    assert webhook_server.repeated_keys() == {}
-    assert len(webhook_server.sends) == 2
-
-
-def test_a_disabled_channel_logs_its_deliveries_as_skipped(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake, tmp_path: Path
-) -> None:
-    path = write_engine_campaign(
-        tmp_path / "off", webhook_server.url, contacts=2, channel={"enabled": "auto"}
-    )
-    campaign = load(path, environ={})
-    dispatcher = Dispatcher(
-        campaign,
-        sqlite_store,
-        clock=VirtualClock(at(2026, 3, 3, 10)),
-        hash_key=KEY,
-        state_dir=tmp_path / "var",
-    )
-    try:
-        occurrence = next(
-            Planner(campaign).rule_occurrences(
-                campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)
-            )
-        )
-        dispatcher.fire(occurrence)
-    finally:
-        dispatcher.close()
-    rows = sqlite_store.deliveries()
-    assert {(r.status, r.error_class) for r in rows} == {(Status.SKIPPED, ErrorClass.DISABLED)}
-    assert rows[0].reason == "缺少环境变量 environment variable TEST_SECRET_TOKEN not set"
-    assert webhook_server.sends == []
-
-
-def test_rate_limit_is_a_strict_sliding_window_per_endpoint(
-    make_engine, sqlite_store: DeliveryLog
-) -> None:
-    engine = make_engine(
-        sqlite_store, contacts=12, channel={"rate_limit": "5/60s", "concurrency": 3}
-    )
-    engine.dispatcher.fire(engine.occurrence())
-    assert set(engine.statuses().values()) == {Status.ACCEPTED}
-    sends = sorted(
-        e.at
-        for r in sqlite_store.deliveries()
-        for e in sqlite_store.events(r.key)
-        if e.status is Status.SENDING
-    )
-    assert len(sends) == 12
-    for i in range(len(sends) - 5):
-        assert sends[i + 5] - sends[i] >= dt.timedelta(seconds=60)  # never 6 in one minute
-    assert sends[-1] - sends[0] >= dt.timedelta(seconds=120)
-
-
-def test_quiet_hours_defer_a_send_instead_of_dropping_it(
-    make_engine, sqlite_store: DeliveryLog, webhook_server: WebhookFake
-) -> None:
-    engine = make_engine(sqlite_store, contacts=2, channel={"quiet_hours": "21:00-08:00"})
-    engine.clock.set(at(2026, 3, 3, 23, 30))  # a late catch-up lands in quiet hours
-    occurrence = engine.occurrence()
-    engine.dispatcher.fire(occurrence)
-    rows = sqlite_store.deliveries()
-    assert {(r.status, r.error_class) for r in rows} == {(Status.PLANNED, ErrorClass.QUIET)}
-    assert webhook_server.sends == []
-    engine.clock.set(at(2026, 3, 4, 8, 1))
-    engine.dispatcher.fire(occurrence)
-    assert set(engine.statuses().values()) == {Status.ACCEPTED}
-
-
-def test_a_full_disk_loses_nothing(
-    make_engine, sqlite_store: DeliveryLog, monkeypatch: pytest.MonkeyPatch
+def test_what_stays_retryable_after_the_task_waits_for_the_sweep(
+    make_engine: Any, sqlite_store: DeliveryLog, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import errno
     import os
@@ -263,33 +294,226 @@ def test_a_full_disk_loses_nothing(
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", full)
-    engine.dispatcher.fire(engine.occurrence("groups"))
-    monkeypatch.undo()
+    engine.fire("groups")
     rows = sqlite_store.deliveries()
     assert {(r.status, r.error_class, r.reason) for r in rows} == {
-        (Status.FAILED, ErrorClass.TRANSIENT, "磁盘已满 disk full")
+        (Status.DEFERRED, ErrorClass.TRANSIENT, "磁盘已满 disk full")
     }
+    assert all(r.next_check and r.lease_owner is None for r in rows)  # the sweep takes them
     assert all(sqlite_store.text(r.text_sha256) for r in rows)  # the exact text is kept
+    monkeypatch.undo()
+    engine.sweep(max(r.next_check for r in rows if r.next_check))
+    assert {r.status for r in sqlite_store.deliveries()} == {Status.ACCEPTED}
 
 
-def test_idempotency_keys_are_stable_and_reveal_no_number(
-    make_engine, sqlite_store: DeliveryLog
+# --- unknown outcomes ---------------------------------------------------------------------------
+
+
+def test_an_unknown_outcome_is_reconciled_after_it_settles_not_resent(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
 ) -> None:
-    engine = make_engine(sqlite_store, contacts=2)
-    first = [d.key for d, _ in engine.dispatcher.prepare(engine.occurrence())]
-    second = [d.key for d, _ in engine.dispatcher.prepare(engine.occurrence())]
-    assert first == second and len(set(first)) == 2
-    assert all(n not in k for k in first for n in numbers(2))
+    engine = make_engine(sqlite_store, contacts=3)
+    webhook_server.on_request(2, Mode.CLOSE)  # the gateway acts, then the answer is lost
+    engine.fire()
+    assert sorted(engine.statuses().values()) == [Status.ACCEPTED, Status.ACCEPTED, Status.UNKNOWN]
+    engine.sweep(at(2026, 3, 3, 10, 0, 3))  # inside the settle time (2 + 2 + 2 s): not asked
+    assert [r for r in webhook_server.requests if r.method == "GET"] == []
+    engine.sweep(at(2026, 3, 3, 10, 0, 7))
+    assert set(engine.statuses().values()) == {Status.ACCEPTED}
+    assert webhook_server.repeated_keys() == {}
+    lost = next(
+        r
+        for r in sqlite_store.deliveries()
+        if any(e.status is Status.UNKNOWN for e in sqlite_store.events(r.key))
+    )
+    assert sqlite_store.events(lost.key)[-1].reason == "对账确认已到达 reconciled: it arrived"
+    assert [e.status for e in sqlite_store.events(lost.key)].count(Status.UNKNOWN) == 1
 
 
-def test_the_exact_text_of_each_delivery_is_what_plan_renders(
-    make_engine, sqlite_store: DeliveryLog
+def test_a_not_found_is_never_asked_before_the_request_could_land(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
 ) -> None:
-    engine = make_engine(sqlite_store, contacts=1)
-    occurrence = engine.occurrence()
-    [item] = list(engine.dispatcher.planner.expand(occurrence))
-    engine.dispatcher.fire(occurrence)
-    [row] = sqlite_store.deliveries()
-    assert len(sqlite_store.text(row.text_sha256)) == item.length
-    assert row.template == item.template
-    assert row.scheduled_at == dt.datetime.combine(DAY, dt.time(10), tzinfo=occurrence.at.tzinfo)
+    """The gateway takes the send and is still working when the client gives up: asking at
+    once would hear 404 and send again. The engine asks only once the attempt has settled."""
+    engine = make_engine(sqlite_store, contacts=2, settings={"timeout": [0.2, 0.2]})
+    webhook_server.mode = Mode.HANG
+    engine.fire()
+    assert set(engine.statuses().values()) == {Status.UNKNOWN}
+    for seconds in (0.5, 1.0, 2.0):  # settle = 0.2 + 0.2 + 2 s
+        engine.sweep(at(2026, 3, 3, 10) + dt.timedelta(seconds=seconds))
+    assert [r.path for r in webhook_server.requests if r.method == "GET"] == []
+    webhook_server.mode = Mode.OK
+    engine.sweep(at(2026, 3, 3, 10, 0, 5))
+    assert set(engine.statuses().values()) == {Status.ACCEPTED}
+    assert webhook_server.duplicate_sends() == {} and len(webhook_server.sends) == 2
+
+
+def test_without_a_way_to_reconcile_an_unknown_outcome_goes_to_an_operator(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine = make_engine(sqlite_store, contacts=2, settings={"status_url": None})
+    webhook_server.on_request(1, Mode.CLOSE)
+    engine.fire()
+    assert sorted(s.value for s in engine.statuses().values()) == ["accepted", "unknown"]
+    engine.sweep(at(2026, 3, 3, 10, 1))
+    assert sorted(s.value for s in engine.statuses().values()) == ["accepted", "unresolved"]
+    engine.dispatcher.fire(engine.occurrence()).wait()  # a restart does not re-send it either
+    engine.sweep(at(2026, 3, 3, 11))
+    assert webhook_server.repeated_keys() == {}
+    assert len(webhook_server.sends) == 2
+    [stuck] = sqlite_store.deliveries(status=Status.UNRESOLVED)
+    assert stuck.next_check is None and "operator" in stuck.reason
+
+
+def test_resend_on_unknown_counts_only_sends_after_an_unknown(
+    make_engine: Any, sqlite_store: DeliveryLog, batch_gateway: BatchGatewayFake
+) -> None:
+    """A 503 then a lost answer is one unknown: the one allowed re-send is still there."""
+    engine = make_engine(
+        sqlite_store, contacts=1, batch={"url": batch_gateway.url, "resend_on_unknown": 1}
+    )
+    [p] = list(engine.dispatcher.preparer.prepare(engine.occurrence("bulk")))
+    batch_gateway.script[p.record.key] = ["BUSY", "LOST", "OK"]
+    engine.fire("bulk")
+    assert sqlite_store.latest([p.record.key])[p.record.key].status is Status.UNKNOWN
+    engine.sweep(at(2026, 3, 3, 10, 5))
+    state = sqlite_store.latest([p.record.key])[p.record.key]
+    assert state.status is Status.ACCEPTED and state.resends == 1
+    statuses = [e.status for e in sqlite_store.events(p.record.key)]
+    assert statuses == [
+        Status.PLANNED,
+        Status.SENDING,
+        Status.DEFERRED,
+        Status.SENDING,
+        Status.UNKNOWN,
+        Status.SENDING,
+        Status.ACCEPTED,
+    ]
+
+
+# --- limits and quiet hours ---------------------------------------------------------------------
+
+
+def test_a_disabled_channel_logs_its_deliveries_as_skipped(
+    sqlite_store: DeliveryLog, webhook_server: WebhookFake, tmp_path: Path
+) -> None:
+    path = write_engine_campaign(
+        tmp_path / "off", webhook_server.url, contacts=2, channel={"enabled": "auto"}
+    )
+    app = load(path, environ={})
+    dispatcher = app.dispatcher(sqlite_store, KEY, clock=VirtualClock(at(2026, 3, 3, 10)))
+    try:
+        occurrence = next(
+            Planner(app.campaign).rule_occurrences(
+                app.campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)
+            )
+        )
+        assert dispatcher.fire(occurrence).wait().counts == {"skipped": 2}
+    finally:
+        dispatcher.close()
+    rows = sqlite_store.deliveries()
+    assert {(r.status, r.error_class) for r in rows} == {(Status.SKIPPED, ErrorClass.DISABLED)}
+    assert rows[0].reason == "缺少环境变量 environment variable TEST_SECRET_TOKEN not set"
+    assert webhook_server.sends == []
+
+
+def test_rate_limit_is_a_strict_sliding_window_per_endpoint(
+    make_engine: Any, sqlite_store: DeliveryLog
+) -> None:
+    engine = make_engine(
+        sqlite_store, contacts=12, channel={"rate_limit": "5/60s", "concurrency": 3}
+    )
+    engine.fire()
+    assert set(engine.statuses().values()) == {Status.ACCEPTED}
+    sends = sends_at(sqlite_store)
+    assert len(sends) == 12
+    for i in range(len(sends) - 5):
+        assert sends[i + 5] - sends[i] >= dt.timedelta(seconds=60)  # never 6 in one minute
+    assert sends[-1] - sends[0] >= dt.timedelta(seconds=120)
+
+
+def test_two_channels_posting_to_one_endpoint_share_its_limit(
+    tmp_path: Path, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    """Two channel instances, one gateway URL: 5/60s between them, not 5/60s each."""
+    path = write_engine_campaign(
+        tmp_path, webhook_server.url, contacts=5, channel={"rate_limit": "5/60s"}
+    )
+    import json
+
+    config = json.loads(path.read_text(encoding="utf-8"))
+    config["channels"]["sms2"] = config["channels"]["sms"]
+    config["rules"][0]["channels"] = ["sms", "sms2"]
+    path.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    app = load(path)
+    clock = VirtualClock(at(2026, 3, 3, 10))
+    dispatcher = app.dispatcher(sqlite_store, KEY, clock=clock, heartbeat=False)
+    try:
+        occurrence = next(
+            Planner(app.campaign).rule_occurrences(
+                app.campaign.rule("blast"), at(2026, 3, 3), at(2026, 3, 4)
+            )
+        )
+        dispatcher.fire(occurrence).wait()
+    finally:
+        dispatcher.close()
+    sends = sends_at(sqlite_store)
+    assert len(sends) == 10
+    for i in range(len(sends) - 5):
+        assert sends[i + 5] - sends[i] >= dt.timedelta(seconds=60)
+
+
+def test_throttled_sends_never_leave_inside_quiet_hours(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    """10 SMS at 20:55 limited to 1 a minute, quiet from 21:00: five leave, five wait for 08:00."""
+    engine = make_engine(
+        sqlite_store,
+        contacts=10,
+        channel={"rate_limit": "1/60s", "concurrency": 1, "quiet_hours": "21:00-08:00"},
+        clock=VirtualClock(at(2026, 3, 3, 20, 55)),
+    )
+    engine.fire()
+    sends = sends_at(sqlite_store)
+    assert len(sends) == 5
+    assert all(s.astimezone(at(2026, 3, 3).tzinfo).time() < dt.time(21) for s in sends)
+    deferred = sqlite_store.deliveries(status=Status.DEFERRED)
+    assert len(deferred) == 5
+    assert {(d.error_class, d.next_check) for d in deferred} == {
+        (ErrorClass.QUIET, at(2026, 3, 4, 8))
+    }
+    assert all("deferred: quiet hours 21:00-08:00" in d.reason for d in deferred)
+    engine.sweep(at(2026, 3, 4, 8, 0))
+    assert set(engine.statuses().values()) == {Status.ACCEPTED}
+    assert len(webhook_server.sends) == 10 and webhook_server.duplicate_sends() == {}
+
+
+# --- stopping -----------------------------------------------------------------------------------
+
+
+def test_stop_is_bounded_and_interrupts_only_what_is_in_flight(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine = make_engine(
+        sqlite_store,
+        contacts=6,
+        channel={"concurrency": 1},
+        settings={"timeout": [5, 60]},
+        clock=ManualClock(at(2026, 3, 3, 10)),
+    )
+    webhook_server.mode = Mode.HANG  # the provider takes the first send and never answers
+    engine.dispatcher.fire(engine.occurrence())
+    webhook_server.wait_for(1)  # the first request is out, the other five are queued
+    left = engine.dispatcher.stop(timeout=0.5)
+    assert len(left) == 1
+    statuses = engine.statuses()
+    assert sorted(s.value for s in statuses.values()) == ["interrupted"] + ["planned"] * 5
+    engine.dispatcher.close()
+    other = sqlite_store.claim(
+        [s.key for s in sqlite_store.deliveries()],
+        owner="next-process",
+        now=engine.clock.now(),
+        lease_until=engine.clock.now() + dt.timedelta(minutes=1),
+    )
+    assert len(other.held) == 6  # every claim was given back at once
+    assert len(webhook_server.sends) == 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import os
@@ -15,10 +16,10 @@ import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
-from broadcaster.channel import ErrorClass, Status
 from broadcaster.errors import LogStoreError
-from broadcaster.log import DeliveryLog, DeliveryRecord, Event, default_url
-from broadcaster.log.models import metadata
+from broadcaster.log import DeliveryLog, DeliveryRecord, DeliveryState, Event, default_url
+from broadcaster.log.models import APPEND_ONLY, metadata
+from broadcaster.vocab import ErrorClass, Status
 
 from .fixtures import HASH_KEY, raw_connection
 
@@ -26,7 +27,8 @@ TZ = ZoneInfo("Asia/Shanghai")
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=TZ)
 TEXT = "【反诈】凡是让你刷单的都是诈骗，请拨110"
 PHONE = "13812345678"
-TABLES = ("messages", "deliveries", "delivery_events", "occurrences")
+TABLES = (*APPEND_ONLY, "delivery_state", "leases", "feed_cursors")
+CAMPAIGN = "mini"
 
 
 def record(
@@ -40,11 +42,12 @@ def record(
     address: str | None = None,
     text: str = TEXT,
     scheduled_at: dt.datetime = T0,
+    campaign: str = "mini",
 ) -> DeliveryRecord:
     address = address or f"1390000{abs(hash(key)) % 10000:04d}"
     return DeliveryRecord(
         key=key,
-        campaign="mini",
+        campaign=campaign,
         occurrence_id=occurrence,
         rule_id=rule,
         channel_id=channel,
@@ -65,6 +68,31 @@ def ev(key: str, status: Status, minutes: int = 1, **kw: object) -> Event:
     return Event(key, status, T0 + dt.timedelta(minutes=minutes), **kw)  # type: ignore[arg-type]
 
 
+def states(
+    log: DeliveryLog, records: list[DeliveryRecord], at: dt.datetime = T0
+) -> dict[str, DeliveryState]:
+    claim = log.add_deliveries(records, at)
+    return {**claim.held, **claim.others}
+
+
+# The shortest path of events from planned to each status (the log refuses any other order).
+PATH = {
+    Status.SENDING: [Status.SENDING],
+    Status.ACCEPTED: [Status.SENDING, Status.ACCEPTED],
+    Status.DELIVERED: [Status.SENDING, Status.ACCEPTED, Status.DELIVERED],
+    Status.FAILED: [Status.SENDING, Status.FAILED],
+    Status.UNKNOWN: [Status.SENDING, Status.UNKNOWN],
+    Status.INTERRUPTED: [Status.SENDING, Status.INTERRUPTED],
+    Status.UNRESOLVED: [Status.SENDING, Status.UNKNOWN, Status.UNRESOLVED],
+    Status.DEFERRED: [Status.DEFERRED],
+    Status.SKIPPED: [Status.SKIPPED],
+}
+
+
+def walk(key: str, status: Status, minutes: int = 1) -> list[Event]:
+    return [ev(key, s, minutes + i) for i, s in enumerate(PATH[status])]
+
+
 # --- schema and migrations ----------------------------------------------------------------------
 
 
@@ -76,7 +104,7 @@ def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> 
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
         log.add_deliveries([record(log, "k1")], T0)
     with raw_connection(log_url) as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0001",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0002",)]
         assert set(TABLES) <= set(sa.inspect(conn).get_table_names())
         # The models used for queries match what the migrations built.
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
@@ -84,7 +112,7 @@ def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> 
         assert log.latest(["k1"])["k1"].status is Status.PLANNED
         assert [e.status for e in log.events("k1")] == [Status.PLANNED]
     with raw_connection(log_url) as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0001",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0002",)]
 
 
 def test_url_display_masks_the_password(log_url: str) -> None:
@@ -102,14 +130,14 @@ def test_url_display_masks_the_password(log_url: str) -> None:
 
 
 def test_add_deliveries_is_idempotent(log: DeliveryLog) -> None:
-    first = log.add_deliveries([record(log, "k1"), record(log, "k2")], T0)
+    first = states(log, [record(log, "k1"), record(log, "k2")])
     assert set(first) == {"k1", "k2"}
     assert first["k1"].status is Status.PLANNED
     assert first["k1"].status_at == T0
     log.append([ev("k1", Status.SENDING)])
 
     changed = record(log, "k1", channel="other", text="另一条")  # same key: left untouched
-    again = log.add_deliveries([changed, record(log, "k2"), record(log, "k3")], T0)
+    again = states(log, [changed, record(log, "k2"), record(log, "k3")])
 
     assert set(again) == {"k1", "k2", "k3"}
     assert again["k1"].status is Status.SENDING
@@ -123,21 +151,21 @@ def test_add_deliveries_is_idempotent(log: DeliveryLog) -> None:
 def test_add_many_deliveries_in_one_call(log: DeliveryLog) -> None:
     texts = [f"{TEXT} #{i % 7}" for i in range(10_000)]
     records = [record(log, f"k{i:05d}", text=texts[i]) for i in range(10_000)]
-    states = log.add_deliveries(records, T0)
-    assert len(states) == 10_000
-    assert {s.status for s in states.values()} == {Status.PLANNED}
+    added = states(log, records)
+    assert len(added) == 10_000
+    assert {s.status for s in added.values()} == {Status.PLANNED}
     assert len(log.deliveries()) == 10_000
     assert log.text(records[3].text_sha256) == texts[3]
-    assert log.add_deliveries(records, T0) == states
+    assert states(log, records) == added
 
 
 def test_add_deliveries_checks_its_input(log: DeliveryLog) -> None:
     bad_sha = record(log, "k1").__class__(**{**record(log, "k1").__dict__, "text_sha256": "0" * 64})
-    with pytest.raises(ValueError, match="text_sha256"):
+    with pytest.raises(LogStoreError, match="text_sha256"):
         log.add_deliveries([bad_sha], T0)
-    with pytest.raises(ValueError, match="aware"):
+    with pytest.raises(LogStoreError, match="aware"):
         log.add_deliveries([record(log, "k1")], dt.datetime(2026, 3, 2, 9))
-    assert log.add_deliveries([], T0) == {}
+    assert states(log, []) == {}
     assert log.deliveries() == []
 
 
@@ -155,12 +183,13 @@ def test_append_and_latest(log: DeliveryLog) -> None:
     log.add_deliveries([record(log, "k1"), record(log, "k2")], T0)
     log.append(
         [
-            ev("k1", Status.SENDING, 1, attempt=1),
-            ev("k1", Status.FAILED, 2, error_class=ErrorClass.TRANSIENT, reason="502", attempt=1),
+            ev("k1", Status.SENDING, 1),
+            ev("k1", Status.DEFERRED, 2, error_class=ErrorClass.TRANSIENT, reason="502"),
+            ev("k2", Status.SENDING, 2),
             ev("k2", Status.ACCEPTED, 3, provider_id="BizId-42"),
         ]
     )
-    log.append([ev("k1", Status.ACCEPTED, 4, provider_id="BizId-43", attempt=2)])
+    log.append([ev("k1", Status.SENDING, 3), ev("k1", Status.ACCEPTED, 4, provider_id="BizId-43")])
     log.append([])
 
     latest = log.latest(["k1", "k2", "nope"])
@@ -176,12 +205,14 @@ def test_append_and_latest(log: DeliveryLog) -> None:
     assert [e.status for e in events] == [
         Status.PLANNED,
         Status.SENDING,
-        Status.FAILED,
+        Status.DEFERRED,
+        Status.SENDING,
         Status.ACCEPTED,
     ]
     assert events[2] == Event(
-        "k1", Status.FAILED, T0 + dt.timedelta(minutes=2), ErrorClass.TRANSIENT, "502", None, 1
+        "k1", Status.DEFERRED, T0 + dt.timedelta(minutes=2), ErrorClass.TRANSIENT, "502", None, 1
     )
+    assert [e.attempt for e in events] == [0, 1, 1, 2, 2]  # outcomes carry their attempt
     assert log.events("nope") == []
 
 
@@ -192,7 +223,7 @@ def test_append_refuses_unknown_keys_and_naive_times(log: DeliveryLog) -> None:
     assert [e.status for e in log.events("k1")] == [Status.PLANNED]  # all or nothing
     log.append([ev("k1", Status.SENDING)])  # the writer carries on
     assert log.latest(["k1"])["k1"].status is Status.SENDING
-    with pytest.raises(ValueError, match="aware"):
+    with pytest.raises(LogStoreError, match="aware"):
         log.append([Event("ghost", Status.SENDING, dt.datetime(2026, 3, 2))])
 
 
@@ -206,8 +237,9 @@ def test_concurrent_append_loses_nothing_and_keeps_order(log: DeliveryLog) -> No
     def worker(key: str) -> None:
         try:
             start.wait()
-            for i in range(per_thread):
-                log.append([ev(key, Status.SENDING, i, attempt=i + 1)])
+            for i in range(per_thread):  # sending, deferred, sending, deferred ...
+                status = Status.SENDING if i % 2 == 0 else Status.DEFERRED
+                assert log.append([ev(key, status, i)]) == [None]
         except BaseException as exc:  # pragma: no cover - reported below
             errors.append(exc)
 
@@ -219,8 +251,8 @@ def test_concurrent_append_loses_nothing_and_keeps_order(log: DeliveryLog) -> No
 
     assert errors == []
     for key in keys:
-        assert [e.attempt for e in log.events(key)] == list(range(per_thread + 1))
-    assert {s.attempt for s in log.latest(keys).values()} == {per_thread}
+        assert [e.attempt for e in log.events(key)] == [0] + [i // 2 + 1 for i in range(per_thread)]
+    assert {s.attempt for s in log.latest(keys).values()} == {per_thread // 2}
 
 
 def test_a_refused_append_fails_only_its_own_caller(log: DeliveryLog) -> None:
@@ -232,7 +264,7 @@ def test_a_refused_append_fails_only_its_own_caller(log: DeliveryLog) -> None:
     def worker(key: str) -> None:
         start.wait()
         try:
-            log.append([ev(key, Status.ACCEPTED)])
+            log.append([ev(key, Status.SENDING)])
             outcome[key] = None
         except BaseException as exc:
             outcome[key] = exc
@@ -245,7 +277,7 @@ def test_a_refused_append_fails_only_its_own_caller(log: DeliveryLog) -> None:
 
     assert isinstance(outcome.pop("ghost"), LogStoreError)
     assert outcome == dict.fromkeys(keys)
-    assert {s.status for s in log.latest(keys).values()} == {Status.ACCEPTED}
+    assert {s.status for s in log.latest(keys).values()} == {Status.SENDING}
 
 
 def test_closed_log_refuses_writes(log_url: str) -> None:
@@ -261,22 +293,21 @@ def test_closed_log_refuses_writes(log_url: str) -> None:
 
 def test_unfinished(log: DeliveryLog) -> None:
     log.add_deliveries(
-        [record(log, f"k{i}", channel="bot" if i >= 5 else "sms") for i in range(7)], T0
+        [record(log, f"k{i}", channel="bot" if i >= 5 else "sms") for i in range(8)], T0
     )
-    log.append(
-        [
-            ev("k1", Status.SENDING),
-            ev("k2", Status.ACCEPTED),
-            ev("k3", Status.UNKNOWN),
-            ev("k4", Status.INTERRUPTED),
-            ev("k5", Status.FAILED),
-            ev("k6", Status.DELIVERED),
-        ]
-    )
-    assert [s.key for s in log.unfinished()] == ["k0", "k1", "k3", "k4"]
-    assert [s.key for s in log.unfinished(channel_id="bot")] == []
-    assert [s.key for s in log.unfinished(statuses=[Status.ACCEPTED])] == ["k2"]
-    assert [s.key for s in log.unfinished(channel_id="bot", statuses=[Status.FAILED])] == ["k5"]
+    chains = {
+        "k1": Status.SENDING,
+        "k2": Status.ACCEPTED,
+        "k3": Status.UNKNOWN,
+        "k4": Status.INTERRUPTED,
+        "k5": Status.FAILED,
+        "k6": Status.DELIVERED,
+        "k7": Status.DEFERRED,
+    }
+    log.append([e for key, status in chains.items() for e in walk(key, status)])
+    assert [s.key for s in log.unfinished()] == ["k0", "k1", "k3", "k4", "k7"]
+    assert [s.key for s in log.unfinished(CAMPAIGN, channel_id="bot")] == ["k7"]
+    assert log.unfinished("other") == []
 
 
 def test_deliveries_filters(log: DeliveryLog) -> None:
@@ -290,7 +321,7 @@ def test_deliveries_filters(log: DeliveryLog) -> None:
         ],
         T0,
     )
-    log.append([ev("b", Status.DELIVERED), ev("d", Status.FAILED)])
+    log.append([*walk("b", Status.DELIVERED), *walk("d", Status.FAILED)])
 
     def keys(**kw: object) -> list[str]:
         return [s.key for s in log.deliveries(**kw)]  # type: ignore[arg-type]
@@ -309,6 +340,8 @@ def test_deliveries_filters(log: DeliveryLog) -> None:
     assert keys(recipient_hash=log.recipient_hash(PHONE), status=Status.FAILED) == ["d"]
     assert keys(limit=3) == ["a", "b", "c"]
     assert keys(channel="none") == []
+    assert keys(campaign=CAMPAIGN) == ["a", "b", "c", "d"]
+    assert keys(campaign="other") == []
 
 
 def test_coverage_counts_latest_statuses(log: DeliveryLog) -> None:
@@ -319,19 +352,17 @@ def test_coverage_counts_latest_statuses(log: DeliveryLog) -> None:
         + [record(log, "x0", occurrence="occ-2", rule="rule-2", scheduled_at=later)],
         T0,
     )
-    log.append(
-        [
-            ev("s0", Status.ACCEPTED),
-            ev("s1", Status.ACCEPTED),
-            ev("s1", Status.DELIVERED, 2),
-            ev("s2", Status.FAILED),
-            ev("s3", Status.UNKNOWN),
-            ev("s4", Status.SENDING),
-            ev("s5", Status.INTERRUPTED),
-            ev("s6", Status.SKIPPED),
-            ev("b0", Status.DELIVERED),
-        ]
-    )
+    chains = {
+        "s0": Status.ACCEPTED,
+        "s1": Status.DELIVERED,
+        "s2": Status.FAILED,
+        "s3": Status.UNKNOWN,
+        "s4": Status.SENDING,
+        "s5": Status.INTERRUPTED,
+        "s6": Status.SKIPPED,
+        "b0": Status.DELIVERED,
+    }
+    log.append([e for key, status in chains.items() for e in walk(key, status)])
     rows = log.coverage()
     assert [(r.occurrence_id, r.channel_id) for r in rows] == [
         ("occ-1", "bot"),
@@ -340,16 +371,17 @@ def test_coverage_counts_latest_statuses(log: DeliveryLog) -> None:
     ]
     bot, sms, other = rows
     assert (sms.rule_id, sms.scheduled_at) == ("rule-1", T0)
-    assert (sms.targeted, sms.accepted, sms.delivered, sms.failed, sms.unknown, sms.skipped) == (
-        8,
-        2,
-        1,
-        1,
-        4,  # unknown, sending, interrupted, and s7 still planned
-        1,
-    )
+    assert (
+        sms.targeted,
+        sms.accepted,
+        sms.delivered,
+        sms.failed,
+        sms.unknown,
+        sms.skipped,
+        sms.waiting,
+    ) == (8, 2, 1, 1, 3, 1, 1)  # unknown: unknown, sending, interrupted; waiting: s7
     assert (bot.targeted, bot.accepted, bot.delivered) == (1, 1, 1)
-    assert (other.targeted, other.unknown) == (1, 1)
+    assert (other.targeted, other.waiting) == (1, 1)
     assert [r.channel_id for r in log.coverage(channel="bot")] == ["bot"]
     assert [r.occurrence_id for r in log.coverage(since=later)] == ["occ-2"]
     assert [r.occurrence_id for r in log.coverage(rule="rule-2")] == ["occ-2"]
@@ -363,29 +395,38 @@ def test_coverage_counts_latest_statuses(log: DeliveryLog) -> None:
 
 def test_begin_occurrence_only_once(log_url: str) -> None:
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
-        assert log.begin_occurrence("occ-1", "rule-1", T0, T0) is True
-        assert log.begin_occurrence("occ-1", "rule-1", T0, T0) is False
-        log.record_occurrence("occ-1", "rule-1", T0, "done", "", T0 + dt.timedelta(minutes=5))
+        assert log.begin_occurrence(CAMPAIGN, "occ-1", "rule-1", T0, T0) is True
+        assert log.begin_occurrence(CAMPAIGN, "occ-1", "rule-1", T0, T0) is False
+        # another campaign's occurrence of the same id is its own
+        assert log.begin_occurrence("township", "occ-1", "rule-1", T0, T0) is True
+        log.record_occurrence(
+            CAMPAIGN, "occ-1", "rule-1", T0, "done", "", T0 + dt.timedelta(minutes=5)
+        )
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:  # a restart must not fire it again
-        assert log.begin_occurrence("occ-1", "rule-1", T0, T0 + dt.timedelta(hours=1)) is False
-        states = log.occurrence_states(T0, T0 + dt.timedelta(days=1))
-    assert list(states) == ["occ-1"]
-    assert states["occ-1"].status == "done"
-    assert states["occ-1"].at == T0 + dt.timedelta(minutes=5)
+        assert (
+            log.begin_occurrence(CAMPAIGN, "occ-1", "rule-1", T0, T0 + dt.timedelta(hours=1))
+            is False
+        )
+        found = log.occurrence_states(CAMPAIGN, T0, T0 + dt.timedelta(days=1))
+        other = log.occurrence_states("township", T0, T0 + dt.timedelta(days=1))
+    assert list(found) == ["occ-1"]
+    assert found["occ-1"].status == "done"
+    assert found["occ-1"].at == T0 + dt.timedelta(minutes=5)
+    assert other["occ-1"].status == "fired"
 
 
 def test_occurrence_states_latest_record_in_half_open_range(log: DeliveryLog) -> None:
     t1, t2 = T0 + dt.timedelta(hours=1), T0 + dt.timedelta(hours=2)
-    log.record_occurrence("m", "r", T0, "missed", "nothing ran", T0)
-    assert log.begin_occurrence("m", "r", T0, t1) is True  # missed does not block a late run
-    log.record_occurrence("s", "r", t1, "skipped", "holiday", t1)
-    log.record_occurrence("later", "r", t2, "failed", "boom", t2)
-    states = log.occurrence_states(T0, t2)
-    assert {k: v.status for k, v in states.items()} == {"m": "fired", "s": "skipped"}
-    assert states["s"].reason == "holiday"
-    assert states["s"].scheduled_at == t1
-    with pytest.raises(ValueError, match="unknown occurrence status"):
-        log.record_occurrence("x", "r", T0, "fired", "", T0)
+    log.record_occurrence(CAMPAIGN, "m", "r", T0, "missed", "nothing ran", T0)
+    assert log.begin_occurrence(CAMPAIGN, "m", "r", T0, t1) is True  # a late run is not blocked
+    log.record_occurrence(CAMPAIGN, "s", "r", t1, "skipped", "holiday", t1)
+    log.record_occurrence(CAMPAIGN, "later", "r", t2, "failed", "boom", t2)
+    found = log.occurrence_states(CAMPAIGN, T0, t2)
+    assert {k: v.status for k, v in found.items()} == {"m": "fired", "s": "skipped"}
+    assert found["s"].reason == "holiday"
+    assert found["s"].scheduled_at == t1
+    with pytest.raises(LogStoreError, match="unknown occurrence status"):
+        log.record_occurrence(CAMPAIGN, "x", "r", T0, "fired", "", T0)
 
 
 # --- what the database itself guarantees --------------------------------------------------------
@@ -393,13 +434,24 @@ def test_occurrence_states_latest_record_in_half_open_range(log: DeliveryLog) ->
 
 def test_database_refuses_update_and_delete(log_url: str) -> None:
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
-        log.add_deliveries([record(log, "k1")], T0)
-        log.record_occurrence("occ-1", "rule-1", T0, "done", "", T0)
+        rec = record(log, "k1")
+        body = '{"params":{"topic.name":"刷单"}}'
+        log.add_deliveries(
+            [
+                dataclasses.replace(
+                    rec, payload=body, payload_sha256=hashlib.sha256(body.encode()).hexdigest()
+                )
+            ],
+            T0,
+        )
+        log.record_occurrence(CAMPAIGN, "occ-1", "rule-1", T0, "done", "", T0)
     statements = {
         "messages": "UPDATE messages SET text = 'forged'",
         "deliveries": "UPDATE deliveries SET recipient_display = 'x'",
         "delivery_events": "UPDATE delivery_events SET status = 'delivered'",
         "occurrences": "UPDATE occurrences SET status = 'missed'",
+        "log_meta": "UPDATE log_meta SET value = 'forged'",
+        "payloads": "UPDATE payloads SET body = 'forged'",
     }
     for table, update in statements.items():
         for sql in (update, f"DELETE FROM {table}"):
@@ -418,7 +470,7 @@ def test_no_clear_phone_number_is_stored(log_url: str, tmp_path: Path) -> None:
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
         rec = record(log, "k1", address=PHONE)
         log.add_deliveries([rec], T0)
-        log.append([ev("k1", Status.ACCEPTED, provider_id="BizId-1")])
+        log.append([ev("k1", Status.SENDING), ev("k1", Status.ACCEPTED, provider_id="BizId-1")])
     with raw_connection(log_url) as conn:
         dump = "\n".join(
             repr(row) for table in TABLES for row in conn.exec_driver_sql(f"SELECT * FROM {table}")
@@ -433,13 +485,13 @@ def test_no_clear_phone_number_is_stored(log_url: str, tmp_path: Path) -> None:
 
 
 def test_recipient_hash_is_keyed(tmp_path: Path) -> None:
-    url = default_url(tmp_path)
-    with DeliveryLog.open(url, hash_key=b"one") as a, DeliveryLog.open(url, hash_key=b"two") as b:
+    one, two = default_url(tmp_path / "one"), default_url(tmp_path / "two")
+    with DeliveryLog.open(one, hash_key=b"one") as a, DeliveryLog.open(two, hash_key=b"two") as b:
         assert a.recipient_hash(PHONE) == a.recipient_hash(PHONE)
         assert a.recipient_hash(PHONE) != b.recipient_hash(PHONE)
         assert len(a.recipient_hash(PHONE)) == 64
-    with pytest.raises(ValueError, match="hash_key"):
-        DeliveryLog.open(url, hash_key=b"")
+    with pytest.raises(LogStoreError, match="non-empty"):
+        DeliveryLog.open(one, hash_key=b"")
 
 
 # --- errors people see --------------------------------------------------------------------------
@@ -484,7 +536,7 @@ def test_locked_database(log_url: str) -> None:
         else:
             engine = sa.create_engine(log_url, poolclass=sa.pool.NullPool)
             holder = engine.connect()
-            holder.exec_driver_sql("LOCK TABLE delivery_events IN ACCESS EXCLUSIVE MODE")
+            holder.exec_driver_sql("LOCK TABLE delivery_state IN ACCESS EXCLUSIVE MODE")
 
             def release() -> None:
                 holder.close()

@@ -6,19 +6,14 @@ any error is refused whole, never half-applied.
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as dt
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import requests
 from pydantic import ValidationError
 
-from broadcaster.channel import Addressing, ChannelContext, MessageKind, QuietHours, RateLimit
-from broadcaster.engine.registry import Registry
 from broadcaster.errors import CalendarError, ConfigError, ConfigIssue, TemplateError
 from broadcaster.model.calendar import SOLAR_TERMS, ChinaCalendar
 from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
@@ -28,6 +23,7 @@ from broadcaster.model.config.schema import Config, Selector, Target
 from broadcaster.model.config.source import Document, Path_, load_document
 from broadcaster.model.render import Renderer
 from broadcaster.model.targets import (
+    AddressSpec,
     Contact,
     TargetNode,
     TargetTree,
@@ -35,56 +31,52 @@ from broadcaster.model.targets import (
     mask_phone,
     parse_phone,
 )
+from broadcaster.vocab import Addressing, MessageKind, QuietHours, RateLimit
 
-__all__ = ["HOLIDAY_NAMES", "load_campaign"]
+__all__ = ["HOLIDAY_NAMES", "build_campaign", "load_campaign"]
 
 HOLIDAY_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
 
 
-def load_campaign(
-    path: Path | str,
-    *,
-    environ: Mapping[str, str] | None = None,
-    today: dt.date | None = None,
-    registry: Registry | None = None,
-    state_dir: Path | None = None,
-) -> Campaign:
-    """Load and check `path` (and its includes). Raises ConfigError listing every problem."""
-    path = Path(path)
-    environ = os.environ if environ is None else environ
-    doc, issues = load_document(path)
-    if any(i.severity == "error" for i in issues):
+def load_campaign(path: Path | str, *, today: dt.date) -> Campaign:
+    """Load and check `path` (and its includes). Raises ConfigError listing every problem.
+
+    `today` is the date the calendar's freshness is judged on; nothing reads a clock.
+    """
+    campaign, issues = build_campaign(path, today=today)
+    if campaign is None or any(i.severity == "error" for i in issues):
         raise ConfigError(issues)
-    try:
-        config = Config.model_validate(doc.data)
-    except ValidationError as exc:
-        raise ConfigError(explain(exc, doc, Config)) from None
-    builder = _Builder(doc, config, environ, registry or Registry(), state_dir)
-    campaign = builder.build(today)
-    errors = [i for i in builder.issues if i.severity == "error"]
-    if errors:
-        raise ConfigError(builder.issues)
     return campaign
 
 
+def build_campaign(
+    path: Path | str, *, today: dt.date
+) -> tuple[Campaign | None, list[ConfigIssue]]:
+    """The campaign and every issue found; None when the file or its schema is invalid.
+
+    The engine adds its channel checks to these issues before deciding, so a config is
+    refused with every problem at once.
+    """
+    doc, issues = load_document(Path(path))
+    if any(i.severity == "error" for i in issues):
+        return None, issues
+    try:
+        config = Config.model_validate(doc.data)
+    except ValidationError as exc:
+        return None, explain(exc, doc, Config)
+    builder = _Builder(doc, config)
+    campaign = builder.build(today)
+    return campaign, issues + builder.issues
+
+
 class _Builder(RenderChecks):
-    def __init__(
-        self,
-        doc: Document,
-        config: Config,
-        environ: Mapping[str, str],
-        registry: Registry,
-        state_dir: Path | None,
-    ):
+    def __init__(self, doc: Document, config: Config):
         self.doc = doc
         self.config = config
-        self.environ = environ
-        self.registry = registry
         self.base_dir = (doc.root or Path.cwd()).parent
-        self.state_dir = state_dir or self.base_dir / "var"
         self.issues: list[ConfigIssue] = []
         self.calendar_warnings: list[tuple[str, bool]] = []
-        self.probes: dict[str, Any] = {}  # one plugin instance per channel, for check_message
+        self.contact_files: set[Path] = set()
 
     def error(self, path: Path_, message: str, hint: str | None = None) -> None:
         self.issues.append(self.doc.issue(path, message, hint=hint))
@@ -94,10 +86,9 @@ class _Builder(RenderChecks):
 
     # -- the whole build
 
-    def build(self, today: dt.date | None) -> Campaign:
+    def build(self, today: dt.date) -> Campaign:
         config = self.config
         tz = ZoneInfo(config.campaign.timezone)
-        today = today or dt.datetime.now(tz).date()
         calendar = self._calendar(today)
         renderer = Renderer(self._template_dirs())
         try:
@@ -127,6 +118,7 @@ class _Builder(RenderChecks):
             self._render_checks(campaign, today)
         campaign.warnings = [i for i in self.issues if i.severity != "error"]
         campaign.calendar_warnings = self.calendar_warnings
+        campaign.contact_files = self.contact_files
         return campaign
 
     # -- sections
@@ -256,7 +248,9 @@ class _Builder(RenderChecks):
                     ancestors=tuple(ancestors),
                     path=(*(nodes[a]["t"].name for a in ancestors), node.name),
                     contacts=tuple(self._contacts(node, paths[tid])),
-                    address=tuple(sorted(node.address.items())),
+                    address=tuple(
+                        sorted((c, AddressSpec.from_config(v)) for c, v in node.address.items())
+                    ),
                     vars=tuple(sorted(merged_vars.items())),
                     children=tuple(entry["children"]),
                 )
@@ -307,6 +301,7 @@ class _Builder(RenderChecks):
                 else (self.base_dir / declared_in).parent
             )
             file = base / target.contacts_file
+            self.contact_files.add(file)
             shown = self._shown(file)
             loaded, problems = load_contacts_csv(file, shown)
             for problem in problems:
@@ -323,99 +318,23 @@ class _Builder(RenderChecks):
         return contacts
 
     def _channels(self) -> dict[str, ChannelSpec]:
+        """Channel instances as configured; the engine resolves them against their plugins."""
         out: dict[str, ChannelSpec] = {}
-        session = requests.Session()
         for cid, inst in self.config.channels.items():
-            path: Path_ = ("channels", cid)
-            info = self.registry.get(inst.type)
-            if info is None or info.cls is None:
-                if info is not None and info.error:
-                    self.error(
-                        (*path, "type"),
-                        f"渠道插件不可用 channel plugin '{inst.type}' is unavailable: {info.error}",
-                    )
-                else:
-                    names = self.registry.names()
-                    self.error(
-                        (*path, "type"),
-                        f"未知的渠道类型 unknown channel type: expected one of {', '.join(names)}; got '{inst.type}'",
-                        did_you_mean(inst.type, names),
-                    )
-                continue
-            plugin = info.cls
-            try:
-                settings = plugin.Settings.model_validate(
-                    inst.settings, context={"environ": self.environ}
-                )
-            except ValidationError as exc:
-                self.issues += explain(
-                    exc, self.doc, plugin.Settings, prefix=(*path, "settings"), data=inst.settings
-                )
-                continue
-            context = ChannelContext(
-                cid, session, lambda: dt.datetime.now(dt.UTC), self.state_dir / "channels" / cid
-            )
-            try:
-                probe = plugin(settings, context)
-                caps = probe.capabilities
-            except Exception as exc:  # a plugin bug must not take the loader down
-                self.error(
-                    path, f"渠道插件初始化失败 plugin '{inst.type}' failed to start: {exc!r}"
-                )
-                continue
-            kinds = sorted(k.value for k in caps.kinds)
-            kind = inst.kind
-            if kind is None:
-                if len(caps.kinds) != 1:
-                    self.error(
-                        (*path, "kind"),
-                        f"缺少消息类型 missing required key; expected one of {', '.join(kinds)}",
-                    )
-                    continue
-                kind = next(iter(caps.kinds))
-            elif kind not in caps.kinds:
-                self.error(
-                    (*path, "kind"),
-                    f"渠道不支持该消息类型 '{inst.type}' sends {', '.join(kinds)}; got '{kind.value}'",
-                )
-                continue
-            if inst.quiet_hours:
-                caps = dataclasses.replace(caps, quiet_hours=QuietHours.parse(inst.quiet_hours))
-            if inst.max_length:
-                caps = dataclasses.replace(caps, max_length=inst.max_length)
-            if inst.concurrency:
-                caps = dataclasses.replace(caps, concurrency=inst.concurrency)
-            if inst.rate_limit:
-                count, _, seconds = inst.rate_limit.replace(" ", "").rstrip("s").partition("/")
-                caps = dataclasses.replace(caps, rate_limit=RateLimit(int(count), float(seconds)))
-            enabled, reason = True, None
-            missing = [(name, s) for name, s in settings.secret_fields() if s.value is None]
-            if inst.enabled is False:
-                enabled, reason = False, "配置中停用 disabled in the config (enabled: false)"
-            elif missing:
-                envs = ", ".join(s.env for _, s in missing)
-                if inst.enabled == "auto":
-                    enabled, reason = False, f"缺少环境变量 environment variable {envs} not set"
-                else:
-                    for name, secret in missing:
-                        self.error(
-                            (*path, "settings", *name.split(".")),
-                            f"缺少环境变量 environment variable {secret.env} is not set",
-                            "set it, or write enabled: auto to run without this channel",
-                        )
-                    continue
+            default = Addressing.CONTACTS if inst.kind is MessageKind.SMS else Addressing.TARGET
             out[cid] = ChannelSpec(
                 cid,
                 inst.type,
-                MessageKind(kind),
+                inst.kind,
                 inst.name,
-                plugin,
-                settings,
-                caps,
-                enabled,
-                reason,
+                inst.addressing or default,
+                inst.enabled,
+                QuietHours.parse(inst.quiet_hours) if inst.quiet_hours else None,
+                inst.max_length,
+                RateLimit.parse(inst.rate_limit) if inst.rate_limit else None,
+                inst.concurrency,
+                inst.settings,
             )
-            self.probes[cid] = probe
         return out
 
     def _themes(self, topics: Mapping[str, Any]) -> None:
@@ -507,8 +426,6 @@ class _Builder(RenderChecks):
         topics: Mapping[str, Any],
         renderer: Renderer,
     ) -> list[RuleSpec]:
-        from broadcaster.model.plan import Planner
-
         config = self.config
         phase_ids = [p.id for p in config.phases]
         out: list[RuleSpec] = []
@@ -542,26 +459,11 @@ class _Builder(RenderChecks):
                         f"未知的诈骗类型 unknown topic '{topic}'",
                         did_you_mean(topic, topics),
                     )
-            times = Planner.times(rule.when)
             for cid in rule.channels:
                 spec = channels.get(cid)
                 if spec is None:
                     continue
-                quiet = spec.capabilities.quiet_hours
-                if quiet is not None:
-                    for t in times:
-                        if quiet.contains(t):
-                            at_index = next((k for k, a in enumerate(rule.when.at) if a == t), None)
-                            where = (
-                                (*path, "when", "at", at_index)
-                                if at_index is not None
-                                else (*path, "when", "repeat")
-                            )
-                            self.error(
-                                where,
-                                f"处于渠道免打扰时段 {t:%H:%M} is inside channel '{cid}' quiet hours {quiet}",
-                            )
-                if spec.capabilities.addressing is Addressing.CONTACTS:
+                if spec.addressing is Addressing.CONTACTS:
                     empty = [t for t in targets if not tree[t].contacts]
                     if empty:
                         self.error(

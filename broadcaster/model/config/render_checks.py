@@ -1,5 +1,7 @@
-"""Render every template a rule can pick, once per kind of target, at load time: syntax errors,
-undefined variables, length budgets and channel checks surface in `validate`, not at send time."""
+"""Render every template a rule can pick, once per kind of target, at load time: syntax errors
+and undefined variables surface in `validate`, not at send time. The rendered variants are
+kept on the campaign, so the engine can run each channel's own checks (length budgets,
+billing length, charset, keywords) over exactly these texts."""
 
 from __future__ import annotations
 
@@ -7,19 +9,17 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from broadcaster.channel import Message
 from broadcaster.errors import ConfigIssue, TemplateError
-from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
+from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec, Variant
 
 __all__ = ["RenderChecks"]
 
 
 class RenderChecks:
-    """Mixed into the config builder: needs `config`, `issues`, `probes` and `_shown`."""
+    """Mixed into the config builder: needs `config`, `issues` and `_shown`."""
 
     config: Any
     issues: list[ConfigIssue]
-    probes: dict[str, Any]
 
     def _shown(self, p: Path) -> str:  # provided by the builder
         raise NotImplementedError
@@ -104,7 +104,9 @@ class RenderChecks:
     ) -> None:
         renderer = planner.campaign.renderer
         try:
-            text = planner.text(template, occurrence, channel.id, tid, theme, occasion, topic)
+            text, params = planner.text_and_params(
+                template, occurrence, channel.id, tid, theme, occasion, topic
+            )
         except TemplateError as exc:
             where, _, message = str(exc).partition(": ")
             file, _, line = where.rpartition(":")
@@ -120,15 +122,18 @@ class RenderChecks:
                     )
                 )
             return
-        rendered = Message(channel.kind, text, template, renderer.sha(template), theme, topic)
-        for problem in channel.message_problems(self.probes[channel.id], rendered):
-            key = (template, channel.id + problem)
-            if key in reported:
-                continue
-            reported.add(key)
-            _, file = renderer.source(template)
-            self.issues.append(
-                ConfigIssue(
-                    self._shown(Path(file)), 1, "", f"{problem} (rule '{spec.id}', target '{tid}')"
-                )
+        _, file = renderer.source(template)
+        planner.campaign.variants.append(
+            Variant(
+                spec.id,
+                channel.id,
+                tid,
+                template,
+                self._shown(Path(file)),
+                renderer.sha(template),
+                theme,
+                topic,
+                text,
+                params,
             )
+        )

@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
-from broadcaster.channel import MessageKind
+from broadcaster.vocab import Addressing, MessageKind
 
 __all__ = [
     "Campaign",
@@ -22,6 +22,7 @@ __all__ = [
     "Config",
     "DateRange",
     "Duty",
+    "EnvRef",
     "Occasion",
     "Phase",
     "Rule",
@@ -234,6 +235,28 @@ class Theme(Model):
     topics: list[str] = Field(min_length=1)
 
 
+class EnvRef(Model):
+    """A value read from an environment variable: `{env: NAME}`."""
+
+    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+AddressPart = str | EnvRef
+
+
+def _address(value: Any) -> Any:
+    if isinstance(value, dict) and "env" not in value and "key" not in value:
+        raise _err(
+            "address",
+            "地址缺少 key a structured address needs 'key' (the address itself), e.g."
+            " {key: {env: BOT_KEY}, secret: {env: BOT_SECRET}}",
+        )
+    return value
+
+
+Address = Annotated[AddressPart | dict[str, AddressPart], BeforeValidator(_address)]
+
+
 class Target(Model):
     """A node of the audience tree: county → township → village → grid or group; school → class."""
 
@@ -246,14 +269,16 @@ class Target(Model):
         default_factory=list
     )  # phone numbers, for contact-addressed channels
     contacts_file: str | None = None  # CSV with a `phone` column (and optionally `name`)
-    address: dict[str, str] = Field(default_factory=dict)  # channel id -> address on that channel
+    # channel id -> address on that channel: text, {env: NAME}, or {key: ..., secret: ...}
+    address: dict[str, Address] = Field(default_factory=dict)
     vars: dict[str, str | int | float] = Field(default_factory=dict)
     children: list[Target] = Field(default_factory=list)
 
 
 class ChannelInstance(Model):
     type: str
-    kind: MessageKind | None = None
+    kind: MessageKind
+    addressing: Addressing | None = None  # default: contacts for sms, else target
     name: str = ""
     enabled: bool | Literal["auto"] = True
     quiet_hours: str | None = None  # "21:00-08:00"; overrides the plugin's default
@@ -265,7 +290,12 @@ class ChannelInstance(Model):
     @field_validator("quiet_hours")
     @classmethod
     def _quiet(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d{1,2}:\d{2}\s*-\s*\d{1,2}:\d{2}", v):
+        if v is None:
+            return v
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})", v)
+        numbers = [int(x) for x in m.groups()] if m else []
+        valid = bool(numbers) and all(h < 24 and mm < 60 for h, mm in (numbers[:2], numbers[2:]))
+        if not valid or numbers[:2] == numbers[2:]:
             raise _err(
                 "quiet_hours",
                 '免打扰时段格式错误 expected "HH:MM-HH:MM" such as "21:00-08:00"; got {value!r}',
@@ -276,7 +306,8 @@ class ChannelInstance(Model):
     @field_validator("rate_limit")
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"\d+\s*/\s*\d+(\.\d+)?s", v):
+        m = re.fullmatch(r"(\d+)\s*/\s*(\d+(?:\.\d+)?)s", v) if v is not None else None
+        if v is not None and (m is None or int(m.group(1)) == 0 or float(m.group(2)) == 0):
             raise _err(
                 "rate_limit",
                 '限速格式错误 expected "COUNT/SECONDSs" such as "18/60s"; got {value!r}',

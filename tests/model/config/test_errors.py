@@ -9,11 +9,22 @@ import pytest
 from click.testing import CliRunner
 
 from broadcaster.cli import cli
+from broadcaster.engine.app import App
 from broadcaster.errors import ConfigError
-from broadcaster.model.config import load_campaign
-from tests.conftest import MINI, write_campaign
+from tests.conftest import MINI, TZ, write_campaign
 
 TODAY = dt.date(2026, 3, 2)
+
+
+def load_campaign(path: Path, *, today: dt.date, environ: dict[str, str] | None = None) -> App:
+    """The whole check `validate` makes: the model, then the channels against their plugins."""
+    return App.load(
+        path,
+        now=dt.datetime.combine(today, dt.time(9), tzinfo=TZ),
+        environ=environ or {},
+        state_dir=path.parent / "var",
+    )
+
 
 WEBHOOK_WITH_SECRET = """handoff:
     type: webhook
@@ -200,7 +211,7 @@ def test_every_error_is_reported_at_once(tmp_path: Path) -> None:
     assert [str(i) for i in info.value.issues] == [
         "schedules.yaml:8: occasions[0].priority: 应为整数 expected an integer; got 'high'",
         "schedules.yaml:24: channels.handoff.colour: 未知字段 unknown key 'colour'; expected one of type, kind, "
-        "name, enabled, quiet_hours, max_length, concurrency, rate_limit, settings",
+        "addressing, name, enabled, quiet_hours, max_length, concurrency, rate_limit, settings",
     ]
 
 
@@ -241,8 +252,8 @@ def test_enabled_auto_disables_a_channel_without_its_secret(tmp_path: Path) -> N
         "handoff: {type: outbox, kind: bot}",
         WEBHOOK_WITH_SECRET.replace("kind: bot", "kind: bot\n    enabled: auto"),
     )
-    campaign = load_campaign(write_campaign(tmp_path, text), today=TODAY)
-    handoff = campaign.channels["handoff"]
+    app = load_campaign(write_campaign(tmp_path, text), today=TODAY)
+    handoff = app.channels["handoff"]
     assert not handoff.enabled
     assert handoff.disabled_reason == "缺少环境变量 environment variable TEST_SECRET_TOKEN not set"
     again = load_campaign(
