@@ -949,6 +949,11 @@ class DeliveryLog:
 
         return sqlite_insert(table)
 
+    def read(self, fn: Callable[[Connection], T]) -> T:
+        """Run a read-only query function on a pooled reader connection (the tables are in
+        `broadcaster.log.models`); database failures come back as LogStoreError."""
+        return self._read(fn)
+
     def _read(self, fn: Callable[[Connection], T]) -> T:
         try:
             with self._reader.connect() as conn:
