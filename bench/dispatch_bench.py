@@ -51,9 +51,9 @@ QUICK = (1_000, 20, 60, 500, 1_000)
 # --- helpers shared by parent and children -----------------------------------------------------
 
 
-def numbers(n: int) -> list[str]:
+def numbers(n: int, first: int = 1) -> list[str]:
     """n distinct valid mainland mobile numbers, national form (1380000xxxx...)."""
-    return [f"138{i:08d}" for i in range(1, n + 1)]
+    return [f"138{i:08d}" for i in range(first, first + n)]
 
 
 def peak_mb() -> float:
@@ -65,13 +65,15 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def write_campaign(folder: Path, n: int, port: int, concurrency: int) -> Path:
+def write_campaign(
+    folder: Path, n: int, port: int, concurrency: int, campaign: str = "bench", first: int = 1
+) -> Path:
     """One target holding n contacts, one SMS webhook channel aimed at the fake, one rule."""
     folder.mkdir(parents=True, exist_ok=True)
-    rows = "".join(f"居民{i},{num}\n" for i, num in enumerate(numbers(n)))
+    rows = "".join(f"居民{i},{num}\n" for i, num in enumerate(numbers(n, first)))
     (folder / "people.csv").write_text("name,phone\n" + rows, encoding="utf-8")
     config = {
-        "campaign": {"id": "bench", "name": "投递基准", "office": "基准派出所"},
+        "campaign": {"id": campaign, "name": "投递基准", "office": "基准派出所"},
         "default_theme": "routine",
         "themes": {"routine": {"name": "日常", "topics": ["order_brushing", "loan"]}},
         "targets": [
@@ -97,7 +99,6 @@ def write_campaign(folder: Path, n: int, port: int, concurrency: int) -> Path:
                 "concurrency": concurrency,
                 "settings": {
                     "url": f"http://127.0.0.1:{port}/send",
-                    "addressing": "contacts",
                     "headers": {"Authorization": "Bearer {token}"},
                     "secrets": {"token": {"env": "BENCH_TOKEN"}},
                     "success": {"json_path": "code", "equals": "OK", "id_path": "biz_id"},
@@ -208,72 +209,128 @@ def postgres_unavailable() -> str | None:
     return probe()
 
 
-def run_broadcaster(backend: str, n: int, port: int, folder: str) -> dict[str, Any]:
-    """Load the campaign, open the log, fire the one occurrence; time fire() alone."""
+def log_url(backend: str, base: Path) -> tuple[str, Any]:
+    """A fresh log URL (SQLite file, or a PostgreSQL schema of its own) and a clean-up."""
     import sqlalchemy as sa
     from sqlalchemy.pool import NullPool
 
+    if backend != "postgresql":
+        return f"sqlite:///{base / 'log.sqlite3'}", lambda: None
+    schema = f"bench_{uuid.uuid4().hex}"
+    admin = sa.create_engine(PG_URL, poolclass=NullPool)
+    with admin.begin() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+
+    def drop() -> None:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()
+
+    return f"{PG_URL}?options={quote(f'-csearch_path={schema}')}", drop
+
+
+def fire_once(
+    url: str, n: int, port: int, base: Path, campaign: str = "bench", first: int = 1
+) -> dict[str, Any]:
+    """Load a campaign, open the log, fire its one occurrence; time fire() and its sends."""
+    from broadcaster.engine.app import App
     from broadcaster.engine.clock import SystemClock
-    from broadcaster.engine.dispatch import Dispatcher
     from broadcaster.log import DeliveryLog
-    from broadcaster.model.config import load_campaign
     from broadcaster.model.plan import Planner
     from broadcaster.model.targets import parse_phone
 
-    base = Path(folder)
-    nums = numbers(n)
+    nums = numbers(n, first)
     assert len({parse_phone(x) for x in nums} - {None}) == n, "bench numbers must be valid"
-    schema = None
-    admin = None
-    if backend == "postgresql":
-        reason = postgres_unavailable()
-        if reason is not None:
-            return {"unreachable": reason}
-        schema = f"bench_{uuid.uuid4().hex}"
-        admin = sa.create_engine(PG_URL, poolclass=NullPool)
-        with admin.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        url = f"{PG_URL}?options={quote(f'-csearch_path={schema}')}"
-    else:
-        url = f"sqlite:///{base / 'log.sqlite3'}"
+    t0 = time.perf_counter()
+    path = write_campaign(base / campaign, n, port, CONCURRENCY, campaign, first)
+    app = App.load(
+        path,
+        now=dt.datetime.combine(DAY, dt.time(9), tzinfo=TZ),
+        environ={"BENCH_TOKEN": TOKEN},
+        state_dir=base / campaign / "state",
+    )
+    load_seconds = time.perf_counter() - t0
+    store = DeliveryLog.open(url, hash_key=HASH_KEY)
     try:
+        dispatcher = app.dispatcher(store, HASH_KEY, clock=SystemClock())
+        start = dt.datetime.combine(DAY, dt.time(), tzinfo=TZ)
+        occurrence = next(Planner(app.campaign).occurrences(start, start + dt.timedelta(days=1)))
+        cpu0 = cpu_seconds()
         t0 = time.perf_counter()
-        path = write_campaign(base / "campaign", n, port, CONCURRENCY)
-        campaign = load_campaign(
-            path, today=DAY, environ={"BENCH_TOKEN": TOKEN}, state_dir=base / "state"
-        )
-        load_seconds = time.perf_counter() - t0
-        store = DeliveryLog.open(url, hash_key=HASH_KEY)
-        try:
-            dispatcher = Dispatcher(
-                campaign, store, clock=SystemClock(), hash_key=HASH_KEY, state_dir=base / "state"
-            )
-            start = dt.datetime.combine(DAY, dt.time(), tzinfo=TZ)
-            occurrence = next(Planner(campaign).occurrences(start, start + dt.timedelta(days=1)))
-            cpu0 = cpu_seconds()
-            t0 = time.perf_counter()
-            report = dispatcher.fire(occurrence)
-            seconds = time.perf_counter() - t0
-            cpu = cpu_seconds() - cpu0
-            dispatcher.close()
-            coverage = store.coverage()
-        finally:
-            store.close()
+        report = dispatcher.fire(occurrence).wait()
+        seconds = time.perf_counter() - t0
+        cpu = cpu_seconds() - cpu0
+        dispatcher.close()
+        coverage = store.coverage(campaign=campaign)
     finally:
-        if admin is not None:
-            with admin.begin() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-            admin.dispose()
+        store.close()
     return {
         "deliveries": n,
         "seconds": seconds,
         "cpu_seconds": cpu,
         "load_seconds": load_seconds,
-        "counts": {f"{c}/{s}": k for (c, s), k in report.counts.items()},
+        "counts": report.counts,
         "errors": report.errors[:5],
         "accepted": sum(r.accepted for r in coverage),
         "targeted": sum(r.targeted for r in coverage),
         "peak_mb": peak_mb(),
+    }
+
+
+def run_broadcaster(backend: str, n: int, port: int, folder: str) -> dict[str, Any]:
+    """One process firing one occurrence of n deliveries."""
+    if backend == "postgresql" and (reason := postgres_unavailable()) is not None:
+        return {"unreachable": reason}
+    url, drop = log_url(backend, Path(folder))
+    try:
+        return fire_once(url, n, port, Path(folder))
+    finally:
+        drop()
+
+
+def run_pair(n: int, port: int, folder: str) -> dict[str, Any]:
+    """Two processes on one PostgreSQL log, each firing its own campaign's n/2 deliveries."""
+    if (reason := postgres_unavailable()) is not None:
+        return {"unreachable": reason}
+    url, drop = log_url("postgresql", Path(folder))
+    try:
+        half = n // 2
+        children = [
+            subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "bench.dispatch_bench",
+                    "half",
+                    url,
+                    str(half),
+                    str(port),
+                    folder,
+                    name,
+                    str(first),
+                ],
+                stdout=subprocess.PIPE,
+                text=True,
+                cwd=ROOT,
+            )
+            for name, first in (("county", 1), ("township", half + 1))
+        ]
+        t0 = time.perf_counter()
+        outs = [json.loads(c.communicate()[0].strip().splitlines()[-1]) for c in children]
+        wall = time.perf_counter() - t0
+    finally:
+        drop()
+    return {
+        "deliveries": 2 * half,
+        "seconds": max(o["seconds"] for o in outs),
+        "wall_with_start": wall,
+        "cpu_seconds": sum(o["cpu_seconds"] for o in outs),
+        "load_seconds": max(o["load_seconds"] for o in outs),
+        "accepted": sum(o["accepted"] for o in outs),
+        "targeted": sum(o["targeted"] for o in outs),
+        "counts": [o["counts"] for o in outs],
+        "errors": [e for o in outs for e in o["errors"]],
+        "peak_mb": max(o["peak_mb"] for o in outs),
     }
 
 
@@ -375,6 +432,9 @@ def _measure(
         if kind == "broadcaster":
             with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp:
                 result = _child(kind, extra[0], n, fake.port, tmp)
+        elif kind == "pair":
+            with tempfile.TemporaryDirectory(prefix="dispatch-bench-") as tmp:
+                result = _child(kind, n, fake.port, tmp)
         else:
             result = _child(kind, n, fake.port)
         stats = fake.stats()
@@ -450,6 +510,11 @@ def _section(
             continue
         results[backend] = result
         measured.append((name, result, stats))
+    if latency and "postgresql" in results:
+        pair, pair_stats = _measure("pair", latency, n)
+        if "unreachable" not in pair:
+            results["pair"] = pair
+            measured.append(("PostgreSQL, 2 processes", pair, pair_stats))
     req, req_stats = _measure("requests", latency, n_req)
     app, app_stats = _measure("apprise", latency, n_apprise)
     results["requests"], results["apprise"] = req, app
@@ -533,6 +598,11 @@ if __name__ == "__main__":
         sys.exit(0)
     if kind == "broadcaster":
         out = run_broadcaster(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+    elif kind == "pair":
+        out = run_pair(int(sys.argv[2]), int(sys.argv[3]), sys.argv[4])
+    elif kind == "half":
+        url, n, port, folder, name, first = sys.argv[2:8]
+        out = fire_once(url, int(n), int(port), Path(folder), name, int(first))
     elif kind == "requests":
         out = run_requests(int(sys.argv[2]), int(sys.argv[3]))
     elif kind == "apprise":

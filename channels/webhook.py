@@ -183,6 +183,7 @@ class WebhookChannel(BaseChannel):
     def __init__(self, settings: WebhookSettings, context: Any) -> None:
         super().__init__(settings, context)
         self._body = _env.from_string(settings.body)
+        self._header_values: dict[str, str] | None = None
 
     @property
     def capabilities(self) -> Capabilities:
@@ -198,14 +199,20 @@ class WebhookChannel(BaseChannel):
     # -- helpers
 
     def _headers(self) -> dict[str, str]:
-        secrets = {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
-        headers = {"Content-Type": "application/json; charset=utf-8"}
-        headers.update({k: v.format(**secrets) for k, v in self.settings.headers.items()})
-        return headers
+        """The request headers, secrets filled in (made once: settings never change)."""
+        if self._header_values is None:
+            secrets = self._secret_values()
+            headers = {"Content-Type": "application/json; charset=utf-8"}
+            headers.update({k: v.format(**secrets) for k, v in self.settings.headers.items()})
+            self._header_values = headers
+        return dict(self._header_values)
+
+    def _secret_values(self) -> dict[str, str]:
+        return {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
 
     def _url(self, delivery: Delivery) -> str:
-        values = {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
-        return _fill(self.settings.url, {**values, "address": delivery.recipient.address})
+        values = {**self._secret_values(), "address": delivery.recipient.address}
+        return _fill(self.settings.url, values)
 
     def endpoint(self, recipient: Recipient) -> str:
         """The URL with the address filled in and secrets left as placeholders (it is logged)."""

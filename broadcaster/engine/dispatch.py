@@ -402,21 +402,27 @@ class Dispatcher:
         channel = self.channel(channel_id)
         endpoint = channel.endpoint(deliveries[0].recipient)
         pending = deliveries
-        retrying = Retrying(
-            stop=stop_after_attempt(TASK_ATTEMPTS),
-            wait=_wait,
-            retry=retry_if_exception_type(_Retry),
-            sleep=self.clock.sleep,
-            reraise=False,
-        )
         with self.slots.slot(channel_id, caps.concurrency, endpoint, caps.endpoint_concurrency):
+            try:  # the first try needs no retry machinery: most sends go through at once
+                return self._attempt(profile, channel, endpoint, pending, report)
+            except _Retry as retry:
+                pending = retry.pending  # only these go again, never the batch
+                first = retry
+            retrying = Retrying(
+                stop=stop_after_attempt(TASK_ATTEMPTS - 1),
+                wait=_wait,
+                retry=retry_if_exception_type(_Retry),
+                sleep=self.clock.sleep,
+                reraise=False,
+            )
+            self.clock.sleep(backoff(1, first.retry_after))
             try:
                 for attempt in retrying:
                     with attempt:
                         try:
                             pending = self._attempt(profile, channel, endpoint, pending, report)
                         except _Retry as retry:
-                            pending = retry.pending  # only these go again, never the batch
+                            pending = retry.pending
                             raise
             except RetryError:
                 pass  # still deferred, with a next check: the sweep tries again later

@@ -30,9 +30,81 @@ class ChannelSession(requests.Session):
     def __init__(self, pool_size: int = 10) -> None:
         super().__init__()
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
+        self._urls: dict[str, str] = {}  # a URL as prepared (parsing it costs ~20 µs each time)
         adapter = HTTPAdapter(pool_connections=16, pool_maxsize=max(1, pool_size))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
+
+    def request(  # type: ignore[override]
+        self,
+        method: str,
+        url: str,
+        params: Any = None,
+        data: Any = None,
+        headers: Any = None,
+        cookies: Any = None,
+        files: Any = None,
+        auth: Any = None,
+        timeout: Any = None,
+        allow_redirects: bool = True,
+        proxies: Any = None,
+        hooks: Any = None,
+        stream: Any = None,
+        verify: Any = None,
+        cert: Any = None,
+        json: Any = None,
+    ) -> requests.Response:
+        """`Session.request`; the common case (a body, headers, no cookies, auth, files or
+        params anywhere) is prepared directly: the same request, a third of the work."""
+        plain = not (
+            params
+            or cookies
+            or files
+            or auth
+            or proxies
+            or hooks
+            or stream
+            or cert
+            or json
+            or self.cookies
+            or self.auth
+            or self.params
+            or verify not in (None, True)
+        )
+        if not plain:
+            return super().request(
+                method,
+                url,
+                params,
+                data,
+                headers,
+                cookies,
+                files,
+                auth,
+                timeout,
+                allow_redirects,
+                proxies,
+                hooks,
+                stream,
+                verify,
+                cert,
+                json,
+            )
+        prepared = requests.PreparedRequest()
+        prepared.method = method.upper()
+        known = self._urls.get(url)
+        if known is None:
+            prepared.prepare_url(url, None)
+            if len(self._urls) < 10_000:
+                self._urls[url] = prepared.url or url
+        else:
+            prepared.url = known
+        prepared.prepare_headers({**self.headers, **(headers or {})})
+        prepared.prepare_cookies(self.cookies)
+        prepared.prepare_body(data, None)
+        prepared.prepare_hooks(self.hooks)
+        settings = self.merge_environment_settings(prepared.url, {}, None, None, None)
+        return self.send(prepared, timeout=timeout, allow_redirects=allow_redirects, **settings)
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any

@@ -163,6 +163,8 @@ class Preparer:
                 ),
             )
             payload = _payload(message)
+            text_sha = message.text_sha256  # once per message, not once per recipient
+            payload_sha = hashlib.sha256(payload.encode("utf-8")).hexdigest() if payload else None
             node = campaign.targets[item.target_id]
             channel = self.channel(profile.id) if profile.enabled else None
             for recipient in self.recipients(profile, item.target_id):
@@ -198,12 +200,12 @@ class Preparer:
                     kind=profile.kind.value,
                     template=item.template,
                     template_sha=message.template_sha,
-                    text_sha256=message.text_sha256,
+                    text_sha256=text_sha,
                     text=text,
                     scheduled_at=occurrence.at,
                     target_path="/".join(node.path),
                     payload=payload,
-                    payload_sha256=message.payload_sha256,
+                    payload_sha256=payload_sha,
                 )
                 yield Prepared(delivery, record, endpoint, problem)
 

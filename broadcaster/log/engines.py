@@ -3,6 +3,7 @@ translation of database failures into one bilingual `LogStoreError`."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 from pathlib import Path
@@ -131,10 +132,10 @@ def sqlite_path(url: URL, display: str) -> Path:
         raise LogStoreError(
             f"日志库无法写入 delivery log is not writable: {path} ({exc.strerror})"
         ) from exc
-    try:  # readable by its owner only; SQLite gives -wal and -shm the same mode
+    # readable by its owner only (SQLite gives -wal and -shm the same mode); a failure to
+    # create it is reported just below as not writable
+    with contextlib.suppress(OSError):
         os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
-    except OSError:
-        pass  # reported just below as not writable
     # WAL needs to create -wal and -shm files next to the database.
     if not os.access(folder, os.W_OK | os.X_OK) or (
         path.exists() and not os.access(path, os.R_OK | os.W_OK)

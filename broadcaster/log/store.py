@@ -45,7 +45,6 @@ from broadcaster.log.engines import (
 )
 from broadcaster.log.models import (
     deliveries,
-    delivery_events,
     delivery_state,
     feed_cursors,
     leases,
@@ -74,20 +73,66 @@ T = TypeVar("T")
 DEFAULT_BUSY_TIMEOUT = 5.0  # seconds a writer waits for a lock held by another process
 _CHUNK = 900  # rows per IN (...) lookup and per multi-row INSERT
 _ID_CACHE = 200_000  # delivery key -> row id, remembered by the writer
-_STATE_COLUMNS = (
-    "status",
-    "since",
-    "next_check",
-    "error_class",
-    "reason",
-    "provider_id",
-    "attempts",
-    "resends",
-    "parts_done",
-    "lease_owner",
-    "lease_until",
-)
 KEY_ID_NAME = "key_id"
+
+
+class _HotSql:
+    """The statements every send runs, as plain SQL in the driver's parameter style (the
+    writer runs them for a whole group at once; SQLAlchemy's per-row work is skipped)."""
+
+    def __init__(self, dialect: str):
+        self.pg = dialect == "postgresql"
+        mark = "%s" if self.pg else "?"
+        self.mark = mark
+        self.insert_event = (
+            "INSERT INTO delivery_events (delivery_id, status, at, error_class, reason,"
+            " provider_id, attempt, step, detail, actor) VALUES (" + ", ".join([mark] * 10) + ")"
+        )
+        columns = (
+            "status",
+            "provider_id",
+            "attempts",
+            "resends",
+            "parts_done",
+            "lease_owner",
+            "lease_until",
+            "since",
+            "next_check",
+            "error_class",
+            "reason",
+        )
+        self.update_state = (
+            "UPDATE delivery_state SET "
+            + ", ".join(f"{c} = {mark}" for c in columns)
+            + f" WHERE delivery_id = {mark}"
+        )
+        self.insert_state = (
+            "INSERT INTO delivery_state (delivery_id, campaign, channel_id, status, since,"
+            " next_check, error_class, reason, recipient_hash, lease_owner, lease_until)"
+            " VALUES (" + ", ".join([mark] * 11) + ")"
+        )
+        self._selects: dict[int, str] = {}
+
+    def select_state(self, n: int) -> str:
+        found = self._selects.get(n)
+        if found is None:
+            found = (
+                "SELECT delivery_id, status, provider_id, attempts, resends, parts_done,"
+                " lease_owner, lease_until FROM delivery_state WHERE delivery_id IN ("
+                + ", ".join([self.mark] * n)
+                + ") ORDER BY delivery_id"  # rows locked in one order: no deadlock
+                + (" FOR UPDATE" if self.pg else "")
+            )
+            self._selects[n] = found
+        return found
+
+    def stamp(self, value: dt.datetime | None) -> Any:
+        """A time as the column stores it: timestamptz on PostgreSQL, UTC text on SQLite."""
+        if value is None or self.pg:
+            return value
+        return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
 log = logging.getLogger("broadcaster.log")
 
 
@@ -134,6 +179,7 @@ class DeliveryLog:
         self.key_id = key_id(hash_key)
         self.scrub = Scrubber()
         self._ids: dict[str, int] = {}  # delivery key -> row id; only the writer thread uses it
+        self._sql = _HotSql(self.dialect)
         self._writer = GroupWriter(
             writer,
             apply_events=self._apply_events,
@@ -403,28 +449,52 @@ class DeliveryLog:
                 new.update((k, i) for i, k in conn.execute(insert_deliveries, list(chunk)))
             if pg and len(new) < len(fresh):  # another process added some meanwhile
                 known.update(_ids_of(conn, [r["key"] for r in fresh if r["key"] not in new]))
-            events, states = [], []
+            sql = self._sql
+            stamp_at, stamp_until = sql.stamp(at), sql.stamp(until)
+            planned = Status.PLANNED.value
+            events: list[tuple[Any, ...]] = []
+            states: list[tuple[Any, ...]] = []
             for k, i in new.items():
                 r = by_key[k]
-                events.append(_event_row(i, Status.PLANNED, at))
-                state = _state_row(
-                    i, r.campaign, r.channel_id, r.recipient_hash, Status.PLANNED, at
-                )
-                state.update(next_check=at, lease_owner=owner, lease_until=until)
+                events.append((i, planned, stamp_at, None, "", None, 0, 0, None, None))
                 if k in skip:
                     error_class, reason = skip[k]
-                    events.append(_event_row(i, Status.SKIPPED, at, error_class, reason))
-                    state.update(
-                        status=Status.SKIPPED.value,
-                        error_class=error_class.value,
-                        reason=reason,
-                        next_check=None,
-                        lease_owner=None,
-                        lease_until=None,
+                    cls = error_class.value
+                    events.append((i, "skipped", stamp_at, cls, reason, None, 0, 0, None, None))
+                    states.append(
+                        (
+                            i,
+                            r.campaign,
+                            r.channel_id,
+                            "skipped",
+                            stamp_at,
+                            None,
+                            cls,
+                            reason,
+                            r.recipient_hash,
+                            None,
+                            None,
+                        )
                     )
-                states.append(state)
-            _insert_many(conn, delivery_events.insert(), events)
-            _insert_many(conn, delivery_state.insert(), states)
+                else:
+                    states.append(
+                        (
+                            i,
+                            r.campaign,
+                            r.channel_id,
+                            planned,
+                            stamp_at,
+                            stamp_at,
+                            None,
+                            "",
+                            r.recipient_hash,
+                            owner,
+                            stamp_until,
+                        )
+                    )
+            if events:
+                conn.exec_driver_sql(sql.insert_event, events)
+                conn.exec_driver_sql(sql.insert_state, states)
             scratch.setdefault("ids", {}).update(new)
             scratch["ids"].update(known)
             held = {k for k in new if k not in skip} if owner is not None else set()
@@ -466,7 +536,9 @@ class DeliveryLog:
         if not events:
             return []
         result = self._writer.submit(Job(events=list(events)), wait=wait)
-        return list(result) if result is not None else [None] * len(events)
+        if result is None:
+            return [None] * len(events)
+        return [None if isinstance(o, int) else o for o in result]
 
     def start_attempt(
         self,
@@ -480,32 +552,15 @@ class DeliveryLog:
 
         The lease is checked and extended in the same transaction: a delivery another
         process took over meanwhile, or one already sending or answered, is left alone.
+        Many callers' attempts are written together, one commit for all of them.
         """
-        keys = [e.key for e in events]
         _aware(lease_until, "lease_until")
-
-        def work(conn: Connection, scratch: dict[str, Any]) -> dict[str, int]:
-            ids = self._known_ids(conn, keys, scratch)
-            s = delivery_state
-            still: set[int] = set()
-            for chunk in _chunks(list(ids.values())):
-                extend = (
-                    sa.update(s)
-                    .where(s.c.delivery_id.in_(chunk), s.c.lease_owner == owner)
-                    .values(lease_until=lease_until)
-                    .returning(s.c.delivery_id)
-                )
-                still.update(conn.scalars(extend))
-            mine = [e for e in events if ids.get(e.key) in still]
-            outcome = self._apply_events(conn, mine, scratch) if mine else []
-            attempts = scratch.get("attempts", {})
-            return {
-                e.key: attempts.get(e.key, 1)
-                for e, o in zip(mine, outcome, strict=True)
-                if o is None
-            }
-
-        return dict(self._writer.submit(Job(work=work)))
+        for e in events:
+            _aware(e.at, "Event.at")
+        if not events:
+            return {}
+        outcome = self._writer.submit(Job(events=list(events), lease=(owner, lease_until)))
+        return {e.key: o for e, o in zip(events, outcome, strict=True) if isinstance(o, int)}
 
     def claim(
         self,
@@ -649,7 +704,7 @@ class DeliveryLog:
                 for (template, *_), key in zip(outcomes, matched, strict=True)
                 if key is not None and template is not None
             ]
-            results = self._apply_events(conn, events, scratch) if events else []
+            results = self._apply_events(conn, events, scratch, [None] * len(events))
             if feed is not None:
                 _upsert(
                     conn,
@@ -657,7 +712,7 @@ class DeliveryLog:
                     "name",
                     {"name": feed, "cursor": cursor, "at": at},
                 )
-            recorded = sum(1 for r in results if r is None)
+            recorded = sum(1 for r in results if isinstance(r, int))
             return OutcomeTally(
                 recorded, len(results) - recorded, sum(1 for k in matched if k is None)
             )
@@ -827,86 +882,79 @@ class DeliveryLog:
         return ids
 
     def _apply_events(
-        self, conn: Connection, events: list[Event], scratch: dict[str, Any]
-    ) -> list[str | None]:
-        """Write events that follow their delivery's current status; update the state.
+        self,
+        conn: Connection,
+        events: list[Event],
+        scratch: dict[str, Any],
+        leases: list[tuple[str, dt.datetime] | None],
+    ) -> list[int | str]:
+        """Write events that follow their delivery's current status; update its state.
 
-        Returns per event None (written) or why it was refused. Events of unknown keys
-        fail the caller's write (RefusedError): they are a bug, not a race.
+        Returns per event the attempt it belongs to (written) or why it was refused: the
+        status may not follow, or (with a lease condition) another owner holds the lease.
+        Events of unknown keys fail the caller's write (RefusedError): a bug, not a race.
+        The hot path of every send: plain SQL, one statement per kind for the whole group.
         """
         ids = self._known_ids(conn, (e.key for e in events), scratch)
         missing = [e.key for e in events if e.key not in ids]
         if missing:
             shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
             raise RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
-        s = delivery_state
-        current: dict[int, dict[str, Any]] = {}
+        sql = self._sql
+        current: dict[int, list[Any]] = {}
         for chunk in _chunks(list(set(ids.values()))):
-            query = sa.select(s).where(s.c.delivery_id.in_(chunk))
-            if self.dialect == "postgresql":
-                query = query.with_for_update()
-            current.update((r.delivery_id, dict(r._mapping)) for r in conn.execute(query))
-        rows: list[dict[str, Any]] = []
-        changed: dict[int, dict[str, Any]] = {}
-        outcome: list[str | None] = []
-        for e in events:
+            for row in conn.exec_driver_sql(sql.select_state(len(chunk)), tuple(chunk)):
+                current[row[0]] = list(row[1:])
+        inserts: list[tuple[Any, ...]] = []
+        changed: dict[int, list[Any]] = {}
+        outcome: list[int | str] = []
+        scrub, stamp = self.scrub, sql.stamp
+        for e, lease in zip(events, leases, strict=True):
             i = ids[e.key]
+            # status, provider_id, attempts, resends, parts_done, lease_owner, lease_until
             state = current[i]
-            now_status = Status(state["status"])
+            now_status = Status(state[0])
+            if lease is not None and state[5] != lease[0]:
+                outcome.append("another process holds it")
+                continue
             if not can_follow(now_status, e.status):
                 outcome.append(f"{now_status.value} → {e.status.value}")
                 continue
             sending = e.status is Status.SENDING
-            attempts = state["attempts"] + (1 if sending else 0)
-            after_unknown = now_status in (Status.UNKNOWN, Status.INTERRUPTED, Status.UNRESOLVED)
-            reason = self.scrub(e.reason, 300)
-            rows.append(
-                _event_row(
+            attempts = state[2] + 1 if sending else state[2]
+            at = stamp(e.at)
+            reason = scrub(e.reason, 300) if e.reason else ""
+            error_class = e.error_class.value if e.error_class else None
+            inserts.append(
+                (
                     i,
-                    e.status,
-                    e.at,
-                    e.error_class,
+                    e.status.value,
+                    at,
+                    error_class,
                     reason,
                     e.provider_id,
                     e.attempt or attempts,
                     e.step,
-                    self.scrub(e.detail) or None,
+                    scrub(e.detail) if e.detail else None,
                     e.actor or None,
                 )
             )
             keep = sending or e.keep_lease
-            state = {
-                **state,
-                "status": e.status.value,
-                "since": e.at,
-                "next_check": e.next_check,
-                "error_class": e.error_class.value if e.error_class else None,
-                "reason": reason,
-                "provider_id": e.provider_id or state["provider_id"],
-                "attempts": attempts,
-                "resends": state["resends"] + (1 if sending and after_unknown else 0),
-                "parts_done": max(state["parts_done"], e.step)
-                if not sending
-                else state["parts_done"],
-                "lease_owner": state["lease_owner"] if keep else None,
-                "lease_until": state["lease_until"] if keep else None,
-            }
-            current[i] = changed[i] = state
-            scratch.setdefault("attempts", {})[e.key] = attempts
-            outcome.append(None)
-        _insert_many(conn, delivery_events.insert(), rows)
+            if sending and now_status in (Status.UNKNOWN, Status.INTERRUPTED, Status.UNRESOLVED):
+                state[3] += 1
+            state[0] = e.status.value
+            state[1] = e.provider_id or state[1]
+            state[2] = attempts
+            if not sending:
+                state[4] = max(state[4], e.step)
+            state[5] = state[5] if keep else None
+            state[6] = (stamp(lease[1]) if lease else state[6]) if keep else None
+            changed[i] = [*state, at, stamp(e.next_check), error_class, reason]
+            outcome.append(attempts)
+        if inserts:
+            conn.exec_driver_sql(sql.insert_event, inserts)
         if changed:
-            update = (
-                sa.update(s)
-                .where(s.c.delivery_id == sa.bindparam("b_id"))
-                .values({c: sa.bindparam(f"b_{c}") for c in _STATE_COLUMNS})
-            )
-            params = [
-                {"b_id": i, **{f"b_{c}": st[c] for c in _STATE_COLUMNS}}
-                for i, st in changed.items()
-            ]
-            for rows_chunk in _chunks(params):
-                conn.execute(update, list(rows_chunk))
+            conn.exec_driver_sql(sql.update_state, [(*values, i) for i, values in changed.items()])
         return outcome
 
     def _claim_ids(
@@ -1100,11 +1148,15 @@ def _fresh_state(
     )
 
 
+_IDS_OF = sa.select(deliveries.c.key, deliveries.c.id).where(
+    deliveries.c.key.in_(sa.bindparam("keys", expanding=True))
+)
+
+
 def _ids_of(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
-    lookup = sa.select(deliveries.c.key, deliveries.c.id)
     found: dict[str, int] = {}
     for chunk in _chunks(list(keys)):
-        found.update((k, i) for k, i in conn.execute(lookup.where(deliveries.c.key.in_(chunk))))
+        found.update((k, i) for k, i in conn.execute(_IDS_OF, {"keys": list(chunk)}))
     return found
 
 

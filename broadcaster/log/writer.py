@@ -36,19 +36,34 @@ class Job:
     """One caller's write: events to apply, or a function run inside the group's transaction."""
 
     events: Sequence[Any] | None = None
+    lease: Any = None  # events only: written only while this (owner, until) holds the lease
     work: Callable[[Connection, dict[str, Any]], Any] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
     result: Any = None
     error: LogStoreError | None = None
     detached: bool = False  # nobody waits: a failure is kept for flush()
+    # held until the job is done: a plain lock is the cheapest one-shot signal between threads
+    _pending: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self._pending.acquire()
+
+    def finish(self) -> None:
+        self._pending.release()
+
+    def wait(self, timeout: float) -> bool:
+        if self._pending.acquire(timeout=timeout):
+            self._pending.release()  # a later wait() sees it done too
+            return True
+        return False
 
 
 class GroupWriter:
     """The writer thread of one log.
 
-    `apply_events(conn, events, scratch)` writes a run of consecutive event jobs (one
-    statement for all of them) and returns what each event came to; `scratch` is a dict
-    per transaction, handed to `after_commit` once it committed; `translate`
+    `apply_events(conn, events, scratch, leases)` writes a run of consecutive event jobs
+    (one statement for all of them; `leases` gives each event its job's lease condition)
+    and returns what each event came to; `scratch` is a dict per transaction, handed to
+    `after_commit` once it committed; `translate`
     turns a database failure into a `LogStoreError`; `refused` tells which errors belong
     to one job's content (the group is then retried job by job).
     """
@@ -57,7 +72,7 @@ class GroupWriter:
         self,
         engine: Engine,
         *,
-        apply_events: Callable[[Connection, list[Any], dict[str, Any]], list[Any]],
+        apply_events: Callable[[Connection, list[Any], dict[str, Any], list[Any]], list[Any]],
         translate: Callable[[BaseException], LogStoreError],
         refused: type[LogStoreError],
         after_commit: Callable[[dict[str, Any]], None] = lambda scratch: None,
@@ -97,7 +112,7 @@ class GroupWriter:
             self._queue.put(job)
         if not wait:
             return None
-        while not job.done.wait(POLL):
+        while not job.wait(POLL):
             dead = self.dead
             if dead is not None:
                 raise dead
@@ -162,7 +177,7 @@ class GroupWriter:
                 return
             if job is not None:
                 job.error = error
-                job.done.set()
+                job.finish()
 
     def _commit(self, group: list[Job]) -> None:
         """Write a group in one transaction; if one caller's rows are refused, retry one by one."""
@@ -181,25 +196,28 @@ class GroupWriter:
                     log.error("queued log write failed: %s", error)
                     with self._lock:
                         self._async_errors.append(error)
-                job.done.set()
+                job.finish()
             return
         self._after_commit(scratch)
         for job, result in zip(group, results, strict=True):
             job.result = result
-            job.done.set()
+            job.finish()
 
     def _write(self, group: list[Job], scratch: dict[str, Any]) -> list[Any]:
         results: list[Any] = [None] * len(group)
-        pending: list[tuple[int, Sequence[Any]]] = []  # (job index, events) in a run
+        pending: list[tuple[int, Sequence[Any], Any]] = []  # (job index, events, lease) in a run
 
         def flush_events(conn: Connection) -> None:
             if not pending:
                 return
             outcomes = self._apply_events(
-                conn, [e for _, events in pending for e in events], scratch
+                conn,
+                [e for _, events, _ in pending for e in events],
+                scratch,
+                [lease for _, events, lease in pending for _ in events],
             )
             offset = 0
-            for index, events in pending:
+            for index, events, _ in pending:
                 results[index] = outcomes[offset : offset + len(events)]
                 offset += len(events)
             pending.clear()
@@ -207,7 +225,7 @@ class GroupWriter:
         with self._engine.begin() as conn:
             for index, job in enumerate(group):
                 if job.events is not None:
-                    pending.append((index, job.events))
+                    pending.append((index, job.events, job.lease))
                     continue
                 flush_events(conn)
                 assert job.work is not None
