@@ -1,17 +1,26 @@
-"""Run every benchmark: python -m bench [plan] [dispatch] [--quick]."""
+"""Run the benchmarks: python -m bench [plan] [dispatch] [log] ... [--quick]."""
 
 from __future__ import annotations
 
+import importlib
 import sys
 
-from . import dispatch_bench, plan_bench
+BENCHES = {
+    "plan": "bench.plan_bench",
+    "dispatch": "bench.dispatch_bench",
+    "log": "bench.log_bench",
+}
 
 
 def main(argv: list[str]) -> int:
     quick = "--quick" in argv
-    names = [a for a in argv if not a.startswith("-")] or ["plan", "dispatch"]
+    names = [a for a in argv if not a.startswith("-")] or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES]
+    if unknown:
+        print(f"未知的基准 unknown benchmark {', '.join(unknown)}; expected {', '.join(BENCHES)}")
+        return 2
     for name in names:
-        {"plan": plan_bench.main, "dispatch": dispatch_bench.main}[name](quick=quick)
+        importlib.import_module(BENCHES[name]).main(quick=quick)
     return 0
 
 

@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-pytest_plugins = ["tests.fakes.fixtures", "tests.log.fixtures"]
+pytest_plugins = ["tests.fakes.fixtures", "tests.fakes.plugins", "tests.log.fixtures"]
 
 # Secret values the tests hand to the product. None may ever appear in anything the suite
 # printed: checked over every test's captured output and every CliRunner result at the end.

@@ -307,22 +307,31 @@ class Dispatcher:
             endpoint = p.record.endpoint if p else self._endpoint_hash(d)
             by_message = d.message.text_sha256 if profile.capabilities.batch_by_message else ""
             groups[(d.channel_id, endpoint, by_message)].append(d)
-        futures = []
+        tasks: list[SendTask] = []
         for (channel_id, endpoint, _), items in groups.items():
             size = max(1, self.profiles[channel_id].capabilities.batch_size)
             for batch in chunks(items, size):
                 keys = tuple(d.key for d in batch)
-                with self._lock:
-                    self._ready.update((d.key, d) for d in batch)
-                    self._queued.update(keys)
-                task = SendTask(
-                    self.campaign.id, batch[0].occurrence_id, channel_id, endpoint, keys
+                tasks.append(
+                    SendTask(self.campaign.id, batch[0].occurrence_id, channel_id, endpoint, keys)
                 )
-                try:
-                    futures.append(self.executor.submit(task))
-                except RuntimeError:  # the executor is shut down: we are stopping
-                    self._forget(keys)
-                    self.log.release_leases(self.owner, keys)
+        local = self.executor.local
+        if local:
+            with self._lock:
+                self._ready.update((d.key, d) for d in deliveries)
+                self._queued.update(d.key for d in deliveries)
+        else:  # another process runs them, and claims their deliveries itself
+            self.log.release_leases(self.owner, [d.key for d in deliveries])
+        futures = []
+        for i, task in enumerate(tasks):
+            try:
+                futures.append(self.executor.submit(task))
+            except RuntimeError:  # the executor is shut down: we are stopping
+                left = [k for t in tasks[i:] for k in t.keys]
+                self._forget(left)
+                if local:
+                    self.log.release_leases(self.owner, left)
+                break
         return futures
 
     def _endpoint_hash(self, d: Delivery) -> str:

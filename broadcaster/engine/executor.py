@@ -16,7 +16,14 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
 
-__all__ = ["Executor", "SendTask", "TaskReport", "ThreadExecutor", "gather"]
+__all__ = [
+    "Executor",
+    "ProcessExecutor",
+    "SendTask",
+    "TaskReport",
+    "ThreadExecutor",
+    "gather",
+]
 
 
 @dataclass(frozen=True)
@@ -42,7 +49,14 @@ class TaskReport:
 
 
 class Executor(Protocol):
-    """Runs send tasks; the default is a thread pool in this process."""
+    """Runs send tasks; the default is a thread pool in this process.
+
+    `local` says whether tasks run in the dispatcher's own process: then it keeps its
+    claims on what it queued; otherwise it gives them back once queued, and the process
+    that runs a task claims its deliveries itself.
+    """
+
+    local: bool
 
     def submit(self, task: SendTask) -> Future[TaskReport]: ...
 
@@ -51,6 +65,8 @@ class Executor(Protocol):
 
 class ThreadExecutor:
     """One thread pool per channel, sized to the channel's concurrency."""
+
+    local = True
 
     def __init__(self, run: Callable[[SendTask], TaskReport], lanes: Mapping[str, int]):
         self._run = run
@@ -75,6 +91,42 @@ class ThreadExecutor:
             lanes = list(self._lanes.values())
         for lane in lanes:
             lane.shutdown(wait=wait, cancel_futures=not wait)
+
+
+class ProcessExecutor:
+    """Tasks run by other processes (`broadcaster.engine.worker`), each of which loads the
+    config and opens the log itself: what a task carries is all they share."""
+
+    local = False
+
+    def __init__(
+        self,
+        processes: int,
+        *,
+        config: str,
+        db: str,
+        state_dir: str,
+        environ: Mapping[str, str],
+    ):
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        from broadcaster.engine import worker
+
+        self._pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=worker.start,
+            initargs=(config, db, state_dir, dict(environ)),
+        )
+
+    def submit(self, task: SendTask) -> Future[TaskReport]:
+        from broadcaster.engine import worker
+
+        return self._pool.submit(worker.run, task)
+
+    def shutdown(self, wait: bool = True) -> None:
+        self._pool.shutdown(wait=wait, cancel_futures=not wait)
 
 
 def gather(futures: list[Future[TaskReport]]) -> TaskReport:

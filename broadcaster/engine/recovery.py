@@ -44,7 +44,8 @@ __all__ = ["Recovery", "SweepReport"]
 
 log = logging.getLogger("broadcaster.dispatch")
 
-SWEEP_BATCH = 2_000  # deliveries claimed per sweep at most; the next sweep takes the rest
+SWEEP_BATCH = 500  # deliveries claimed per pass (one pass costs tens of ms at 1M deliveries)
+SWEEP_PASSES = 40  # passes per sweep at most; the next sweep takes the rest
 UNKNOWN_WINDOW = 86_400.0  # seconds an unknown outcome is looked up, for channels without a window
 FEED_PAGES = 100  # pages pulled from one outcome feed per sweep at most
 REMOVED = "对象或号码已从配置中移除 the rule, target or number left the config"
@@ -81,9 +82,17 @@ class Recovery:
     # -- the sweep
 
     def sweep(self, now: dt.datetime | None = None, *, limit: int = SWEEP_BATCH) -> SweepReport:
+        """Take what is due, a pass of `limit` deliveries at a time, until nothing is."""
+        now = now or self.d.clock.now()
+        report = SweepReport(flush=self.d.log.flush)
+        for _ in range(SWEEP_PASSES):
+            if self._pass(now, limit, report) < limit or self.d.stopping.is_set():
+                break
+        return report
+
+    def _pass(self, now: dt.datetime, limit: int, report: SweepReport) -> int:
+        """One pass of the sweep; how many deliveries it claimed."""
         d = self.d
-        now = now or d.clock.now()
-        report = SweepReport(flush=d.log.flush)
         states = d.log.claim_due(
             d.campaign.id,
             owner=d.owner,
@@ -91,6 +100,7 @@ class Recovery:
             lease_until=now + dt.timedelta(seconds=d.lease),
             limit=limit,
         )
+        claimed = states
         with d._lock:
             mine = d._queued | d._sending
         states = [s for s in states if s.key not in mine]
@@ -136,10 +146,10 @@ class Recovery:
                 report.settled.add(e.status.value)
         if quiet_keys:
             d.log.set_next_check(quiet_keys, None)
-        report.sent = self._send(send, now, report)
-        report.reconciled = self._reconcile(reconcile, now, report)
-        report.polled = self._poll(poll, now)
-        return report
+        report.sent += self._send(send, now, report)
+        report.reconciled += self._reconcile(reconcile, now, report)
+        report.polled += self._poll(poll, now)
+        return len(claimed)
 
     def _send(self, states: Sequence[DeliveryState], now: dt.datetime, report: SweepReport) -> int:
         d = self.d

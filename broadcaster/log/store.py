@@ -76,6 +76,16 @@ _ID_CACHE = 200_000  # delivery key -> row id, remembered by the writer
 KEY_ID_NAME = "key_id"
 
 
+_STATES_SQL = (
+    "SELECT d.key, d.campaign, d.occurrence_id, d.rule_id, d.channel_id, d.endpoint,"
+    " d.target_id, d.recipient_display, d.recipient_hash, d.kind, d.template, d.template_sha,"
+    " d.text_sha256, d.scheduled_at, d.target_path, d.payload_sha256, s.status, s.since,"
+    " s.error_class, s.reason, s.provider_id, s.attempts, s.resends, s.parts_done,"
+    " s.next_check, s.lease_owner, s.lease_until"
+    " FROM deliveries d JOIN delivery_state s ON s.delivery_id = d.id"
+)
+
+
 class _HotSql:
     """The statements every send runs, as plain SQL in the driver's parameter style (the
     writer runs them for a whole group at once; SQLAlchemy's per-row work is skipped)."""
@@ -111,6 +121,16 @@ class _HotSql:
             " next_check, error_class, reason, recipient_hash, lease_owner, lease_until)"
             " VALUES (" + ", ".join([mark] * 11) + ")"
         )
+        # one statement: the due rows (oldest first, through the index), taken in place
+        self.claim_due = (
+            f"UPDATE delivery_state SET lease_owner = {mark}, lease_until = {mark}"
+            " WHERE delivery_id IN (SELECT delivery_id FROM delivery_state"
+            f" WHERE campaign = {mark} AND next_check IS NOT NULL AND next_check <= {mark}"
+            f" AND (lease_owner IS NULL OR lease_until < {mark})"
+            f" ORDER BY next_check LIMIT {mark}"
+            + (" FOR UPDATE SKIP LOCKED" if self.pg else "")
+            + ") RETURNING delivery_id"
+        )
         self._selects: dict[int, str] = {}
 
     def select_state(self, n: int) -> str:
@@ -125,6 +145,29 @@ class _HotSql:
             )
             self._selects[n] = found
         return found
+
+    def states(self, conn: Connection, by: str, values: Sequence[Any]) -> list[DeliveryState]:
+        """Deliveries with their current state, by row id ("d.id") or key ("d.key")."""
+        found: list[DeliveryState] = []
+        when = self.time
+        for chunk in _chunks(list(values)):
+            sql = _STATES_SQL + f" WHERE {by} IN (" + ", ".join([self.mark] * len(chunk)) + ")"
+            for row in conn.exec_driver_sql(sql, tuple(chunk)):
+                v: list[Any] = list(row)
+                v[13], v[17], v[24], v[26] = when(v[13]), when(v[17]), when(v[24]), when(v[26])
+                v[16] = Status(v[16])
+                v[18] = ErrorClass(v[18]) if v[18] else None
+                found.append(DeliveryState(*v))
+        return found
+
+    def time(self, value: Any) -> dt.datetime | None:
+        """A stored time, aware and in UTC."""
+        if value is None:
+            return None
+        if isinstance(value, str):
+            return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+        stored: dt.datetime = value
+        return stored.astimezone(dt.UTC)
 
     def stamp(self, value: dt.datetime | None) -> Any:
         """A time as the column stores it: timestamptz on PostgreSQL, UTC text on SQLite."""
@@ -595,42 +638,19 @@ class DeliveryLog:
         limit: int = 1000,
     ) -> list[DeliveryState]:
         """Claim deliveries of `campaign` whose next check is due and that nobody holds."""
-        s = delivery_state
-        due = (
-            sa.select(s.c.delivery_id)
-            .where(s.c.campaign == campaign, s.c.next_check.is_not(None), s.c.next_check <= now)
-            .where(sa.or_(s.c.lease_owner.is_(None), s.c.lease_until < now))
-            .order_by(s.c.next_check)
-            .limit(limit)
-        )
-        if self.dialect == "postgresql":
-            due = due.with_for_update(skip_locked=True)
+        _aware(now, "now")
+        _aware(lease_until, "lease_until")
+        sql = self._sql
+        stamp_now = sql.stamp(now)
+        params = (owner, sql.stamp(lease_until), campaign, stamp_now, stamp_now, limit)
 
         def work(conn: Connection, scratch: dict[str, Any]) -> list[int]:
-            ids = list(conn.scalars(due))
-            if not ids:
-                return []
-            take = (
-                sa.update(s)
-                .where(s.c.delivery_id.in_(ids))
-                .values(lease_owner=owner, lease_until=lease_until)
-                .returning(s.c.delivery_id)
-            )
-            return list(conn.scalars(take))
+            return [row[0] for row in conn.exec_driver_sql(sql.claim_due, params)]
 
         ids = self._writer.submit(Job(work=work))
         if not ids:
             return []
-        d = deliveries
-
-        def read(conn: Connection) -> list[DeliveryState]:
-            found: list[DeliveryState] = []
-            for chunk in _chunks(ids):
-                query = q.state_query().where(d.c.id.in_(chunk))
-                found += [q.state_from_row(r) for r in conn.execute(query)]
-            return found
-
-        found = self._read(read)
+        found = self._read(lambda conn: self._sql.states(conn, "d.id", ids))
         return sorted(found, key=lambda x: (x.next_check or x.status_at, x.key))
 
     def renew_leases(self, owner: str, until: dt.datetime) -> int:
@@ -769,22 +789,26 @@ class DeliveryLog:
     def latest(self, keys: Iterable[str]) -> dict[str, DeliveryState]:
         """Current state of each known key (unknown keys are left out)."""
         wanted = list(dict.fromkeys(keys))
-        d = deliveries
-
-        def read(conn: Connection) -> dict[str, DeliveryState]:
-            found: dict[str, DeliveryState] = {}
-            for chunk in _chunks(wanted):
-                for row in conn.execute(q.state_query().where(d.c.key.in_(chunk))):
-                    found[row.key] = q.state_from_row(row)
-            return found
-
-        return self._read(read)
+        found = self._read(lambda conn: self._sql.states(conn, "d.key", wanted))
+        return {state.key: state for state in found}
 
     def unfinished(
         self, campaign: str | None = None, *, channel_id: str | None = None
     ) -> list[DeliveryState]:
-        """Deliveries not finished yet (planned, deferred, sending, interrupted, unknown)."""
-        return self.deliveries(campaign=campaign, channel=channel_id, status=UNFINISHED)
+        """Deliveries not finished yet (planned, deferred, sending, interrupted, unknown), by
+        scheduled time. Found through the state index, never by scanning deliveries."""
+        s = delivery_state
+        ids = sa.select(s.c.delivery_id).where(s.c.status.in_([x.value for x in UNFINISHED]))
+        if campaign is not None:
+            ids = ids.where(s.c.campaign == campaign)
+        if channel_id is not None:
+            ids = ids.where(s.c.channel_id == channel_id)
+
+        def read(conn: Connection) -> list[DeliveryState]:
+            found = self._sql.states(conn, "d.id", list(conn.scalars(ids)))
+            return sorted(found, key=lambda x: (x.scheduled_at, x.key))
+
+        return self._read(read)
 
     def deliveries(
         self,

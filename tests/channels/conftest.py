@@ -11,7 +11,6 @@ from broadcaster.channel import Delivery
 from tests.conftest import NOW
 from tests.fakes.deliveries import delivery
 from tests.fakes.fixtures import http_server, http_session, webhook_server  # noqa: F401
-from tests.fakes.plugins import example_plugin, example_plugin_site  # noqa: F401
 
 MakeDelivery = Callable[..., Delivery]
 
