@@ -511,8 +511,12 @@ class Dispatcher:
             report.add(e.status.value)
             if self.on_result:
                 self.on_result(by_key[r.key], r)
-        throttled = [r for r in results if r.error_class is ErrorClass.THROTTLED and r.retry_after]
-        if throttled:
+        throttled = [
+            r
+            for r in results
+            if r.retry_after and (r.block or r.error_class is ErrorClass.THROTTLED)
+        ]
+        if throttled:  # the endpoint waits for everyone (DingTalk blocks a robot for 10 min)
             longest = max(throttled, key=lambda r: r.retry_after or 0.0)
             self.limiter.block(endpoint, longest.retry_after or 0.0, longest.reason)
         if retry:

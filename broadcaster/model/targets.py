@@ -50,11 +50,16 @@ class AddressSpec:
 
     @classmethod
     def from_config(cls, value: object) -> AddressSpec:
+        def env_of(v: object) -> str | None:
+            if isinstance(v, dict) and set(v) == {"env"}:
+                return str(v["env"])
+            return getattr(v, "env", None)
+
         def part(name: str, v: object) -> tuple[str, str | None, str | None]:
-            env = getattr(v, "env", None)
+            env = env_of(v)
             return (name, None, env) if env is not None else (name, str(v), None)
 
-        if isinstance(value, dict):
+        if isinstance(value, dict) and env_of(value) is None:
             return cls(tuple(part(k, v) for k, v in value.items()))
         return cls((part("key", value),))
 
