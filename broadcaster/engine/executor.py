@@ -11,15 +11,19 @@ holds up the sends of another.
 from __future__ import annotations
 
 import threading
+import time
+from collections import deque
 from collections.abc import Callable, Mapping
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from typing import Protocol
 
 __all__ = [
     "Executor",
+    "Lane",
     "ProcessExecutor",
     "SendTask",
+    "Sizer",
     "TaskReport",
     "ThreadExecutor",
     "gather",
@@ -63,34 +67,174 @@ class Executor(Protocol):
     def shutdown(self, wait: bool = True) -> None: ...
 
 
+class Sizer:
+    """How many threads a lane wants, judged from how long its sends take.
+
+    Doubling while a send takes about as long as before; back to the previous size when
+    a send became `SLOWER` times slower (saturated), staying there `HOLD_SECONDS`.
+    """
+
+    SLOWER = 1.5
+    HOLD_SECONDS = 2.0
+
+    def __init__(self, start: int, size: int, *, floor: int = 1):
+        self.target = max(1, min(start, size))
+        self.size = size
+        self.floor = floor
+        self._before: tuple[int, float] | None = None  # (target, seconds a send) before doubling
+        self._hold_until = float("-inf")
+
+    def judge(self, seconds: float, now: float) -> int:
+        """The wanted size, given the mean seconds a send took at the current one."""
+        before = self._before
+        if before is not None and seconds > self.SLOWER * before[1]:
+            self.target = max(self.floor, before[0])
+            self._before, self._hold_until = None, now + self.HOLD_SECONDS
+        elif now >= self._hold_until and self.target < self.size:
+            self._before = (self.target, seconds)
+            self.target = min(self.size, self.target * 2)
+        else:
+            self._before = None
+        return self.target
+
+
+class Lane:
+    """The threads of one channel: at most `size`, as many as make sends finish sooner.
+
+    A lane starts with `FLOOR` threads and, while sends wait, doubles them as long as a
+    send takes about as long as before (the gateway is slow, more requests in flight
+    help); when doubling makes each send markedly slower (the gateway or this process
+    is saturated: more threads would only queue), it goes back and tries again later.
+    Against a gateway that answers in 200 ms it reaches `size` within a second; against
+    an instant one a handful of threads keep the CPU busy.
+    """
+
+    FLOOR = 4
+    SAMPLE_SECONDS = 0.005  # how often a backlog is looked at
+
+    def __init__(self, run: Callable[[SendTask], TaskReport], size: int, name: str):
+        self._run = run
+        self.size = max(1, size)
+        self._name = name
+        self._queue: deque[tuple[Future[TaskReport], SendTask]] = deque()
+        self._cond = threading.Condition()
+        self._backlog = threading.Event()
+        self.threads = 0  # running
+        self.target = min(self.FLOOR, self.size)  # wanted
+        self._idle = 0
+        self._done = 0  # sends finished since the last decision, and their seconds
+        self._spent = 0.0
+        self._closed = False
+        self._grower: threading.Thread | None = None
+
+    def submit(self, task: SendTask) -> Future[TaskReport]:
+        future: Future[TaskReport] = Future()
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("lane is shut down")
+            self._queue.append((future, task))
+            if self._idle:
+                self._cond.notify()
+            elif self.threads < self.target:
+                self._start(1)
+            elif self.target < self.size:
+                self._backlog.set()
+                if self._grower is None:
+                    self._grower = threading.Thread(
+                        target=self._grow, name=f"{self._name}-grow", daemon=True
+                    )
+                    self._grower.start()
+        return future
+
+    def _start(self, n: int) -> None:
+        for _ in range(n):
+            self.threads += 1
+            name = f"{self._name}-{self.threads}"
+            threading.Thread(target=self._work, name=name, daemon=True).start()
+
+    def _grow(self) -> None:
+        """While sends wait, let the sizer judge the sends finished at the current size."""
+        sizer = Sizer(self.target, self.size, floor=self.FLOOR)
+        while True:
+            self._backlog.wait()
+            time.sleep(self.SAMPLE_SECONDS)
+            with self._cond:
+                if self._closed:
+                    return
+                if not self._queue or self._idle:
+                    self._backlog.clear()
+                    continue
+                if self._done < max(self.FLOOR, self.target):
+                    continue  # not enough finished sends at this size to judge yet
+                self.target = sizer.judge(self._spent / self._done, time.monotonic())
+                self._done, self._spent = 0, 0.0
+                self._start(max(0, self.target - self.threads))  # surplus leaves after a send
+
+    def _work(self) -> None:
+        while True:
+            with self._cond:
+                while not self._queue and not self._closed:
+                    self._idle += 1
+                    self._cond.wait()
+                    self._idle -= 1
+                if not self._queue or self.threads > self.target:
+                    self.threads -= 1
+                    self._cond.notify_all()
+                    return
+                future, task = self._queue.popleft()
+            if not future.set_running_or_notify_cancel():
+                continue
+            began = time.monotonic()
+            try:
+                future.set_result(self._run(task))
+            except BaseException as exc:  # handed to whoever waits on the future
+                future.set_exception(exc)
+            with self._cond:
+                self._done += 1
+                self._spent += time.monotonic() - began
+
+    def shutdown(self, wait: bool = True) -> None:
+        """Start nothing new; without `wait`, cancel what has not started."""
+        with self._cond:
+            self._closed = True
+            if not wait:
+                while self._queue:
+                    self._queue.popleft()[0].cancel()
+            self._cond.notify_all()
+            self._backlog.set()
+            if wait:
+                while self.threads:
+                    self._cond.wait()
+
+
 class ThreadExecutor:
-    """One thread pool per channel, sized to the channel's concurrency."""
+    """One lane of threads per channel, at most the channel's concurrency."""
 
     local = True
 
     def __init__(self, run: Callable[[SendTask], TaskReport], lanes: Mapping[str, int]):
         self._run = run
         self._sizes = dict(lanes)
-        self._lanes: dict[str, ThreadPoolExecutor] = {}
+        self._lanes: dict[str, Lane] = {}
         self._lock = threading.Lock()
 
-    def _lane(self, channel_id: str) -> ThreadPoolExecutor:
+    def _lane(self, channel_id: str) -> Lane:
         with self._lock:
             lane = self._lanes.get(channel_id)
             if lane is None:
                 size = max(1, min(512, self._sizes.get(channel_id, 4)))
-                lane = ThreadPoolExecutor(max_workers=size, thread_name_prefix=f"send-{channel_id}")
+                lane = Lane(self._run, size, f"send-{channel_id}")
                 self._lanes[channel_id] = lane
             return lane
 
     def submit(self, task: SendTask) -> Future[TaskReport]:
-        return self._lane(task.channel_id).submit(self._run, task)
+        return self._lane(task.channel_id).submit(task)
 
     def shutdown(self, wait: bool = True) -> None:
         with self._lock:
             lanes = list(self._lanes.values())
         for lane in lanes:
-            lane.shutdown(wait=wait, cancel_futures=not wait)
+            lane.shutdown(wait=wait)
 
 
 class ProcessExecutor:

@@ -4,10 +4,21 @@ from the log and the config by key, and nothing is sent twice."""
 from __future__ import annotations
 
 import pickle
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from broadcaster.engine.clock import SystemClock
-from broadcaster.engine.executor import ProcessExecutor, SendTask
+from broadcaster.engine.executor import (
+    Lane,
+    ProcessExecutor,
+    SendTask,
+    Sizer,
+    TaskReport,
+    gather,
+)
 from broadcaster.log import DeliveryLog
 from broadcaster.model.plan import Planner
 from broadcaster.vocab import Status
@@ -52,3 +63,72 @@ def test_tasks_run_through_a_process_pool_send_each_delivery_once(
     assert {r.status for r in rows} == {Status.ACCEPTED}
     assert webhook_server.duplicate_sends() == {} and len(webhook_server.accepted) == 40
     assert len(webhook_server.sends) == 40  # none with this process's token
+
+
+# -- the thread lane -------------------------------------------------------------------------
+
+
+def test_the_sizer_doubles_while_sends_take_as_long_against_a_slow_gateway() -> None:
+    sizer = Sizer(4, 100, floor=4)
+    sizes = [sizer.judge(0.2, now) for now in range(6)]
+    assert sizes == [8, 16, 32, 64, 100, 100]
+
+
+def test_the_sizer_goes_back_when_doubling_makes_each_send_slower_and_tries_again_later() -> None:
+    sizer = Sizer(4, 100, floor=4)
+    assert sizer.judge(0.002, 0.0) == 8  # at 4 threads a send takes 2 ms
+    assert sizer.judge(0.004, 0.1) == 4  # at 8 it takes 4 ms: saturated, back to 4
+    assert sizer.judge(0.002, 0.2) == 4  # held
+    assert sizer.judge(0.002, 0.1 + Sizer.HOLD_SECONDS) == 8  # then tried again
+    assert sizer.judge(0.0025, 2.3) == 16  # a little slower is still worth it
+
+
+def test_the_sizer_never_exceeds_the_channel_concurrency_nor_falls_below_the_floor() -> None:
+    sizer = Sizer(4, 6, floor=4)
+    assert sizer.judge(1.0, 0.0) == 6
+    assert sizer.judge(1.0, 1.0) == 6
+    small = Sizer(4, 2, floor=4)
+    assert small.target == 2 and small.judge(1.0, 0.0) == 2
+
+
+def _blocked(release: threading.Event, started: list[str]) -> Callable[[SendTask], TaskReport]:
+    lock = threading.Lock()
+
+    def run(task: SendTask) -> TaskReport:
+        with lock:
+            started.append(task.keys[0])
+        release.wait(10)
+        report = TaskReport()
+        report.add("accepted")
+        return report
+
+    return run
+
+
+def _task(i: int) -> SendTask:
+    return SendTask("c", "r@t", "sms", "e", (f"k{i}",))
+
+
+def test_a_lane_runs_every_task_once_and_starts_no_more_threads_than_its_floor_at_once() -> None:
+    release, started = threading.Event(), []
+    lane = Lane(_blocked(release, started), 50, "send-test")
+    futures = [lane.submit(_task(i)) for i in range(20)]
+    assert lane.threads == Lane.FLOOR
+    release.set()
+    assert gather(futures).counts == {"accepted": 20}
+    assert sorted(started) == sorted(f"k{i}" for i in range(20))
+    lane.shutdown(wait=True)
+    assert lane.threads == 0
+
+
+def test_a_lane_shut_down_without_waiting_cancels_what_has_not_started() -> None:
+    release, started = threading.Event(), []
+    lane = Lane(_blocked(release, started), 2, "send-test")
+    futures = [lane.submit(_task(i)) for i in range(6)]
+    lane.shutdown(wait=False)
+    release.set()
+    cancelled = [f for f in futures if f.cancelled()]
+    assert len(cancelled) >= 4  # at most the two running ones finish
+    assert all(f.result() is not None for f in futures if not f.cancelled())
+    with pytest.raises(RuntimeError):
+        lane.submit(_task(9))
