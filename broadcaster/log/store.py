@@ -151,8 +151,12 @@ class _HotSql:
         found: list[DeliveryState] = []
         when = self.time
         for chunk in _chunks(list(values)):
-            sql = _STATES_SQL + f" WHERE {by} IN (" + ", ".join([self.mark] * len(chunk)) + ")"
-            for row in conn.exec_driver_sql(sql, tuple(chunk)):
+            if self.pg:  # one array parameter: nothing to parse per value
+                sql, params = _STATES_SQL + f" WHERE {by} = ANY(%s)", (list(chunk),)
+            else:
+                sql = _STATES_SQL + f" WHERE {by} IN (" + ", ".join("?" * len(chunk)) + ")"
+                params = tuple(chunk)
+            for row in conn.exec_driver_sql(sql, params):
                 v: list[Any] = list(row)
                 v[13], v[17], v[24], v[26] = when(v[13]), when(v[17]), when(v[24]), when(v[26])
                 v[16] = Status(v[16])
