@@ -111,11 +111,12 @@ def fit_table(table: Table, width: int, *whole: int) -> Table:
         for column, w in zip(columns, widths(low), strict=True):
             column.width = w
         return table
-    others = [i for i in range(len(columns)) if i not in whole]
-    rest = room - sum(words[i] for i in whole)
-    if not whole or rest < 3 * len(others):
+    kept = [i for i, c in enumerate(columns) if i in whole or c.no_wrap]
+    others = [i for i in range(len(columns)) if i not in kept]
+    rest = room - sum(words[i] for i in kept)
+    if not whole or not others or rest < 3 * len(others):
         return table  # too narrow to choose: rich folds every column evenly
-    for i in whole:
+    for i in kept:
         columns[i].width = words[i]
     total = sum(natural[i] for i in others) or 1
     for i in others:

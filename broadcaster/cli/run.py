@@ -22,7 +22,7 @@ import broadcaster.cli as package
 from broadcaster.cli import State, cli
 from broadcaster.cli.campaign import load_app, pass_state, print_warnings
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION, offline_checks, print_channel_table
-from broadcaster.cli.labels import activity_kind, activity_text, when
+from broadcaster.cli.labels import activity_kind, activity_text, weekday, when
 from broadcaster.cli.output import fit_table
 from broadcaster.model.campaign import Campaign
 
@@ -56,7 +56,7 @@ def live_view(runner: Runner, campaign: Campaign, db: str, width: int = 160) -> 
     for occurrence in runner.upcoming(now, 8):
         spec = rules[occurrence.rule_id]
         upcoming.add_row(
-            when(occurrence.at),
+            f"{occurrence.at:%m-%d %H:%M}\n{weekday(occurrence.at)}",
             occurrence.rule_id,
             ", ".join(spec.rule.channels),
             str(len(spec.targets)),
@@ -79,6 +79,7 @@ def live_view(runner: Runner, campaign: Campaign, db: str, width: int = 160) -> 
         f"就绪 ready: {', '.join(ready) or '—'}\n停用 disabled: {'; '.join(off) or '—'}\n"
         f"{role}\n日志 log: {db} · Ctrl-C 停止 stop",
         overflow="fold",
+        no_wrap=False,  # wrap even on a console that soft-wraps (run's own does)
     )
     return Panel(
         Group(fit_table(upcoming, inner, 1), fit_table(recent, inner, 1), footer),

@@ -160,10 +160,10 @@ def test_live_view_labels_activity_and_weekdays(tmp_path: Path) -> None:
         assert runner.claim_leadership()
         runner.activity.add(clock.now(), "done", "groups@2026-03-03T10:00: accepted×2")
         runner.activity.add(clock.now(), "missed", "blast@2026-03-02T10:00 错过 …")
-        console = Console(record=True, width=120, force_terminal=False)
+        console = Console(record=True, width=120, force_terminal=False, soft_wrap=True)
         console.print(live_view(runner, app.campaign, store.url_display, 120))
         runner.close()
     text = console.export_text()
-    assert "03-03 星期二 Tue 10:00" in text
+    assert "03-03 10:00" in text and "星期二 Tue" in text
     assert "完成 done groups@2026-03-03T10:00: 已受理 accepted×2" in text
     assert "错过 missed blast@2026-03-02T10:00" in text

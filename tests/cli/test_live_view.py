@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -30,13 +31,13 @@ def test_live_view_shows_next_occurrences_activity_and_channels(tmp_path: Path) 
         runner.activity.add(
             clock.now() + dt.timedelta(seconds=1), "error", "调度出错 tick failed: boom"
         )
-        console = Console(record=True, width=160, force_terminal=False)
+        console = Console(record=True, width=160, force_terminal=False, soft_wrap=True)
         console.print(live_view(runner, campaign, store.url_display))
         runner.close()
     text = console.export_text()
     assert "broadcaster run · 引擎测试 · 2026-03-03 09:30:00" in text
     assert "下次推送 next occurrences" in text
-    assert "03-03 星期二 Tue 10:00" in text and "blast" in text and "groups" in text
+    assert "03-03 10:00" in text and "星期二 Tue" in text and "blast" in text and "groups" in text
     assert "触发 fired groups@2026-03-03T10:00: handoff 已受理 accepted×2" in text
     assert "错误 error 调度出错 tick failed: boom" in text
     assert "就绪 ready: handoff" in text
@@ -61,7 +62,7 @@ def test_live_view_at_80_columns_crops_nothing(tmp_path: Path) -> None:
             "配置修改无效 edit refused: channels.sms_gateway.settings.secrets.token:"
             " SMS_GATEWAY_TOKEN_BACKUP_ROTATED not set",
         )
-        console = Console(record=True, width=80, force_terminal=False)
+        console = Console(record=True, width=80, force_terminal=False, soft_wrap=True)
         console.print(live_view(runner, app.campaign, store.url_display, 80))
         runner.close()
     text = console.export_text()
@@ -80,3 +81,6 @@ def test_live_view_at_80_columns_crops_nothing(tmp_path: Path) -> None:
     ]
     for word in whole:
         assert any(word in line for line in lines), (word, text)
+    upcoming = re.findall(r"│ (\d\d-\d\d \d\d:\d\d) +│", text)
+    assert len(upcoming) == 8, text  # every next occurrence's time, uncut
+    assert text.count("星期二 Tue") >= 1

@@ -320,7 +320,7 @@ def test_sigterm_with_a_provider_that_never_answers_stops_within_seconds(
     code = process.stop(signal.SIGTERM, timeout=60)
     took = time.monotonic() - started
     assert code == 0, process.output
-    assert took < STOP_SECONDS + 10, f"stopping took {took:.1f}s"
+    assert took < STOP_SECONDS + 15, f"stopping took {took:.1f}s"  # it took a minute before
     out = process.output
     assert "停止 stop 4 条请求等待应答时停止，记为中断 in flight at stop, logged interrupted" in out
     assert out.rstrip().endswith(STOPPED), out
