@@ -1,16 +1,37 @@
 #!/usr/bin/env bash
-# Create .venv and install broadcaster. Needs only Python 3.11; installs Debian's venv
-# support first when this Python lacks it (needs root or sudo).
+# Create .venv and install broadcaster. Needs only Python 3.11 or newer; installs Debian's
+# venv support first when this Python lacks it (needs root or sudo). A .venv left by an
+# earlier attempt with the wrong Python, or whose Python no longer runs, is rebuilt.
 #   scripts/bootstrap.sh        the tool itself (make run)
 #   scripts/bootstrap.sh dev    plus test, lint and benchmark tools (make test)
+#   PYTHON=/path/to/python3.12 scripts/bootstrap.sh   choose the interpreter
 set -euo pipefail
 cd "$(dirname "$0")/.."
 extras="${1:-}"
 
-PYTHON="${PYTHON:-$(command -v python3.11 || command -v python3 || true)}"
-if [ -z "$PYTHON" ]; then
-  echo "需要 Python 3.11 / Python 3.11 is required" >&2
-  exit 1
+# python_ok PATH: PATH runs, and is Python 3.11 or newer
+python_ok() {
+  [ -n "$1" ] && [ -x "$1" ] \
+    && "$1" -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else 1)' >/dev/null 2>&1
+}
+
+if [ -n "${PYTHON:-}" ]; then
+  if ! python_ok "$PYTHON"; then
+    echo "需要 Python 3.11 或更高版本 Python 3.11 or newer is required; PYTHON=$PYTHON is not" >&2
+    exit 1
+  fi
+else
+  for candidate in python3.13 python3.12 python3.11 python3; do
+    found="$(command -v "$candidate" || true)"
+    if python_ok "$found"; then
+      PYTHON="$found"
+      break
+    fi
+  done
+  if [ -z "${PYTHON:-}" ]; then
+    echo "需要 Python 3.11 或更高版本 Python 3.11 or newer is required (set PYTHON=...)" >&2
+    exit 1
+  fi
 fi
 
 apt_install() {
@@ -25,8 +46,12 @@ apt_install() {
   fi
 }
 
-if [ ! -x .venv/bin/python ]; then
-  echo "创建虚拟环境 creating .venv …" >&2
+if { [ -e .venv ] || [ -L .venv ]; } && ! python_ok .venv/bin/python; then
+  echo "虚拟环境不可用，重建 .venv has no working Python 3.11+: rebuilding it …" >&2
+  rm -rf .venv
+fi
+if [ ! -e .venv ] && [ ! -L .venv ]; then
+  echo "创建虚拟环境 creating .venv with $PYTHON …" >&2
   if ! "$PYTHON" -m venv .venv >/dev/null 2>&1; then
     rm -rf .venv
     apt_install python3-venv

@@ -17,6 +17,9 @@ from rich.panel import Panel
 from rich.table import Table
 
 from broadcaster.cli import State, cli, parse_date, parse_now
+from broadcaster.cli.labels import occasion_label, theme_label, topic_label, weekday
+from broadcaster.cli.labels import when as when_label
+from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import App, key_warnings, state_dir_for
 from broadcaster.errors import ConfigError
 from broadcaster.model.calendar import (
@@ -335,7 +338,7 @@ def plan(
         "字数 len",
         "人数 n",
     ):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, no_wrap=column == "时间 time")
     shown = total = 0
     deliveries = 0
     for item in items:
@@ -348,11 +351,12 @@ def plan(
         flags = (" 估" if item.estimated else "") + (
             "" if channel_spec.ready(os.environ) else " 停"
         )
-        theme = item.theme or ""
+        theme = theme_label(campaign, item.theme) if item.theme else ""
         if item.topic:
-            theme += f" / {item.topic}"
+            topic = campaign.renderer.topics.get(item.topic)
+            theme += f" / {topic.name if topic is not None else item.topic}"
         table.add_row(
-            f"{item.occurrence.at:%m-%d %a %H:%M}{flags}",
+            f"{when_label(item.occurrence.at)}{flags}",
             item.occurrence.rule_id,
             item.channel_id,
             campaign.targets[item.target_id].name,
@@ -361,7 +365,7 @@ def plan(
             "" if item.length is None else str(item.length),
             str(item.recipients),
         )
-    state.out.print(table)
+    state.out.print(fit_table(table, state.out.width, 1, 2))
     more = f"; {total - shown} more not shown (use --format csv)" if total > shown else ""
     state.out.print(
         f"共 {total} 项, {deliveries} 次投递 total {total} items, {deliveries} deliveries{more}.  估 = estimated calendar, 停 = channel disabled"
@@ -424,7 +428,7 @@ def preview(
         raise click.exceptions.Exit(1)
     for occurrence in occurrences:
         state.out.rule(
-            f"{occurrence.at:%Y-%m-%d %a %H:%M}  {rule_id}"
+            f"{when_label(occurrence.at, '%Y-%m-%d')}  {rule_id}"
             + ("  (估 estimated calendar)" if occurrence.estimated else "")
         )
         for item in planner.expand(occurrence):
@@ -438,7 +442,7 @@ def preview(
                 else f"  [yellow]停用 disabled: {channel.disabled_reason}[/yellow]"
             )
             state.out.print(
-                f"[bold]{escape(item.channel_id)}[/bold] ({channel.kind.value}) → {escape(node.name)} \\[{escape(item.target_id)}], "
+                f"[bold]{escape(item.channel_id)}[/bold] ({channel.kind.label}) → {escape(node.name)} \\[{escape(item.target_id)}], "
                 f"{item.recipients} 人/个 recipient(s){status}"
             )
             if item.template is None:
@@ -454,9 +458,13 @@ def preview(
                 item.topic,
             )
             meta = (
-                f"  主题 theme {item.theme or '—'}"
-                + (f" · 时节 occasion {item.occasion}" if item.occasion else "")
-                + (f" · 类型 topic {item.topic}" if item.topic else "")
+                f"  主题 theme {theme_label(campaign, item.theme)}"
+                + (
+                    f" · 时节 occasion {occasion_label(campaign, item.occasion)}"
+                    if item.occasion
+                    else ""
+                )
+                + (f" · 类型 topic {topic_label(campaign, item.topic)}" if item.topic else "")
             )
             state.out.print(f"{meta} · 模板 {item.template} · {len(text)} 字 chars", style="dim")
             for line in text.splitlines() or [""]:
@@ -545,18 +553,17 @@ def calendar_show(state: State, year: int, now: str | None) -> None:
                     span.start,
                     span.end,
                     "时节 occasion" + ("(估)" if span.estimated else ""),
-                    f"{span.occasion.name} → {span.occasion.theme}",
+                    f"{span.occasion.name} → {theme_label(campaign, span.occasion.theme)}",
                 )
             )
     rows.sort(key=lambda r: (r[0], r[2]))
     table = Table(title=f"{year} 年日历 calendar of {year}", title_justify="left")
     for column in ("日期 date", "星期 day", "类别 kind", "名称 name"):
         table.add_column(column)
-    weekdays = "一二三四五六日"
     for start, end, kind, name in rows:
         dates = f"{start} … {end}" if end and end != start else f"{start}"
-        table.add_row(dates, "周" + weekdays[start.weekday()], kind, name)
-    state.out.print(table)
+        table.add_row(dates, weekday(start), kind, name)
+    state.out.print(fit_table(table, state.out.width, 0))
     if known:
         data = cal.years[year]
         state.out.print(

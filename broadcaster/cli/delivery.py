@@ -21,14 +21,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from broadcaster.cli import State, cli, parse_date
+from broadcaster.cli.bilingual import confirm
 from broadcaster.cli.campaign import NOW_OPTION, load_app, pass_state, print_warnings
+from broadcaster.cli.labels import theme_label
+from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import App, key_warnings, state_dir_for
 from broadcaster.engine.registry import Registry
 from broadcaster.model.adhoc import AdHoc
 from broadcaster.model.config.explain import did_you_mean
 from broadcaster.model.config.schema import Rule, Selector
 from broadcaster.model.plan import Planner
-from broadcaster.vocab import Status
+from broadcaster.vocab import UNFINISHED, Status
 
 if TYPE_CHECKING:
     from broadcaster.channel import Channel
@@ -88,7 +91,7 @@ def print_channel_table(
             "[green]就绪 ready[/green]" if ready else "[yellow]停用 disabled[/yellow]",
             reason or "—",
         )
-    state.out.print(table)
+    state.out.print(fit_table(table, state.out.width, 4))  # environment variable names whole
 
 
 def offline_checks(app: App) -> dict[str, tuple[bool, str]]:
@@ -114,7 +117,7 @@ def channels_command(state: State, now: str | None, state_dir: Path | None) -> N
             "[green]可用 available[/green]" if info.cls is not None else "[red]停用 disabled[/red]"
         )
         table.add_row(info.name, info.source, status, info.error or "—")
-    state.out.print(table)
+    state.out.print(fit_table(table, state.out.width, 0))
     if not state.config.exists():
         return
     app, _ = load_app(state, now, state_dir)
@@ -124,6 +127,8 @@ def channels_command(state: State, now: str | None, state_dir: Path | None) -> N
 
 
 # --- simulate ------------------------------------------------------------------------------------
+
+TARGET_ROWS = 15  # rows of simulate's by-target table (the busiest targets)
 
 
 def outboxed(app: App, folder: Path) -> dict[str, ChannelProfile]:
@@ -246,7 +251,7 @@ def simulate(
             table.add_column(s.label, justify="right")
         for label, counts in rows:
             table.add_row(label, *(str(counts.get(s, 0)) for s in statuses))
-        return table
+        return fit_table(table, state.out.width, 0)
 
     channel_rows = []
     for cid, counts in sorted(by_channel.items()):
@@ -256,11 +261,13 @@ def simulate(
     title = f"模拟 simulated {first} … {last}: {occurrences} 次触发 occurrences, {len(rows)} 次投递 deliveries"
     state.out.print(status_table(title, "渠道 channel", channel_rows))
     busiest = sorted(by_target.items(), key=lambda kv: (-sum(kv[1].values()), kv[0]))
-    target_rows = [(campaign.targets[tid].name, counts) for tid, counts in busiest[:15]]
-    state.out.print(status_table("按对象 by target", "对象 target", target_rows))
-    if len(busiest) > 15:
+    target_rows = [(campaign.targets[tid].name, counts) for tid, counts in busiest[:TARGET_ROWS]]
+    hidden = len(busiest) - len(target_rows)
+    title = "按对象 by target" + (f" ({TARGET_ROWS}/{len(busiest)})" if hidden else "")
+    state.out.print(status_table(title, "对象 target", target_rows))
+    if hidden:
         state.out.print(
-            f"  另有 {len(busiest) - 15} 个对象未显示 {len(busiest) - 15} more targets not shown"
+            f"  另有 {hidden} 个对象未显示 {hidden} more targets not shown"
             " (broadcaster log --target ID)"
         )
     theme_table = Table(title="按主题 by theme", title_justify="left")
@@ -268,12 +275,12 @@ def simulate(
     theme_table.add_column("投递 deliveries", justify="right")
     for theme, n in themes.most_common():
         name = (
-            f"{campaign.config.themes[theme].name} ({theme})"
+            theme_label(campaign, theme)
             if theme in campaign.config.themes
             else "固定模板 fixed template"
         )
         theme_table.add_row(name, str(n))
-    state.out.print(theme_table)
+    state.out.print(fit_table(theme_table, state.out.width))
     where = "outbox files" if not live_channels else "log"
     state.out.print(
         f"虚拟时间用时 {elapsed:.1f}s real time for {last - first + dt.timedelta(days=1)} of virtual time; {where}: {folder}"
@@ -436,7 +443,7 @@ def send_now(
                 "没有可发送的内容 nothing to send: no template for these channels and targets"
             )
         _show(state, app, prepared, occurrence.at, adhoc.label, now)
-        if not yes and not click.confirm("确认发送? send now?", default=False):
+        if not yes and not confirm("确认发送? send now?"):
             state.out.print("已取消 cancelled; nothing was sent")
             return
         handle = dispatcher.fire(
@@ -466,13 +473,16 @@ def send_now(
         else " (此分钟已发送过，未重复发送 already sent this minute: nothing sent twice)"
     )
     state.out.print(f"完成 done: {len(rows)} 次投递 deliveries — {shown or '—'}{again}")
-    waiting = sum(
-        counts[s] for s in (Status.DEFERRED, Status.PLANNED, Status.UNKNOWN, Status.INTERRUPTED)
-    )
+    waiting = sum(counts[s] for s in UNFINISHED)
     if waiting:
         state.out.print(
             f"[yellow]{waiting} 次投递待续发或对账 deliveries wait (quiet hours, limits) or are being"
             " reconciled: `broadcaster run` finishes them[/yellow]"
+        )
+    if counts[Status.UNRESOLVED]:
+        state.out.print(
+            f"[red]{counts[Status.UNRESOLVED]} 次投递待人工 deliveries need an operator:"
+            " broadcaster log --status unresolved[/red]"
         )
     if counts[Status.FAILED] or counts[Status.UNRESOLVED]:
         raise click.exceptions.Exit(1)

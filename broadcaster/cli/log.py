@@ -8,7 +8,7 @@ import datetime as dt
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import click
@@ -17,9 +17,16 @@ from rich.table import Table
 from broadcaster.cli import State, cli, parse_date
 from broadcaster.cli.campaign import pass_state
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
+from broadcaster.cli.labels import error_label
+from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import open_log, state_dir_for
 from broadcaster.model.targets import mask_phone, parse_phone
-from broadcaster.vocab import Status
+from broadcaster.vocab import ErrorClass, Status
+
+if TYPE_CHECKING:
+    from rich.console import JustifyMethod
+
+    from broadcaster.log import CoverageRow
 
 __all__ = ["log_command"]
 
@@ -27,10 +34,14 @@ __all__ = ["log_command"]
 @cli.command("log")
 @click.option("--from", "from_", metavar="DATE", help="起始日期 first day.")
 @click.option("--to", metavar="DATE", help="结束日期 last day, inclusive.")
-@click.option("--rule")
-@click.option("--channel")
-@click.option("--target")
-@click.option("--status", type=click.Choice([s.value for s in Status]))
+@click.option("--rule", help="只看这条规则 only this rule.")
+@click.option("--channel", help="只看这个渠道 only this channel.")
+@click.option("--target", help="只看这个对象 only this target.")
+@click.option(
+    "--status",
+    type=click.Choice([s.value for s in Status]),
+    help="只看此状态 only deliveries in this status (unresolved: 待人工 an operator decides).",
+)
 @click.option(
     "--campaign",
     "campaign_id",
@@ -144,42 +155,28 @@ def log_command(
                 writer.writerow({k: _csv_safe(v) for k, v in record.items()})
         return
     if coverage:
-        table = Table(title="每次推送覆盖情况 coverage per send", title_justify="left")
-        for column in (
-            "时间 time",
-            "规则 rule",
-            "渠道 channel",
-            "目标 targeted",
-            "已受理 accepted",
-            "已送达 delivered",
-            "失败 failed",
-            "未知 unknown",
-            "跳过 skipped",
-            "受理率 rate",
-        ):
-            table.add_column(column, justify="right" if column[0] in "目已失未跳受" else "left")
-        for c in coverage[-limit:]:
-            rate = coverage_rate(c.accepted, c.targeted)
-            table.add_row(
-                f"{c.scheduled_at.astimezone(tz):%m-%d %H:%M}",
-                c.rule_id,
-                c.channel_id,
-                str(c.targeted),
-                str(c.accepted),
-                str(c.delivered),
-                str(c.failed),
-                str(c.unknown),
-                str(c.skipped),
-                rate,
+        print_coverage(state, coverage[-limit:], tz)
+        needs_operator = sum(c.unresolved for c in coverage)
+        waiting = sum(c.waiting for c in coverage)
+        line = f"待人工 needs an operator: {needs_operator}"
+        if needs_operator:
+            state.out.print(
+                f"[bold red]{line}[/bold red] — 查看 list them: broadcaster log --status"
+                " unresolved; 处理 decide: broadcaster resolve KEY --as delivered|failed|resend"
+                " --note TEXT --by NAME"
             )
-        state.out.print(table)
+        else:
+            state.out.print(line)
+        if waiting:
+            state.out.print(f"待发送 waiting to be sent (planned, deferred): {waiting}")
+    keys = status is not None
     table = Table(
         title=("号码查询 lookup by number: " + mask_phone(parse_phone(phone) or phone))
         if phone
         else "投递记录 deliveries",
         title_justify="left",
     )
-    for column in (
+    columns = [
         "计划时间 scheduled",
         "规则 rule",
         "渠道 channel",
@@ -188,24 +185,83 @@ def log_command(
         "状态 status",
         "原因 reason",
         "模板 template",
-    ):
+    ]
+    if keys:  # listing by status is how an operator finds what to `resolve`
+        columns.append("键 key")
+    for column in columns:
         table.add_column(column)
     for r in rows[-limit:]:
-        table.add_row(
+        cells = [
             f"{r.scheduled_at.astimezone(tz):%m-%d %H:%M}",
             r.rule_id,
             r.channel_id,
             r.target_id,
             r.recipient_display,
             r.status.label,
-            (r.reason or "")[:50],
+            _reason(r.error_class, r.reason),
             r.template,
-        )
-    state.out.print(table)
+        ]
+        if keys:
+            cells.append(r.key[:KEY_SHOWN])
+        table.add_row(*cells)
+    state.out.print(fit_table(table, state.out.width, 4, *([8] if keys else [])))
     state.out.print(
         f"共 {len(rows)} 条 {len(rows)} deliveries"
         + (f"; showing the last {limit}" if len(rows) > limit else "")
     )
+    if status == Status.UNRESOLVED.value and rows:
+        state.out.print(
+            "处理 decide: broadcaster resolve KEY... --as delivered|failed|resend --note TEXT"
+            " --by NAME (键的前 8 位即可 the first 8 characters of a key are enough)"
+        )
+
+
+KEY_SHOWN = 12  # characters of a delivery key shown in tables (resolve takes a prefix)
+REASON_SHOWN = 120  # characters of a reason shown in the table (csv/json: all)
+
+
+def _reason(error_class: ErrorClass | None, reason: str | None) -> str:
+    """Why, as the table shows it: the error class's label, then the reason (shortened)."""
+    text = reason or ""
+    if len(text) > REASON_SHOWN:
+        text = text[: REASON_SHOWN - 1] + "…"
+    label = error_label(error_class)
+    return f"{label}: {text}" if label and text else label or text
+
+
+def print_coverage(state: State, coverage: list[CoverageRow], tz: dt.tzinfo) -> None:
+    """Per send and channel: how many were targeted and how far they got."""
+    table = Table(title="每次推送覆盖情况 coverage per send", title_justify="left")
+    columns: tuple[tuple[str, JustifyMethod], ...] = (
+        ("时间 time", "left"),
+        ("规则 rule", "left"),
+        ("渠道 channel", "left"),
+        ("目标 targeted", "right"),
+        ("已受理 accepted", "right"),
+        ("已送达 delivered", "right"),
+        ("失败 failed", "right"),
+        ("未知 unknown", "right"),
+        ("待人工 unresolved", "right"),
+        ("跳过 skipped", "right"),
+        ("受理率 rate", "right"),
+    )
+    for column, justify in columns:
+        table.add_column(column, justify=justify)
+    for c in coverage:
+        table.add_row(
+            f"{c.scheduled_at.astimezone(tz):%m-%d %H:%M}",
+            c.rule_id,
+            c.channel_id,
+            str(c.targeted),
+            str(c.accepted),
+            str(c.delivered),
+            str(c.failed),
+            str(c.unknown),
+            f"[bold red]{c.unresolved}[/bold red]" if c.unresolved else "0",
+            str(c.skipped),
+            coverage_rate(c.accepted, c.targeted),
+        )
+    state.out.print(fit_table(table, state.out.width, 1, 2))
 
 
 def campaign_zone(config: Path) -> tuple[ZoneInfo, str | None]:

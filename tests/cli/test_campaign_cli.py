@@ -251,8 +251,11 @@ def test_preview_shows_exactly_what_each_channel_sends(sample: Path) -> None:
     )
     assert code == 0, out
     assert (
-        "sms_gateway (sms) → 东风镇农民信箱用户 [dongfeng-farmers-sms], 5 人/个 recipient(s)" in out
+        "sms_gateway (短信 sms) → 东风镇农民信箱用户 [dongfeng-farmers-sms], 5 人/个 recipient(s)"
+        in out
     )
+    assert "─ 2026-12-08 星期二 Tue 10:00  sms-twice-monthly ─" in out
+    assert "  主题 theme 常态化防骗提醒 (routine) · 类型 topic " in out
     assert "停用 disabled: 缺少环境变量 environment variable SMS_GATEWAY_TOKEN not set" in out
     assert "如有疑问请拨96110或110。" in out
 

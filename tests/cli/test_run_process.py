@@ -9,21 +9,31 @@ with a deadline, never with a fixed sleep.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import time
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from broadcaster.cli.run import STOP_SECONDS
+from broadcaster.log import DeliveryLog
+from broadcaster.vocab import Status
 from tests.conftest import MINI, REPO, write_campaign
+from tests.engine.helpers import numbers, write_engine_campaign
+from tests.engine.test_processes import KEY, env, every_minute, seed
+from tests.fakes.webhook_server import Mode, WebhookFake
 from tests.processes import STARTED, STOPPED, Running, command, environment
 
 TZ = ZoneInfo("Asia/Shanghai")
+MASKED = re.compile(r"1\d{2}\*{4}\d{4}")
 SAMPLE_RULES = {
     "groups-twice-weekly",
     "cadres-bot-weekly",
@@ -101,11 +111,13 @@ def test_run_starts_and_stops_cleanly_on_a_signal(
     assert re.search(
         r"│ group_handoff \(微信群转发稿\)\s+│ outbox\s+│ 群消息 bot\s+│ 就绪 ready", out
     )
-    upcoming = re.findall(r"^下次 next: (\d{4}-\d\d-\d\d \d\d:\d\d) (\S+)$", out, re.M)
+    upcoming = re.findall(
+        r"^下次 next: (\d{4}-\d\d-\d\d) 星期. [A-Z][a-z]{2} (\d\d:\d\d) (\S+)$", out, re.M
+    )
     assert len(upcoming) == 5, out
-    times = [dt.datetime.fromisoformat(t).replace(tzinfo=TZ) for t, _ in upcoming]
+    times = [dt.datetime.fromisoformat(f"{d} {t}").replace(tzinfo=TZ) for d, t, _ in upcoming]
     assert times == sorted(times) and times[0] >= started_at
-    assert {rule for _, rule in upcoming} <= SAMPLE_RULES
+    assert {rule for _, _, rule in upcoming} <= SAMPLE_RULES
 
     assert process.stop(signum) == 0, process.output
     assert process.output.rstrip().endswith(STOPPED), process.output
@@ -150,7 +162,7 @@ def test_run_applies_a_valid_edit_and_refuses_an_invalid_one(
     running.append(process)
     out = process.wait_for(STARTED)
     assert "启动 starting: 迷你测试活动, 3 rules" in out
-    assert re.search(r"^下次 next: \d{4}-\d\d-\d\d \d\d:\d\d daily-handoff$", out, re.M), out
+    assert re.search(r"^下次 next: \d{4}-\d\d-\d\d 星期. \w{3} \d\d:\d\d daily-handoff$", out, re.M)
 
     broken = DAILY.replace(
         "    channels: [handoff]\n    targets: {tags: [group]}\n    when: {daily",
@@ -180,3 +192,167 @@ def test_run_applies_a_valid_edit_and_refuses_an_invalid_one(
     assert process.stop(signal.SIGTERM) == 0, process.output
     assert process.output.rstrip().endswith(STOPPED)
     assert "Traceback" not in process.output
+
+
+# -- stopping: whatever stdout is, within a bounded time, quietly ---------------------------------
+
+
+def outbox_campaign(folder: Path, contacts: int) -> Path:
+    """One outbox SMS channel and a rule every minute to a list of `contacts` numbers."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "people.csv").write_text(
+        "name,phone\n" + "".join(f"P{i},{n}\n" for i, n in enumerate(numbers(contacts))),
+        encoding="utf-8",
+    )
+    config = {
+        "campaign": {"id": "engine", "name": "扇出测试", "office": "测试派出所"},
+        "default_theme": "routine",
+        "themes": {"routine": {"name": "日常", "topics": ["order_brushing", "loan"]}},
+        "targets": [
+            {
+                "id": "people",
+                "name": "短信名单",
+                "audience": "villagers",
+                "tags": ["sms_list"],
+                "contacts_file": "people.csv",
+            }
+        ],
+        "channels": {"texts": {"type": "outbox", "kind": "sms", "max_length": 200}},
+        "rules": [{**every_minute(["sms_list"]), "channels": ["texts"]}],
+    }
+    path = folder / "schedules.yaml"
+    path.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+def log_of(url: str) -> DeliveryLog:
+    return DeliveryLog.open(url, hash_key=KEY.encode())
+
+
+@pytest.mark.parametrize("who", ["group", "reader first"])
+def test_run_into_tee_stops_cleanly_on_ctrl_c(tmp_path: Path, who: str) -> None:
+    """`broadcaster run | tee run.log`, then Ctrl-C: the terminal sends SIGINT to the whole
+    process group, tee dies and stdout becomes a broken pipe. The shutdown still runs (the
+    scheduler lease is released, every delivery is logged) and the exit code is 0."""
+    config = outbox_campaign(tmp_path / "campaign", 20)
+    url = f"sqlite:///{tmp_path}/log.sqlite3"
+    now = seed(url, "engine")
+    errors = tmp_path / "stderr.txt"
+    with errors.open("wb") as stderr:
+        run = subprocess.Popen(
+            command(config, "run", "--no-live"),
+            cwd=config.parent,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            env=environment(env(url, tmp_path / "state")),
+            process_group=0,  # a process group of its own, as a shell pipeline has
+        )
+    assert run.stdout is not None
+    try:
+        tee = subprocess.Popen(
+            ["tee", str(tmp_path / "run.log")],
+            stdin=run.stdout,
+            stdout=subprocess.PIPE,
+            process_group=run.pid,
+        )
+    except BaseException:
+        run.kill()
+        run.wait()
+        raise
+    finally:
+        run.stdout.close()  # tee is the only reader
+    try:
+        assert tee.stdout is not None
+        seen = ""
+        while "完成 done tick@" not in seen or STARTED not in seen:
+            line = tee.stdout.readline().decode("utf-8")
+            assert line, f"the run ended early:\n{seen}\n{errors.read_text('utf-8')}"
+            seen += line
+        if who == "reader first":  # the reader is surely gone before anything more is written
+            tee.kill()
+            tee.wait(timeout=10)
+        os.killpg(run.pid, signal.SIGINT)
+        code = run.wait(timeout=60)
+        tee.wait(timeout=10)
+    finally:
+        for proc in (run, tee):
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        if tee.stdout is not None:
+            tee.stdout.close()
+    assert tee.returncode != 0  # tee was interrupted (or killed) too
+    assert code == 0, errors.read_text("utf-8")
+    assert errors.read_text("utf-8").count("Traceback") == 0
+    with log_of(url) as log:
+        rows = log.deliveries(campaign="engine")
+        assert len(rows) == 20 and {r.status for r in rows} == {Status.ACCEPTED}
+        lease = log.lease("scheduler:engine")
+        assert lease is not None and lease.until < dt.datetime.now(dt.UTC)  # released
+        states = log.occurrence_states("engine", now, now + dt.timedelta(minutes=1))
+        assert {s.status for s in states.values()} == {"done"}
+
+
+def test_sigterm_with_a_provider_that_never_answers_stops_within_seconds(
+    tmp_path: Path, webhook_server: WebhookFake, running: list[Running]
+) -> None:
+    """Four requests hang (the provider never answers, the read timeout is a minute): the
+    stop waits STOP_SECONDS for them, logs exactly those four interrupted, leaves the other
+    deliveries planned for the next start, and the process ends at once after that."""
+    webhook_server.mode = Mode.HANG
+    config = write_engine_campaign(
+        tmp_path / "campaign",
+        webhook_server.url,
+        contacts=200,
+        channel={"concurrency": 4},
+        settings={"timeout": [2, 60]},
+        rules=[every_minute(["sms_list"])],
+        phases=False,
+    )
+    url = f"sqlite:///{tmp_path}/log.sqlite3"
+    seed(url, "engine")
+    process = Running(config, env=env(url, tmp_path / "state"))
+    running.append(process)
+    process.wait_for(STARTED, timeout=60)
+    webhook_server.wait_for(4, timeout=60)
+    started = time.monotonic()
+    code = process.stop(signal.SIGTERM, timeout=60)
+    took = time.monotonic() - started
+    assert code == 0, process.output
+    assert took < STOP_SECONDS + 15, f"stopping took {took:.1f}s"  # it took a minute before
+    out = process.output
+    assert "停止 stop 4 条请求等待应答时停止，记为中断 in flight at stop, logged interrupted" in out
+    assert out.rstrip().endswith(STOPPED), out
+    assert "Traceback" not in out and "Exception" not in out
+    hung = {r.headers["Idempotency-Key"] for r in webhook_server.sends}
+    assert len(hung) == 4
+    with log_of(url) as log:
+        rows = log.deliveries(campaign="engine")
+        interrupted = {r.key for r in rows if r.status is Status.INTERRUPTED}
+        assert interrupted == hung  # only what was really in flight
+        assert Counter(r.status for r in rows) == {Status.INTERRUPTED: 4, Status.PLANNED: 196}
+
+
+def test_run_summarises_a_fan_out_of_6000_in_two_lines(
+    tmp_path: Path, running: list[Running]
+) -> None:
+    config = outbox_campaign(tmp_path / "campaign", 6_000)
+    url = f"sqlite:///{tmp_path}/log.sqlite3"
+    now = seed(url, "engine")
+    process = Running(config, env=env(url, tmp_path / "state"))
+    running.append(process)
+    occurrence = f"tick@{now:%Y-%m-%dT%H:%M}"
+    process.wait_for(f"完成 done {occurrence}: ", timeout=180)
+    assert process.stop(signal.SIGTERM) == 0, process.output
+    lines = process.output.splitlines()
+    assert len(lines) < 40, process.output
+    fired = [line for line in lines if f"触发 fired {occurrence}" in line]
+    done = [line for line in lines if f"完成 done {occurrence}" in line]
+    assert [line.split(" ", 2)[2] for line in fired] == [
+        f"触发 fired {occurrence}: 6000 次投递 deliveries"
+    ]
+    assert [line.split(" ", 2)[2] for line in done] == [
+        f"完成 done {occurrence}: 已受理 accepted×6000"
+    ]
+    assert not MASKED.search(process.output)  # no line per delivery
