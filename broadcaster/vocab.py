@@ -136,8 +136,8 @@ TRANSITIONS: dict[Status, frozenset[Status]] = {
     Status.UNKNOWN: frozenset(
         {Status.SENDING, Status.ACCEPTED, Status.DELIVERED, Status.FAILED, Status.UNRESOLVED}
     ),
-    Status.UNRESOLVED: frozenset(
-        {Status.SENDING, Status.ACCEPTED, Status.DELIVERED, Status.FAILED}
+    Status.UNRESOLVED: frozenset(  # deferred: an operator decided to send it again
+        {Status.SENDING, Status.ACCEPTED, Status.DELIVERED, Status.FAILED, Status.DEFERRED}
     ),
     Status.ACCEPTED: frozenset({Status.DELIVERED, Status.FAILED}),
     Status.DELIVERED: frozenset(),

@@ -79,28 +79,48 @@ def resolve(
         chosen = _match(store, campaign_id, keys)
         now = dt.datetime.now(dt.UTC)
         actor = f"operator:{operator}"
-        if decision == "resend":
-            store.set_next_check([s.key for s in chosen], now)
-            store.flush()
-            state.out.print(
-                f"已安排重发 due again: {len(chosen)} 次投递 deliveries; `broadcaster run`"
-                f" sends them at its next sweep ({actor}: {note})",
-                markup=False,
-            )
-            return
         from broadcaster.log import Event
 
+        if decision == "resend":
+            reason = f"人工决定重发 resend decided by {actor}: {note}"
+            refused = store.append(
+                [
+                    Event(
+                        s.key,
+                        Status.DEFERRED,
+                        now,
+                        ErrorClass.OPERATOR,
+                        reason,
+                        actor=actor,
+                        next_check=now,
+                    )
+                    for s in chosen
+                ]
+            )
+            _report(
+                state,
+                chosen,
+                refused,
+                f"已安排重发 due again → {Status.DEFERRED.label}"
+                f" ({actor}); `broadcaster run` sends them at its next sweep",
+            )
+            return
         status = DECISIONS[decision]
         reason = f"人工处理 decided by {actor}: {note}"
         refused = store.append(
             [Event(s.key, status, now, ErrorClass.OPERATOR, reason, actor=actor) for s in chosen]
         )
+        _report(state, chosen, refused, f"{status.label} ({actor})")
     finally:
         store.close()
+
+
+def _report(
+    state: State, chosen: list[DeliveryState], refused: list[str | None], outcome: str
+) -> None:
+    """Say what was recorded; exit 1 when a delivery changed meanwhile and was left alone."""
     done = [s for s, why in zip(chosen, refused, strict=True) if why is None]
-    state.out.print(
-        f"已记录 recorded: {len(done)} 次投递 deliveries → {status.label} ({actor})", markup=False
-    )
+    state.out.print(f"已记录 recorded: {len(done)} 次投递 deliveries → {outcome}", markup=False)
     for s, why in zip(chosen, refused, strict=True):
         if why is not None:
             state.err.print(

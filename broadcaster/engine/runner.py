@@ -382,7 +382,7 @@ class Runner:
                 self.activity.add(
                     now,
                     "start",
-                    f"从 {self.checked_until:%Y-%m-%d %H:%M} 补查 catching up since the last"
+                    f"从 {self.checked_until.astimezone(self.campaign.tz):%Y-%m-%d %H:%M} 补查 catching up since the last"
                     " occurrence in the log",
                 )
         self.sweep()

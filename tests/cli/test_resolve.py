@@ -125,24 +125,24 @@ def test_resolve_as_failed(stuck: Stuck) -> None:
     assert stuck.store.events(key)[-1].actor == "operator:李四"
 
 
-def test_resolve_as_resend_makes_it_due_without_an_event(stuck: Stuck) -> None:
+def test_resolve_as_resend_logs_the_decision_and_makes_it_due(stuck: Stuck) -> None:
     key = stuck.stuck.key
-    before = stuck.store.events(key)
     assert stuck.stuck.next_check is None
     done = stuck.cli("resolve", key[:10], "--as", "resend", "--note", "群里没收到", "--by", "王")
     assert done.exit_code == 0, done.output
-    assert "已安排重发 due again: 1 次投递 deliveries" in done.output
+    assert "已记录 recorded: 1 次投递 deliveries → 已安排重发 due again → " in done.output
     state = stuck.store.latest([key])[key]
-    assert state.status is Status.UNRESOLVED and state.next_check is not None
-    assert stuck.store.events(key) == before  # `sending` is written by whoever sends
+    assert state.status is Status.DEFERRED and state.next_check is not None
+    last = stuck.store.events(key)[-1]
+    assert (last.status, last.error_class, last.actor) == (
+        Status.DEFERRED,
+        ErrorClass.OPERATOR,
+        "operator:王",
+    )
+    assert "群里没收到" in (last.reason or "")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="engine: the sweep sets an unresolved delivery's next check to None instead of"
-    " sending it (recovery.py); see the report of the resolve command",
-)
-def test_a_resend_decision_is_sent_by_the_next_sweep(
+def test_a_resend_decision_is_sent_by_the_next_sweep_once(
     stuck: Stuck, webhook_server: WebhookFake
 ) -> None:
     key = stuck.stuck.key
@@ -150,6 +150,10 @@ def test_a_resend_decision_is_sent_by_the_next_sweep(
     stuck.sweep(dt.datetime.now(dt.UTC) + dt.timedelta(seconds=1))
     assert webhook_server.key_counts[key] == 2
     assert stuck.store.latest([key])[key].status is Status.ACCEPTED
+    stuck.sweep(dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5))
+    assert webhook_server.key_counts[key] == 2  # a decision is one resend, not a loop
+    again = stuck.cli("resolve", key, "--as", "resend", "--note", "n", "--by", "王")
+    assert again.exit_code == 2  # no longer unresolved
 
 
 # -- refusals: nothing is written unless every KEY names one unresolved delivery ----------------------
