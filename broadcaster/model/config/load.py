@@ -6,8 +6,12 @@ any error is refused whole, never half-applied.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,6 +21,7 @@ from pydantic import ValidationError
 from broadcaster.errors import CalendarError, ConfigError, ConfigIssue, TemplateError
 from broadcaster.model.calendar import SOLAR_TERMS, ChinaCalendar
 from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
+from broadcaster.model.config.cache import ConfigCache, Manifest, forget_parsed
 from broadcaster.model.config.explain import did_you_mean, explain
 from broadcaster.model.config.render_checks import RenderChecks
 from broadcaster.model.config.schema import Config, Selector, Target
@@ -25,54 +30,117 @@ from broadcaster.model.render import Renderer
 from broadcaster.model.targets import (
     AddressSpec,
     Contact,
+    ContactProblem,
     TargetNode,
     TargetTree,
-    load_contacts_csv,
     mask_phone,
     parse_phone,
 )
 from broadcaster.vocab import Addressing, MessageKind, QuietHours, RateLimit
 
-__all__ = ["HOLIDAY_NAMES", "build_campaign", "load_campaign"]
+__all__ = ["HOLIDAY_NAMES", "build_campaign", "forget_loaded", "load_campaign"]
 
 HOLIDAY_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
 
 
-def load_campaign(path: Path | str, *, today: dt.date) -> Campaign:
+def load_campaign(path: Path | str, *, today: dt.date, cache_dir: Path | None = None) -> Campaign:
     """Load and check `path` (and its includes). Raises ConfigError listing every problem.
 
     `today` is the date the calendar's freshness is judged on; nothing reads a clock.
+    `cache_dir` keeps parsed files between processes (see `build_campaign`).
     """
-    campaign, issues = build_campaign(path, today=today)
+    campaign, issues = build_campaign(path, today=today, cache_dir=cache_dir)
     if campaign is None or any(i.severity == "error" for i in issues):
         raise ConfigError(issues)
     return campaign
 
 
+@dataclass
+class _Built:
+    today: dt.date
+    manifest: Manifest
+    campaign: Campaign | None
+    issues: list[ConfigIssue]
+
+    def result(self) -> tuple[Campaign | None, list[ConfigIssue]]:
+        """A copy the caller may change (its lists), sharing the built parts."""
+        campaign = self.campaign
+        if campaign is not None:
+            campaign = dataclasses.replace(
+                campaign,
+                channels=dict(campaign.channels),
+                rules=list(campaign.rules),
+                warnings=list(campaign.warnings),
+                calendar_warnings=list(campaign.calendar_warnings),
+                variants=list(campaign.variants),
+                contact_files=set(campaign.contact_files),
+            )
+        return campaign, list(self.issues)
+
+
+_BUILT_CAMPAIGNS = 8  # campaigns (by main file) whose latest build is kept in memory
+_built: OrderedDict[Path, _Built] = OrderedDict()
+_built_lock = threading.Lock()
+
+
+def forget_loaded() -> None:
+    """Drop every build and parsed file kept in memory (a cache folder on disk stays)."""
+    with _built_lock:
+        _built.clear()
+    forget_parsed()
+
+
 def build_campaign(
-    path: Path | str, *, today: dt.date
+    path: Path | str, *, today: dt.date, cache_dir: Path | None = None
 ) -> tuple[Campaign | None, list[ConfigIssue]]:
     """The campaign and every issue found; None when the file or its schema is invalid.
 
     The engine adds its channel checks to these issues before deciding, so a config is
     refused with every problem at once.
+
+    Loading what was loaded before is fast: a build is reused while every file it read
+    (YAML, contact lists, templates, holiday files) has the same content, and each file
+    is parsed once per content. `cache_dir` keeps the parsed files on disk too, for the
+    next process.
     """
-    doc, issues = load_document(Path(path))
+    root = Path(path).resolve()
+    with _built_lock:
+        built = _built.get(root)
+    if built is not None and built.today == today and built.manifest.unchanged():
+        return built.result()
+    manifest = Manifest()
+    cache = ConfigCache(cache_dir)
+    campaign, issues = _build(root, today, cache, manifest)
+    built = _Built(today, manifest, campaign, issues)
+    with _built_lock:
+        _built[root] = built
+        _built.move_to_end(root)
+        while len(_built) > _BUILT_CAMPAIGNS:
+            _built.popitem(last=False)
+    return built.result()
+
+
+def _build(
+    root: Path, today: dt.date, cache: ConfigCache, manifest: Manifest
+) -> tuple[Campaign | None, list[ConfigIssue]]:
+    doc, issues = load_document(root, cache=cache, manifest=manifest)
     if any(i.severity == "error" for i in issues):
         return None, issues
     try:
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
         return None, explain(exc, doc, Config)
-    builder = _Builder(doc, config)
+    builder = _Builder(doc, config, cache, manifest)
     campaign = builder.build(today)
     return campaign, issues + builder.issues
 
 
 class _Builder(RenderChecks):
-    def __init__(self, doc: Document, config: Config):
+    def __init__(self, doc: Document, config: Config, cache: ConfigCache, manifest: Manifest):
         self.doc = doc
         self.config = config
+        self.cache = cache
+        self.manifest = manifest
         self.base_dir = (doc.root or Path.cwd()).parent
         self.issues: list[ConfigIssue] = []
         self.calendar_warnings: list[tuple[str, bool]] = []
@@ -94,7 +162,13 @@ class _Builder(RenderChecks):
         try:
             topics = renderer.topics
         except TemplateError as exc:
-            self.issues.append(ConfigIssue(str(exc).split(": ")[0], None, "", str(exc)))
+            where, _, message = str(exc).partition(": ")
+            file, _, line = where.rpartition(":")
+            if not line.isdigit():
+                file, line = where, ""
+            self.issues.append(
+                ConfigIssue(self._shown(Path(file)), int(line) if line else None, "", message)
+            )
             topics = {}
         self._unique_ids()
         tree, vars_by_target = self._targets()
@@ -125,6 +199,7 @@ class _Builder(RenderChecks):
 
     def _calendar(self, today: dt.date) -> ChinaCalendar:
         folder = self.base_dir / self.config.calendar.overrides
+        self.manifest.folder(folder, "*.yaml")
         try:
             calendar = ChinaCalendar.load(folder)
         except CalendarError as exc:
@@ -151,6 +226,7 @@ class _Builder(RenderChecks):
             p = Path(self.doc.mark(("templates", i)).file)
             base = (self.base_dir / p).parent if not p.is_absolute() else p.parent
             path = (base / folder).resolve()
+            self.manifest.folder(path)
             if not path.is_dir():
                 self.error(("templates", i), f"模板目录不存在 template folder not found: {folder}")
                 continue
@@ -171,39 +247,46 @@ class _Builder(RenderChecks):
                     seen[item.id] = i
 
     def _targets(self) -> tuple[TargetTree, dict[str, dict[str, Any]]]:
-        nodes: dict[str, dict[str, Any]] = {}
-        paths: dict[str, Path_] = {}
+        nodes: dict[str, Target] = {}
+        parent_of: dict[str, str | None] = {}
+        kids: dict[str, list[str]] = {}  # only targets with children
+        # where each target is written: (parent id, index) or (None, index in `targets`);
+        # its key path is rebuilt from these when a message needs it
+        slots: dict[str, tuple[str | None, int]] = {}
         order: list[str] = []
 
-        def walk(target: Target, path: Path_, parent: str | None, top: bool) -> None:
+        def path_of(tid: str) -> Path_:
+            parent, index = slots[tid]
+            if parent is None:
+                return ("targets", index)
+            return (*path_of(parent), "children", index)
+
+        def walk(target: Target, path: Path_, parent: str | None, index: int, top: bool) -> None:
             if target.parent is not None and not top:
                 self.error(
                     (*path, "parent"),
                     "parent 只能用于顶层对象 'parent' is only for top-level targets; nest children instead",
                 )
             if target.id in nodes:
-                first = self.doc.mark((*paths[target.id], "id"))
+                first = self.doc.mark((*path_of(target.id), "id"))
                 self.error(
                     (*path, "id"),
                     f"标识重复 duplicate target id '{target.id}'; first at {first.file}:{first.line}",
                 )
                 return
-            nodes[target.id] = {"t": target, "parent": parent, "children": []}
-            paths[target.id] = path
+            nodes[target.id] = target
+            parent_of[target.id] = parent
+            slots[target.id] = (parent, index)
             order.append(target.id)
             for j, child in enumerate(target.children):
-                walk(child, (*path, "children", j), target.id, False)
-                nodes[target.id]["children"].append(child.id)
+                walk(child, (*path, "children", j), target.id, j, False)
+                kids.setdefault(target.id, []).append(child.id)
 
         for i, target in enumerate(self.config.targets):
-            walk(target, ("targets", i), None, True)
+            walk(target, ("targets", i), None, i, True)
         # attach top-level targets that name a parent (a township file under the county)
         for i, target in enumerate(self.config.targets):
-            if (
-                target.parent is None
-                or target.id not in nodes
-                or nodes[target.id]["t"] is not target
-            ):
+            if target.parent is None or target.id not in nodes or nodes[target.id] is not target:
                 continue
             if target.parent not in nodes:
                 self.error(
@@ -212,72 +295,92 @@ class _Builder(RenderChecks):
                     did_you_mean(target.parent, nodes),
                 )
                 continue
-            if target.parent in self._subtree(nodes, target.id):
+            if target.parent in self._subtree(kids, target.id):
                 self.error(
                     ("targets", i, "parent"),
                     f"上级关系成环 parent '{target.parent}' is inside this target's own subtree",
                 )
                 continue
-            nodes[target.id]["parent"] = target.parent
-            nodes[target.parent]["children"].append(target.id)
+            parent_of[target.id] = target.parent
+            kids.setdefault(target.parent, []).append(target.id)
 
         campaign_vars = dict(self.config.campaign.vars)
-        built: list[TargetNode] = []
+        no_parent = TargetNode("", "", frozenset(), None, None, (), (), vars=())
+        built: dict[str, TargetNode] = {}
         vars_by_target: dict[str, dict[str, Any]] = {}
-        for tid in self._tree_order(nodes, order):
-            entry = nodes[tid]
-            node: Target = entry["t"]
-            ancestors: list[str] = []
-            p = entry["parent"]
-            while p is not None:
-                ancestors.insert(0, p)
-                p = nodes[p]["parent"]
-            lineage = [nodes[a]["t"] for a in ancestors] + [node]
-            audience = next((t.audience for t in reversed(lineage) if t.audience), None)
-            merged_vars = dict(campaign_vars)
-            for t in lineage:
-                merged_vars.update(t.vars)
-            vars_by_target[tid] = merged_vars
-            built.append(
-                TargetNode(
-                    id=tid,
-                    name=node.name,
-                    tags=frozenset(node.tags),
-                    audience=audience,
-                    parent=entry["parent"],
-                    ancestors=tuple(ancestors),
-                    path=(*(nodes[a]["t"].name for a in ancestors), node.name),
-                    contacts=tuple(self._contacts(node, paths[tid])),
-                    address=tuple(
-                        sorted((c, AddressSpec.from_config(v)) for c, v in node.address.items())
-                    ),
-                    vars=tuple(sorted(merged_vars.items())),
-                    children=tuple(entry["children"]),
+        shared_tags: dict[tuple[str, ...], frozenset[str]] = {}
+        ancestries: dict[str, tuple[str, ...]] = {}
+
+        def ancestry(parent: TargetNode) -> tuple[str, ...]:
+            """The ancestors of a child of `parent` (one tuple shared by all its children)."""
+            if not parent.id:
+                return ()
+            found = ancestries.get(parent.id)
+            if found is None:
+                found = ancestries[parent.id] = (*parent.ancestors, parent.id)
+            return found
+
+        for tid in self._tree_order(parent_of, kids, order):
+            node = nodes[tid]
+            parent_id = parent_of[tid]
+            # parents come first in tree order: inherit from the parent's resolved node
+            parent = built[parent_id] if parent_id is not None else no_parent
+            inherited = vars_by_target[parent_id] if parent_id is not None else campaign_vars
+            if node.vars:
+                merged_vars = {**inherited, **node.vars}
+                vars_tuple = tuple(sorted(merged_vars.items()))
+            else:  # shared with the parent: nothing changes them
+                merged_vars = inherited
+                vars_tuple = (
+                    parent.vars if parent_id is not None else tuple(sorted(merged_vars.items()))
                 )
+            vars_by_target[tid] = merged_vars
+            tag_key = tuple(node.tags)
+            tags = shared_tags.get(tag_key)
+            if tags is None:
+                tags = shared_tags[tag_key] = frozenset(tag_key)
+            built[tid] = TargetNode(
+                id=tid,
+                name=node.name,
+                tags=tags,
+                audience=node.audience or parent.audience,
+                parent=parent_id,
+                ancestors=ancestry(parent),
+                path=(*parent.path, node.name) if parent_id is not None else (node.name,),
+                contacts=(
+                    tuple(self._contacts(node, path_of(tid)))
+                    if node.contacts or node.contacts_file
+                    else ()
+                ),
+                address=(
+                    tuple(sorted((c, AddressSpec.from_config(v)) for c, v in node.address.items()))
+                    if node.address
+                    else ()
+                ),
+                vars=vars_tuple,
+                children=tuple(kids.get(tid, ())),
             )
-        return TargetTree(built), vars_by_target
+        return TargetTree(built.values()), vars_by_target
 
     @staticmethod
-    def _subtree(nodes: dict[str, dict[str, Any]], tid: str) -> set[str]:
+    def _subtree(kids: dict[str, list[str]], tid: str) -> set[str]:
         out, stack = {tid}, [tid]
         while stack:
-            for c in nodes[stack.pop()]["children"]:
+            for c in kids.get(stack.pop(), ()):
                 out.add(c)
                 stack.append(c)
         return out
 
     @staticmethod
-    def _tree_order(nodes: dict[str, dict[str, Any]], order: list[str]) -> list[str]:
-        roots = [t for t in order if nodes[t]["parent"] is None]
+    def _tree_order(
+        parent_of: dict[str, str | None], kids: dict[str, list[str]], order: list[str]
+    ) -> list[str]:
         out: list[str] = []
-
-        def visit(t: str) -> None:
+        stack = [t for t in reversed(order) if parent_of[t] is None]
+        while stack:
+            t = stack.pop()
             out.append(t)
-            for c in nodes[t]["children"]:
-                visit(c)
-
-        for r in roots:
-            visit(r)
+            stack.extend(reversed(kids.get(t, ())))
         return out
 
     def _contacts(self, target: Target, path: Path_) -> list[Contact]:
@@ -303,7 +406,7 @@ class _Builder(RenderChecks):
             file = base / target.contacts_file
             self.contact_files.add(file)
             shown = self._shown(file)
-            loaded, problems = load_contacts_csv(file, shown)
+            loaded, problems = self._contacts_file(file, shown)
             for problem in problems:
                 self.issues.append(ConfigIssue(problem.file, problem.line, "", problem.message))
             if not loaded and not problems:
@@ -316,6 +419,15 @@ class _Builder(RenderChecks):
                     seen.add(c.number)
                     contacts.append(c)
         return contacts
+
+    def _contacts_file(self, file: Path, shown: str) -> tuple[list[Contact], list[ContactProblem]]:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            self.manifest.file(file, None)
+            message = f"无法读取 cannot read contacts file: {exc.strerror}"
+            return [], [ContactProblem(shown, None, message)]
+        return self.cache.contacts(file, raw, shown, self.manifest)
 
     def _channels(self) -> dict[str, ChannelSpec]:
         """Channel instances as configured; the engine resolves them against their plugins."""
