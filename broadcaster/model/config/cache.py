@@ -203,6 +203,16 @@ def _decode_contacts(payload: str) -> tuple[list[Contact], list[ContactProblem]]
     return contacts, problems
 
 
+def _private_folder(folder: Path) -> None:
+    """Create `folder` and any missing parent readable by its owner only (0700)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for path in reversed(missing):
+        path.mkdir(mode=0o700, exist_ok=True)
+
+
 class ConfigCache:
     """Parsed YAML files and contact lists by content; on disk too when `folder` is given."""
 
@@ -318,7 +328,7 @@ class ConfigCache:
             return
         tmp: str | None = None
         try:
-            entry.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            _private_folder(entry.parent)
             with tempfile.NamedTemporaryFile(
                 "w", encoding="utf-8", dir=entry.parent, delete=False, suffix=".tmp"
             ) as handle:

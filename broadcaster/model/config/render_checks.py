@@ -35,7 +35,6 @@ class RenderChecks:
         self._template_files = {}
         config = self.config
         reported: set[tuple[str, str]] = set()
-        kinds: dict[str, tuple[tuple[Any, ...], int]] = {}
         groups_by_targets: dict[tuple[str, ...], dict[tuple[Any, ...], tuple[int, str]]] = {}
         for spec in campaign.rules:
             rule = spec.rule
@@ -52,7 +51,7 @@ class RenderChecks:
             if groups is None:  # rules with the same targets check the same representatives
                 groups = groups_by_targets[spec.targets] = {}
                 for tid in spec.targets:
-                    key, weight = kinds.get(tid) or kinds.setdefault(tid, self._kind(campaign, tid))
+                    key, weight = self._kind(campaign, tid)
                     best = groups.get(key)
                     if best is None or weight > best[0]:
                         groups[key] = (weight, tid)

@@ -59,6 +59,7 @@ Path_ = tuple[str | int, ...]
 
 MAX_DEPTH = 100  # nesting levels
 MAX_ALIAS_VALUES = 100_000  # values aliases may add beyond those written out
+_REPEATS = 2_000  # distinct list items kept to share (tags repeat; phone numbers do not)
 
 _STR = "tag:yaml.org,2002:str"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
@@ -84,18 +85,10 @@ _IMPLICIT = [
 ]
 
 
-class _Loader(yaml.SafeLoader):
-    """PyYAML's pure-Python parser with the core-schema resolvers (the fallback and the
-    wording of syntax errors)."""
-
-
-_Loader.yaml_implicit_resolvers = {}
-_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}
+_RESOLVERS: dict[str, list[tuple[str, re.Pattern[str]]]] = {}  # by first character
 for _tag, _regexp, _first in _IMPLICIT:
-    _compiled = re.compile(_regexp)
-    _Loader.add_implicit_resolver(_tag, _compiled, list(_first))
     for _char in _first:
-        _RESOLVERS.setdefault(_char, []).append((_tag, _compiled))
+        _RESOLVERS.setdefault(_char, []).append((_tag, re.compile(_regexp)))
 
 
 def format_path(path: Path_) -> str:
@@ -144,7 +137,6 @@ class _Anchored:
     height: int  # nesting levels below it
     key_text: str | None  # the raw text of a scalar (usable as a key)
     merge: bool
-    mark: Any
 
 
 class _Frame:
@@ -158,7 +150,6 @@ class _Frame:
         "key",
         "key_line",
         "line",
-        "mark",
         "path",
         "size",
         "skip",
@@ -179,7 +170,6 @@ class _Frame:
         self.key: str | None = None
         self.key_line = 0
         self.skip = False
-        self.mark: Any = None
 
 
 def _scalar(value: str, tag: str | None, implicit: tuple[bool, bool], style: Any) -> Any:
@@ -222,6 +212,7 @@ class _Builder:
         self.issues: list[ConfigIssue] = []
         self.anchors: dict[str, _Anchored | None] = {}
         self.anchor_marks: dict[str, Any] = {}
+        self.repeats: dict[str, str] = {}  # one string for text that repeats in lists
         self.stack: list[_Frame] = []
         self.written = 0
         self.expanded = 0
@@ -265,15 +256,15 @@ class _Builder:
                     merge = _is_merge(text, event.tag, event.implicit)
                 if event.anchor is not None:
                     self.define(event.anchor, event.start_mark)
-                    self.anchors[event.anchor] = _Anchored(
-                        value, line, 1, 0, text, merge, event.start_mark
-                    )
+                    self.anchors[event.anchor] = _Anchored(value, line, 1, 0, text, merge)
                 if not stack:
                     self.root = (value, line)
                     continue
                 top = stack[-1]
                 top.size += 1
                 if not top.is_map:
+                    if value is text and len(self.repeats) < _REPEATS:  # tags, audiences ...
+                        value = self.repeats.setdefault(text, text)
                     top.data.append(value)
                     top.children.append(line)
                 elif top.want_key:
@@ -300,7 +291,6 @@ class _Builder:
                     parent.discard or (parent.is_map and (parent.want_key or parent.skip))
                 )
                 frame = _Frame(kind is MappingStartEvent, line, path, event.anchor, discard)
-                frame.mark = event.start_mark
                 if event.anchor is not None:
                     self.define(event.anchor, event.start_mark)
                     self.anchors[event.anchor] = None  # open: an alias to it now is recursive
@@ -320,7 +310,7 @@ class _Builder:
                     lines = (frame.line, *frame.children)
                 if frame.anchor is not None:
                     self.anchors[frame.anchor] = _Anchored(
-                        frame.data, lines, frame.size, frame.height, None, False, frame.mark
+                        frame.data, lines, frame.size, frame.height, None, False
                     )
                 if stack:
                     self.add(frame.data, lines, frame.size, frame.height, None, False)
@@ -439,7 +429,7 @@ def _build_libyaml(raw: bytes, name: str) -> _Builder:
 
 
 def _build_python(text: str, name: str) -> _Builder:
-    loader = _Loader(text)
+    loader = yaml.SafeLoader(text)  # its parser only: values are resolved here
     try:
         builder = _Builder(name)
         builder.run(loader.get_event)

@@ -209,3 +209,16 @@ def test_a_document_using_the_date_marker_itself_is_not_cached(tmp_path: Path) -
     campaign = load_campaign(path, today=TODAY, cache_dir=cache_dir)
     assert campaign.config.campaign.office == "\x00date"
     assert not list((cache_dir / "config").glob("yaml-*.json"))
+
+
+def test_the_cache_folder_and_its_missing_parents_are_private(tmp_path: Path) -> None:
+    path = write_campaign(tmp_path / "c")
+    load_campaign(path, today=TODAY, cache_dir=tmp_path / "state" / "cache")
+    for folder in (
+        tmp_path / "state",
+        tmp_path / "state" / "cache",
+        tmp_path / "state" / "cache" / "config",
+    ):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    (entry,) = (tmp_path / "state" / "cache" / "config").iterdir()
+    assert stat.S_IMODE(entry.stat().st_mode) == 0o600
