@@ -353,7 +353,7 @@ def report(rows: list[dict[str, Any]]) -> None:
     for row in rows:
         fast = row["fast"]
         print(
-            f"  {row['name']:<25}{fast['seconds']:>7.2f}s {fast['peak_mb']:>5.0f} MB"
+            f"  {row['name']:<27}{fast['seconds']:>7.2f}s {fast['peak_mb']:>5.0f} MB"
             f"   ours / CSafeLoader = {row['ours']['first'] / fast['seconds']:.2f}×"
         )
     print("\ntargets:")
@@ -361,7 +361,7 @@ def report(rows: list[dict[str, Any]]) -> None:
         ours = row["ours"]
         verdict = "ok" if ours["first"] < row["limit_s"] else "MISSED"
         line = (
-            f"  {row['name']:<25}first load {ours['first']:.2f}s < {row['limit_s']:.0f}s {verdict}"
+            f"  {row['name']:<27}first load {ours['first']:.2f}s < {row['limit_s']:.0f}s {verdict}"
         )
         if row["limit_mb"] is not None:
             mem_ok = "ok" if ours["peak_mb"] < row["limit_mb"] else "MISSED"
