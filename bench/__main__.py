@@ -1,4 +1,4 @@
-"""Run the benchmarks: python -m bench [plan] [dispatch] [log] ... [--quick]."""
+"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] ... [--quick]."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ BENCHES = {
     "plan": "bench.plan_bench",
     "dispatch": "bench.dispatch_bench",
     "log": "bench.log_bench",
+    "config": "bench.config_bench",
 }
 
 

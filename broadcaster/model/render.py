@@ -11,20 +11,23 @@ from __future__ import annotations
 
 import hashlib
 import re
+import sys
 import traceback
 from collections.abc import Callable, Iterable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass
 from functools import cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import (
+    ChainableUndefined,
     FileSystemLoader,
     StrictUndefined,
     TemplateNotFound,
     TemplateSyntaxError,
+    Undefined,
     meta,
     nodes,
 )
@@ -33,8 +36,17 @@ from jinja2.sandbox import SandboxedEnvironment
 from broadcaster.errors import TemplateError
 from broadcaster.vocab import MessageKind
 
-__all__ = ["WEEKDAY_NAMES", "Renderer", "Topic", "builtin_messages_dir"]
+__all__ = [
+    "RENDER_FAILED",
+    "UNDEFINED",
+    "WEEKDAY_NAMES",
+    "Renderer",
+    "Topic",
+    "builtin_messages_dir",
+]
 
+RENDER_FAILED = "模板渲染失败 render failed"
+UNDEFINED = "未定义的变量 undefined variable"
 WEEKDAY_NAMES = ("星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日")
 
 
@@ -99,6 +111,96 @@ def _lookup(context: Mapping[str, Any], path: str) -> str | None:
     return None
 
 
+_uses: ContextVar[list[tuple[str, int | None, str]]] = ContextVar("undefined_uses")
+
+
+class _Quiet(ChainableUndefined):
+    """What an undefined use turns into once recorded: nothing more is reported from it."""
+
+    __slots__ = ()
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        return self
+
+    __add__ = __radd__ = __sub__ = __rsub__ = _fail_with_undefined_error
+    __mul__ = __rmul__ = __div__ = __rdiv__ = _fail_with_undefined_error
+    __truediv__ = __rtruediv__ = _fail_with_undefined_error
+    __floordiv__ = __rfloordiv__ = _fail_with_undefined_error
+    __mod__ = __rmod__ = _fail_with_undefined_error
+    __pos__ = __neg__ = __call__ = __pow__ = __rpow__ = _fail_with_undefined_error
+    __lt__ = __le__ = __gt__ = __ge__ = _fail_with_undefined_error
+
+
+class _Recording(Undefined):
+    """Undefined where StrictUndefined would stop the render: records the use (template
+    file and line, StrictUndefined's own words) and lets the render go on."""
+
+    __slots__ = ()
+
+    def _record(self) -> None:
+        frame = sys._getframe(2)
+        file, line = "?", None
+        while frame is not None:
+            template = frame.f_globals.get("__jinja_template__")
+            if template is not None:
+                file = template.filename or template.name or "?"
+                line = template.get_corresponding_lineno(frame.f_lineno)
+                break
+            frame = frame.f_back  # type: ignore[assignment]
+        _uses.get().append((file, line, self._undefined_message))
+
+    def _fail_with_undefined_error(self, *args: Any, **kwargs: Any) -> Any:
+        self._record()
+        return _Quiet()
+
+    __add__ = __radd__ = __sub__ = __rsub__ = _fail_with_undefined_error
+    __mul__ = __rmul__ = __div__ = __rdiv__ = _fail_with_undefined_error
+    __truediv__ = __rtruediv__ = _fail_with_undefined_error
+    __floordiv__ = __rfloordiv__ = _fail_with_undefined_error
+    __mod__ = __rmod__ = _fail_with_undefined_error
+    __pos__ = __neg__ = __call__ = __getitem__ = _fail_with_undefined_error
+    __lt__ = __le__ = __gt__ = __ge__ = __pow__ = __rpow__ = _fail_with_undefined_error
+    __int__ = __float__ = __complex__ = _fail_with_undefined_error
+
+    def __getattr__(self, name: str) -> Any:
+        if name[:2] == "__":
+            raise AttributeError(name)
+        self._record()
+        return _Quiet()
+
+    def __str__(self) -> str:
+        self._record()
+        return ""
+
+    def __iter__(self) -> Any:
+        self._record()
+        return iter(())
+
+    def __len__(self) -> int:
+        self._record()
+        return 0
+
+    def __bool__(self) -> bool:
+        self._record()
+        return False
+
+    def __eq__(self, other: object) -> bool:
+        self._record()
+        return False
+
+    def __ne__(self, other: object) -> bool:
+        self._record()
+        return True
+
+    def __hash__(self) -> int:
+        self._record()
+        return id(self)
+
+    def __contains__(self, item: object) -> bool:
+        self._record()
+        return False
+
+
 def _tidy(kind: MessageKind, text: str) -> str:
     if kind in (MessageKind.SMS, MessageKind.LED):
         return re.sub(r"\s*\n\s*", "", text).strip()
@@ -125,22 +227,45 @@ class Renderer:
         self._paths: dict[str, tuple[str, ...]] = {}
         self._sha: dict[str, str] = {}
         self._names: dict[tuple[str, str, str | None], str | None] = {}
+        self._asts: dict[str, nodes.Template] = {}
+        self._recording: SandboxedEnvironment | None = None
 
     # -- topics
 
     @cached_property
     def topics(self) -> dict[str, Topic]:
-        """Fraud types: the built-in catalogue, extended or overridden by office folders."""
+        """Fraud types: the built-in catalogue, extended or overridden by office folders.
+
+        Read with the configuration's hardened YAML reader; a broken file raises
+        TemplateError "file:line: message"."""
+        from broadcaster.model.config.yaml_reader import line_of, parse_yaml
+
         out: dict[str, Topic] = {}
         for folder in reversed(self.dirs):
             path = folder / "topics.yaml"
             if not path.exists():
                 continue
+            cannot = "无法读取 cannot read topics"
             try:
-                raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as exc:
-                raise TemplateError(f"{path}: 无法读取 cannot read topics: {exc}") from None
-            for tid, item in raw.items():
+                parsed = parse_yaml(path.read_bytes(), str(path))
+            except OSError as exc:
+                raise TemplateError(f"{path}: {cannot}: {exc.strerror}") from None
+            problem = next((i for i in parsed.issues if i.severity == "error"), None)
+            if problem is not None:
+                where = f"{path}:{problem.line}" if problem.line else str(path)
+                raise TemplateError(f"{where}: {cannot}: {problem.message}")
+            raw = {} if parsed.data is None else parsed.data
+            if not isinstance(raw, dict):
+                raise TemplateError(
+                    f"{path}:{line_of(parsed.lines)}: {cannot}: expected a mapping of topic ids"
+                )
+            lines = [] if isinstance(parsed.lines, int) else parsed.lines[1:]
+            for (tid, item), item_lines in zip(raw.items(), lines, strict=True):
+                if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                    raise TemplateError(
+                        f"{path}:{line_of(item_lines)}: {cannot}: {tid}: expected a mapping with"
+                        " name, en, slogan, audiences"
+                    )
                 out[tid] = Topic(
                     tid,
                     item["name"],
@@ -179,21 +304,28 @@ class Renderer:
             n for n in self.env.list_templates(extensions=["j2"]) if not n.startswith("_")
         )
 
+    def _parse(self, name: str) -> nodes.Template:
+        """The template's syntax tree, parsed once."""
+        ast = self._asts.get(name)
+        if ast is None:
+            source, filename = self.source(name)
+            try:
+                ast = self.env.parse(source, name, filename)
+            except TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"{_location(exc, filename)}: 模板语法错误 template syntax error: {exc.message}"
+                ) from None
+            self._asts[name] = ast
+        return ast
+
     def _closure(self, name: str, seen: set[str] | None = None) -> list[str]:
         """The template and every template it includes or imports, recursively."""
         seen = seen if seen is not None else set()
         if name in seen:
             return []
         seen.add(name)
-        source, filename = self.source(name)
-        try:
-            ast = self.env.parse(source, name, filename)
-        except TemplateSyntaxError as exc:
-            raise TemplateError(
-                f"{_location(exc, filename)}: 模板语法错误 template syntax error: {exc.message}"
-            ) from None
         out = [name]
-        for ref in meta.find_referenced_templates(ast):
+        for ref in meta.find_referenced_templates(self._parse(name)):
             if ref is not None:
                 out += self._closure(ref, seen)
         return out
@@ -203,8 +335,7 @@ class Renderer:
         if name not in self._reads:
             names: set[str] = set()
             for part in self._closure(name):
-                source, filename = self.source(part)
-                names |= meta.find_undeclared_variables(self.env.parse(source, part, filename))
+                names |= meta.find_undeclared_variables(self._parse(part))
             self._reads[name] = frozenset(names)
         return self._reads[name]
 
@@ -213,8 +344,7 @@ class Renderer:
         if name not in self._paths:
             found: set[str] = set()
             for part in self._closure(name):
-                source, filename = self.source(part)
-                ast = self.env.parse(source, part, filename)
+                ast = self._parse(part)
                 roots = meta.find_undeclared_variables(ast)
                 for node in ast.find_all((nodes.Getattr, nodes.Getitem, nodes.Name)):
                     path = _dotted(node)
@@ -267,6 +397,30 @@ class Renderer:
             self._params[key] = params
         return text, params
 
+    def undefined_uses(
+        self, name: str, context: Mapping[str, Any]
+    ) -> list[tuple[str, int | None, str]]:
+        """Every use of an undefined variable in rendering `name` with `context`, as
+        (template file, line, message): where the normal render stops at the first."""
+        if self._recording is None:
+            self._recording = SandboxedEnvironment(
+                loader=self.env.loader,
+                undefined=_Recording,
+                trim_blocks=True,
+                lstrip_blocks=True,
+                keep_trailing_newline=False,
+                autoescape=False,
+            )
+        found: list[tuple[str, int | None, str]] = []
+        token = _uses.set(found)
+        try:
+            self._recording.get_template(name).render(context)
+        except Exception:  # what was recorded before another failure still counts
+            pass
+        finally:
+            _uses.reset(token)
+        return list(dict.fromkeys(found))
+
     def render(
         self,
         name: str,
@@ -295,10 +449,8 @@ class Renderer:
         except Exception as exc:  # undefined variables, sandbox violations, filter errors
             reason = str(exc)
             if type(exc).__name__ == "UndefinedError":
-                reason = f"未定义的变量 undefined variable: {reason}"
-            raise TemplateError(
-                f"{_location(exc, filename)}: 模板渲染失败 render failed: {reason}"
-            ) from None
+                reason = f"{UNDEFINED}: {reason}"
+            raise TemplateError(f"{_location(exc, filename)}: {RENDER_FAILED}: {reason}") from None
         if cache_key is not None:
             if len(self._cache) > 200_000:
                 self._cache.clear()

@@ -11,9 +11,13 @@ from __future__ import annotations
 import csv
 import hashlib
 import hmac
+import io
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
+from typing import Any
 
 import phonenumbers
 
@@ -23,13 +27,15 @@ __all__ = [
     "ContactProblem",
     "TargetNode",
     "TargetTree",
+    "load_contacts_csv",
     "mask_phone",
+    "parse_contacts_csv",
     "parse_phone",
     "recipient_hash",
 ]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Contact:
     """One person on a target's list; `number` is E.164 and never shown."""
 
@@ -102,11 +108,7 @@ def mask_phone(number: str) -> str:
     return f"**** ({len(digits)} digits)"
 
 
-def parse_phone(raw: str) -> str | None:
-    """A mainland mobile or landline number in E.164, or None when it is not one."""
-    text = str(raw).strip().replace(" ", "").replace("-", "")
-    if not text:
-        return None
+def _phone_slow(text: str) -> str | None:
     try:
         parsed = phonenumbers.parse(text, "CN")
     except phonenumbers.NumberParseException:
@@ -116,12 +118,75 @@ def parse_phone(raw: str) -> str | None:
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
+_TYPE_ORDER = (  # the order of phonenumbers' _number_type_helper
+    "premium_rate",
+    "toll_free",
+    "shared_cost",
+    "voip",
+    "personal_number",
+    "pager",
+    "uan",
+    "voicemail",
+    "fixed_line",
+    "mobile",
+)
+
+
+def _mobile_checks() -> tuple[re.Pattern[str] | None, list[re.Pattern[str]], re.Pattern[str]]:
+    """phonenumbers' own CN patterns that can match an 11-digit national number: the
+    general description and every number type, and its national prefix for parsing (a
+    number starting with one goes the slow way). No metadata: everything goes the slow way."""
+    meta = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+    if meta is None:
+        return None, [], re.compile("")
+
+    def usable(desc: Any) -> re.Pattern[str] | None:
+        if desc is None or not desc.national_number_pattern:
+            return None
+        if desc.possible_length and 11 not in desc.possible_length:
+            return None
+        return re.compile(desc.national_number_pattern)
+
+    types = [p for k in _TYPE_ORDER if (p := usable(getattr(meta, k)))]
+    prefix = re.compile(meta.national_prefix_for_parsing or "(?!)")
+    return usable(meta.general_desc), types, prefix
+
+
+_FAST_FORM = re.compile(r"(?:\+86)?(1[3-9][0-9]{9})")
+_GENERAL, _TYPES, _NATIONAL_PREFIX = _mobile_checks()
+
+
+def _whole(pattern: re.Pattern[str], digits: str) -> bool:
+    """phonenumbers' match: the pattern's first match from the start must cover it all."""
+    m = pattern.match(digits)
+    return m is not None and m.end() == len(digits)
+
+
+def parse_phone(raw: str) -> str | None:
+    """A mainland mobile or landline number in E.164, or None when it is not one.
+
+    Plain mobile numbers (13812345678, +8613812345678) are checked against phonenumbers'
+    own CN patterns directly, with the same result as `phonenumbers.parse` and
+    `is_valid_number` at a fraction of the cost; everything else goes through them.
+    """
+    text = str(raw).strip().replace(" ", "").replace("-", "")
+    if not text:
+        return None
+    fast = _FAST_FORM.fullmatch(text)
+    if fast is None or _GENERAL is None or _NATIONAL_PREFIX.match(fast.group(1)):
+        return _phone_slow(text)
+    digits = fast.group(1)
+    if _whole(_GENERAL, digits) and any(_whole(p, digits) for p in _TYPES):
+        return "+86" + digits
+    return None
+
+
 def recipient_hash(address: str, key: bytes) -> str:
     """Keyed hash of an address: lets an auditor find a person without storing the number."""
     return hmac.new(key, address.encode("utf-8"), hashlib.sha256).hexdigest()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TargetNode:
     """A target with everything derived from the tree resolved."""
 
@@ -149,47 +214,74 @@ class TargetNode:
 
 def load_contacts_csv(path: Path, shown: str) -> tuple[list[Contact], list[ContactProblem]]:
     """Read a CSV with a `phone` column; every bad row is reported, none is dropped silently."""
-    contacts: list[Contact] = []
-    problems: list[ContactProblem] = []
     try:
-        handle = path.open(encoding="utf-8-sig", newline="")
+        raw = path.read_bytes()
     except OSError as exc:
         return [], [
             ContactProblem(shown, None, f"无法读取 cannot read contacts file: {exc.strerror}")
         ]
-    with handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or "phone" not in reader.fieldnames:
-            return [], [
+    return parse_contacts_csv(raw, shown)
+
+
+def parse_contacts_csv(raw: bytes, shown: str) -> tuple[list[Contact], list[ContactProblem]]:
+    """The contacts of a CSV file's bytes (UTF-8, with or without a BOM) and its bad rows."""
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        try:
+            raw.decode("gb18030")
+            looks = "it looks like GBK/GB18030, as Excel saves it"
+        except UnicodeDecodeError:
+            looks = f"byte 0x{raw[exc.start]:02x} on this line"
+        return [], [
+            ContactProblem(
+                shown,
+                line,
+                f"文件不是 UTF-8 编码 file is not UTF-8 ({looks}): save the file as UTF-8"
+                " (Excel: CSV UTF-8)",
+            )
+        ]
+    contacts: list[Contact] = []
+    problems: list[ContactProblem] = []
+    reader = csv.reader(io.StringIO(text, newline=""))
+    header = next(reader, None)
+    if not header or "phone" not in header:
+        return [], [
+            ContactProblem(shown, 1, "缺少 phone 列 expected a header row with a 'phone' column")
+        ]
+    # as csv.DictReader reads it: the last column of a repeated name wins, blank lines skip
+    phone_at = len(header) - 1 - header[::-1].index("phone")
+    name_at = len(header) - 1 - header[::-1].index("name") if "name" in header else None
+    seen: dict[str, int] = {}
+    for row in reader:
+        if not row:
+            continue
+        line = reader.line_num
+        raw_phone = row[phone_at].strip() if phone_at < len(row) else ""
+        number = parse_phone(raw_phone)
+        if number is None:
+            problems.append(
                 ContactProblem(
-                    shown, 1, "缺少 phone 列 expected a header row with a 'phone' column"
+                    shown,
+                    line,
+                    "phone: 号码无效 not a mainland mobile or landline number: "
+                    + (mask_phone(raw_phone) if raw_phone else "(empty)"),
                 )
-            ]
-        seen: dict[str, int] = {}
-        for row in reader:
-            line = reader.line_num
-            raw = (row.get("phone") or "").strip()
-            number = parse_phone(raw)
-            if number is None:
-                problems.append(
-                    ContactProblem(
-                        shown,
-                        line,
-                        f"phone: 号码无效 not a mainland mobile or landline number: {mask_phone(raw) if raw else '(empty)'}",
-                    )
+            )
+            continue
+        if number in seen:
+            problems.append(
+                ContactProblem(
+                    shown,
+                    line,
+                    f"phone: 重复号码 duplicate of line {seen[number]}: {mask_phone(number)}",
                 )
-                continue
-            if number in seen:
-                problems.append(
-                    ContactProblem(
-                        shown,
-                        line,
-                        f"phone: 重复号码 duplicate of line {seen[number]}: {mask_phone(number)}",
-                    )
-                )
-                continue
-            seen[number] = line
-            contacts.append(Contact(number, mask_phone(number), (row.get("name") or "").strip()))
+            )
+            continue
+        seen[number] = line
+        name = row[name_at].strip() if name_at is not None and name_at < len(row) else ""
+        contacts.append(Contact(number, mask_phone(number), name))
     return contacts, problems
 
 
@@ -234,25 +326,30 @@ class TargetTree:
         plus the listed ids, minus excluded subtrees. In tree order."""
         tags, all_tags, audiences = set(tags), set(all_tags), set(audiences)
         under = list(under)
-        filtering = bool(tags or all_tags or audiences or under)
-        scope: set[str] | None = None
-        if under:
-            scope = set().union(*(self.subtree(u) for u in under if u in self.nodes))
         excluded = (
             set().union(*(self.subtree(e) for e in exclude if e in self.nodes))
             if exclude
             else set()
         )
-        chosen = set(ids)
-        if filtering:
-            for node in self.nodes.values():
-                if scope is not None and node.id not in scope:
-                    continue
-                if tags and not (tags & node.tags):
+        chosen = {i for i in ids if i in self.nodes}
+        if tags or all_tags or audiences or under:
+            scope: set[str] | None = None
+            if under:
+                scope = set().union(*(self.subtree(u) for u in under if u in self.nodes))
+            pool = self.nodes.values() if scope is None else [self.nodes[i] for i in scope]
+            for node in pool:
+                if tags and tags.isdisjoint(node.tags):
                     continue
                 if all_tags and not all_tags <= node.tags:
                     continue
                 if audiences and node.audience not in audiences:
                     continue
                 chosen.add(node.id)
-        return tuple(i for i in self.order if i in chosen and i not in excluded)
+        chosen -= excluded
+        if len(chosen) * 8 < len(self.order):
+            return tuple(sorted(chosen, key=self._position.__getitem__))
+        return tuple(i for i in self.order if i in chosen)
+
+    @cached_property
+    def _position(self) -> dict[str, int]:
+        return {tid: i for i, tid in enumerate(self.order)}

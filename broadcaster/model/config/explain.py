@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from broadcaster.errors import ConfigIssue
+from broadcaster.model.config.schema import SLUG, SLUG_MESSAGE
 from broadcaster.model.config.source import Document, Path_
 
 __all__ = ["did_you_mean", "explain"]
@@ -91,6 +92,8 @@ def _message(error: dict[str, Any], model: type[BaseModel]) -> tuple[str, str | 
     }
     if kind in simple:
         return f"{simple[kind]}; got {_got(value)}", None
+    if kind == "string_pattern_mismatch" and ctx.get("pattern") == SLUG.pattern:
+        return SLUG_MESSAGE.format(value=value), None
     if kind in ("literal_error", "enum"):
         expected = str(ctx.get("expected", ""))
         choices = [c.strip(" '") for c in expected.replace(" or ", ", ").split(",")]

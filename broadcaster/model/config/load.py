@@ -6,8 +6,12 @@ any error is refused whole, never half-applied.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -17,62 +21,121 @@ from pydantic import ValidationError
 from broadcaster.errors import CalendarError, ConfigError, ConfigIssue, TemplateError
 from broadcaster.model.calendar import SOLAR_TERMS, ChinaCalendar
 from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
+from broadcaster.model.config.cache import ConfigCache, Manifest, forget_parsed
 from broadcaster.model.config.explain import did_you_mean, explain
 from broadcaster.model.config.render_checks import RenderChecks
-from broadcaster.model.config.schema import Config, Selector, Target
+from broadcaster.model.config.schema import Config, Selector
 from broadcaster.model.config.source import Document, Path_, load_document
+from broadcaster.model.config.target_checks import TargetChecks
 from broadcaster.model.render import Renderer
 from broadcaster.model.targets import (
-    AddressSpec,
-    Contact,
-    TargetNode,
     TargetTree,
-    load_contacts_csv,
-    mask_phone,
-    parse_phone,
 )
 from broadcaster.vocab import Addressing, MessageKind, QuietHours, RateLimit
 
-__all__ = ["HOLIDAY_NAMES", "build_campaign", "load_campaign"]
+__all__ = ["HOLIDAY_NAMES", "build_campaign", "forget_loaded", "load_campaign"]
 
 HOLIDAY_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
 
 
-def load_campaign(path: Path | str, *, today: dt.date) -> Campaign:
+def load_campaign(path: Path | str, *, today: dt.date, cache_dir: Path | None = None) -> Campaign:
     """Load and check `path` (and its includes). Raises ConfigError listing every problem.
 
     `today` is the date the calendar's freshness is judged on; nothing reads a clock.
+    `cache_dir` keeps parsed files between processes (see `build_campaign`).
     """
-    campaign, issues = build_campaign(path, today=today)
+    campaign, issues = build_campaign(path, today=today, cache_dir=cache_dir)
     if campaign is None or any(i.severity == "error" for i in issues):
         raise ConfigError(issues)
     return campaign
 
 
+@dataclass
+class _Built:
+    today: dt.date
+    manifest: Manifest
+    campaign: Campaign | None
+    issues: list[ConfigIssue]
+
+    def result(self) -> tuple[Campaign | None, list[ConfigIssue]]:
+        """A copy the caller may change (its lists), sharing the built parts."""
+        campaign = self.campaign
+        if campaign is not None:
+            campaign = dataclasses.replace(
+                campaign,
+                channels=dict(campaign.channels),
+                rules=list(campaign.rules),
+                warnings=list(campaign.warnings),
+                calendar_warnings=list(campaign.calendar_warnings),
+                variants=list(campaign.variants),
+                contact_files=set(campaign.contact_files),
+            )
+        return campaign, list(self.issues)
+
+
+_BUILT_CAMPAIGNS = 8  # campaigns (by main file) whose latest build is kept in memory
+_built: OrderedDict[Path, _Built] = OrderedDict()
+_built_lock = threading.Lock()
+
+
+def forget_loaded() -> None:
+    """Drop every build and parsed file kept in memory (a cache folder on disk stays)."""
+    with _built_lock:
+        _built.clear()
+    forget_parsed()
+
+
 def build_campaign(
-    path: Path | str, *, today: dt.date
+    path: Path | str, *, today: dt.date, cache_dir: Path | None = None
 ) -> tuple[Campaign | None, list[ConfigIssue]]:
     """The campaign and every issue found; None when the file or its schema is invalid.
 
     The engine adds its channel checks to these issues before deciding, so a config is
     refused with every problem at once.
+
+    Loading what was loaded before is fast: a build is reused while every file it read
+    (YAML, contact lists, templates, holiday files) has the same content, and each file
+    is parsed once per content. `cache_dir` keeps the parsed files on disk too, for the
+    next process.
     """
-    doc, issues = load_document(Path(path))
+    root = Path(path).resolve()
+    with _built_lock:
+        built = _built.get(root)
+    if built is not None and built.today == today and built.manifest.unchanged():
+        return built.result()
+    manifest = Manifest()
+    cache = ConfigCache(cache_dir)
+    campaign, issues = _build(root, today, cache, manifest)
+    built = _Built(today, manifest, campaign, issues)
+    with _built_lock:
+        _built[root] = built
+        _built.move_to_end(root)
+        while len(_built) > _BUILT_CAMPAIGNS:
+            _built.popitem(last=False)
+    return built.result()
+
+
+def _build(
+    root: Path, today: dt.date, cache: ConfigCache, manifest: Manifest
+) -> tuple[Campaign | None, list[ConfigIssue]]:
+    doc, issues = load_document(root, cache=cache, manifest=manifest)
     if any(i.severity == "error" for i in issues):
         return None, issues
     try:
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
         return None, explain(exc, doc, Config)
-    builder = _Builder(doc, config)
+    builder = _Builder(doc, config, cache, manifest)
     campaign = builder.build(today)
     return campaign, issues + builder.issues
 
 
-class _Builder(RenderChecks):
-    def __init__(self, doc: Document, config: Config):
+class _Builder(TargetChecks, RenderChecks):
+    def __init__(self, doc: Document, config: Config, cache: ConfigCache, manifest: Manifest):
         self.doc = doc
         self.config = config
+        self.cache = cache
+        self.manifest = manifest
         self.base_dir = (doc.root or Path.cwd()).parent
         self.issues: list[ConfigIssue] = []
         self.calendar_warnings: list[tuple[str, bool]] = []
@@ -94,7 +157,13 @@ class _Builder(RenderChecks):
         try:
             topics = renderer.topics
         except TemplateError as exc:
-            self.issues.append(ConfigIssue(str(exc).split(": ")[0], None, "", str(exc)))
+            where, _, message = str(exc).partition(": ")
+            file, _, line = where.rpartition(":")
+            if not line.isdigit():
+                file, line = where, ""
+            self.issues.append(
+                ConfigIssue(self._shown(Path(file)), int(line) if line else None, "", message)
+            )
             topics = {}
         self._unique_ids()
         tree, vars_by_target = self._targets()
@@ -125,6 +194,7 @@ class _Builder(RenderChecks):
 
     def _calendar(self, today: dt.date) -> ChinaCalendar:
         folder = self.base_dir / self.config.calendar.overrides
+        self.manifest.folder(folder, "*.yaml")
         try:
             calendar = ChinaCalendar.load(folder)
         except CalendarError as exc:
@@ -151,6 +221,7 @@ class _Builder(RenderChecks):
             p = Path(self.doc.mark(("templates", i)).file)
             base = (self.base_dir / p).parent if not p.is_absolute() else p.parent
             path = (base / folder).resolve()
+            self.manifest.folder(path)
             if not path.is_dir():
                 self.error(("templates", i), f"模板目录不存在 template folder not found: {folder}")
                 continue
@@ -169,153 +240,6 @@ class _Builder(RenderChecks):
                     )
                 else:
                     seen[item.id] = i
-
-    def _targets(self) -> tuple[TargetTree, dict[str, dict[str, Any]]]:
-        nodes: dict[str, dict[str, Any]] = {}
-        paths: dict[str, Path_] = {}
-        order: list[str] = []
-
-        def walk(target: Target, path: Path_, parent: str | None, top: bool) -> None:
-            if target.parent is not None and not top:
-                self.error(
-                    (*path, "parent"),
-                    "parent 只能用于顶层对象 'parent' is only for top-level targets; nest children instead",
-                )
-            if target.id in nodes:
-                first = self.doc.mark((*paths[target.id], "id"))
-                self.error(
-                    (*path, "id"),
-                    f"标识重复 duplicate target id '{target.id}'; first at {first.file}:{first.line}",
-                )
-                return
-            nodes[target.id] = {"t": target, "parent": parent, "children": []}
-            paths[target.id] = path
-            order.append(target.id)
-            for j, child in enumerate(target.children):
-                walk(child, (*path, "children", j), target.id, False)
-                nodes[target.id]["children"].append(child.id)
-
-        for i, target in enumerate(self.config.targets):
-            walk(target, ("targets", i), None, True)
-        # attach top-level targets that name a parent (a township file under the county)
-        for i, target in enumerate(self.config.targets):
-            if (
-                target.parent is None
-                or target.id not in nodes
-                or nodes[target.id]["t"] is not target
-            ):
-                continue
-            if target.parent not in nodes:
-                self.error(
-                    ("targets", i, "parent"),
-                    f"未知的上级对象 unknown parent target '{target.parent}'",
-                    did_you_mean(target.parent, nodes),
-                )
-                continue
-            if target.parent in self._subtree(nodes, target.id):
-                self.error(
-                    ("targets", i, "parent"),
-                    f"上级关系成环 parent '{target.parent}' is inside this target's own subtree",
-                )
-                continue
-            nodes[target.id]["parent"] = target.parent
-            nodes[target.parent]["children"].append(target.id)
-
-        campaign_vars = dict(self.config.campaign.vars)
-        built: list[TargetNode] = []
-        vars_by_target: dict[str, dict[str, Any]] = {}
-        for tid in self._tree_order(nodes, order):
-            entry = nodes[tid]
-            node: Target = entry["t"]
-            ancestors: list[str] = []
-            p = entry["parent"]
-            while p is not None:
-                ancestors.insert(0, p)
-                p = nodes[p]["parent"]
-            lineage = [nodes[a]["t"] for a in ancestors] + [node]
-            audience = next((t.audience for t in reversed(lineage) if t.audience), None)
-            merged_vars = dict(campaign_vars)
-            for t in lineage:
-                merged_vars.update(t.vars)
-            vars_by_target[tid] = merged_vars
-            built.append(
-                TargetNode(
-                    id=tid,
-                    name=node.name,
-                    tags=frozenset(node.tags),
-                    audience=audience,
-                    parent=entry["parent"],
-                    ancestors=tuple(ancestors),
-                    path=(*(nodes[a]["t"].name for a in ancestors), node.name),
-                    contacts=tuple(self._contacts(node, paths[tid])),
-                    address=tuple(
-                        sorted((c, AddressSpec.from_config(v)) for c, v in node.address.items())
-                    ),
-                    vars=tuple(sorted(merged_vars.items())),
-                    children=tuple(entry["children"]),
-                )
-            )
-        return TargetTree(built), vars_by_target
-
-    @staticmethod
-    def _subtree(nodes: dict[str, dict[str, Any]], tid: str) -> set[str]:
-        out, stack = {tid}, [tid]
-        while stack:
-            for c in nodes[stack.pop()]["children"]:
-                out.add(c)
-                stack.append(c)
-        return out
-
-    @staticmethod
-    def _tree_order(nodes: dict[str, dict[str, Any]], order: list[str]) -> list[str]:
-        roots = [t for t in order if nodes[t]["parent"] is None]
-        out: list[str] = []
-
-        def visit(t: str) -> None:
-            out.append(t)
-            for c in nodes[t]["children"]:
-                visit(c)
-
-        for r in roots:
-            visit(r)
-        return out
-
-    def _contacts(self, target: Target, path: Path_) -> list[Contact]:
-        contacts: list[Contact] = []
-        seen: set[str] = set()
-        for j, raw in enumerate(target.contacts):
-            number = parse_phone(raw)
-            if number is None:
-                self.error(
-                    (*path, "contacts", j),
-                    f"号码无效 not a mainland mobile or landline number: {mask_phone(str(raw))}",
-                )
-            elif number not in seen:
-                seen.add(number)
-                contacts.append(Contact(number, mask_phone(number)))
-        if target.contacts_file:
-            declared_in = Path(self.doc.mark((*path, "contacts_file")).file)
-            base = (
-                declared_in.parent
-                if declared_in.is_absolute()
-                else (self.base_dir / declared_in).parent
-            )
-            file = base / target.contacts_file
-            self.contact_files.add(file)
-            shown = self._shown(file)
-            loaded, problems = load_contacts_csv(file, shown)
-            for problem in problems:
-                self.issues.append(ConfigIssue(problem.file, problem.line, "", problem.message))
-            if not loaded and not problems:
-                self.warn(
-                    (*path, "contacts_file"),
-                    f"联系人文件为空 contacts file has no rows: {target.contacts_file}",
-                )
-            for c in loaded:
-                if c.number not in seen:
-                    seen.add(c.number)
-                    contacts.append(c)
-        return contacts
 
     def _channels(self) -> dict[str, ChannelSpec]:
         """Channel instances as configured; the engine resolves them against their plugins."""

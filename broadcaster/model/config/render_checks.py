@@ -1,5 +1,6 @@
 """Render every template a rule can pick, once per kind of target, at load time: syntax errors
-and undefined variables surface in `validate`, not at send time. The rendered variants are
+and undefined variables surface in `validate`, not at send time (every undefined variable a
+template uses, each with its file and line, not only the first). The rendered variants are
 kept on the campaign, so the engine can run each channel's own checks (length budgets,
 billing length, charset, keywords) over exactly these texts."""
 
@@ -11,6 +12,8 @@ from typing import Any
 
 from broadcaster.errors import ConfigIssue, TemplateError
 from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec, Variant
+from broadcaster.model.context import message_context
+from broadcaster.model.render import RENDER_FAILED, UNDEFINED
 
 __all__ = ["RenderChecks"]
 
@@ -20,6 +23,7 @@ class RenderChecks:
 
     config: Any
     issues: list[ConfigIssue]
+    _template_files: dict[str, str]
 
     def _shown(self, p: Path) -> str:  # provided by the builder
         raise NotImplementedError
@@ -28,8 +32,10 @@ class RenderChecks:
         from broadcaster.model.plan import Occurrence, Planner
 
         planner = Planner(campaign)
+        self._template_files = {}
         config = self.config
         reported: set[tuple[str, str]] = set()
+        groups_by_targets: dict[tuple[str, ...], dict[tuple[Any, ...], tuple[int, str]]] = {}
         for spec in campaign.rules:
             rule = spec.rule
             if not rule.enabled:
@@ -41,14 +47,14 @@ class RenderChecks:
                 combos.append((config.default_theme, None))
                 combos += [(p.theme, None) for p in config.phases if p.theme]
                 combos += [(o.theme, o.id) for o in config.occasions]
-            groups: dict[tuple[Any, ...], str] = {}
-            for tid in spec.targets:
-                node = campaign.targets[tid]
-                key = (node.audience, tuple(sorted(k for k, _ in node.vars)))
-                best = groups.get(key)
-                weight = len(node.name) + sum(len(str(v)) for _, v in node.vars)
-                if best is None or weight > self._weight(campaign, best):
-                    groups[key] = tid
+            groups = groups_by_targets.get(spec.targets)
+            if groups is None:  # rules with the same targets check the same representatives
+                groups = groups_by_targets[spec.targets] = {}
+                for tid in spec.targets:
+                    key, weight = self._kind(campaign, tid)
+                    best = groups.get(key)
+                    if best is None or weight > best[0]:
+                        groups[key] = (weight, tid)
             at = dt.datetime.combine(today, Planner.times(rule.when)[-1], tzinfo=campaign.tz)
             occurrence = Occurrence(rule.id, at, 0, today)
             for cid in rule.channels:
@@ -60,7 +66,7 @@ class RenderChecks:
                         else list(rule.topics or config.themes[theme].topics)
                     )
                     for name in names:
-                        for tid in groups.values():
+                        for _, tid in groups.values():
                             node = campaign.targets[tid]
                             if occasion is not None and not planner.themes.applies(
                                 campaign.occasion(occasion), node
@@ -85,9 +91,12 @@ class RenderChecks:
                             )
 
     @staticmethod
-    def _weight(campaign: Campaign, tid: str) -> int:
+    def _kind(campaign: Campaign, tid: str) -> tuple[tuple[Any, ...], int]:
+        """Targets alike for rendering (audience, variable names), and how long their texts
+        may grow (the longest of a kind is the one checked)."""
         node = campaign.targets[tid]
-        return len(node.name) + sum(len(str(v)) for _, v in node.vars)
+        key = (node.audience, tuple(k for k, _ in node.vars))
+        return key, len(node.name) + sum(len(str(v)) for _, v in node.vars)
 
     def _check_one(
         self,
@@ -110,8 +119,18 @@ class RenderChecks:
         except TemplateError as exc:
             where, _, message = str(exc).partition(": ")
             file, _, line = where.rpartition(":")
-            key = (template, message)
-            if key not in reported:
+            found = [(file, line, message)]
+            if UNDEFINED in message:  # the render stopped at the first: find every one
+                context = message_context(
+                    planner.campaign, occurrence, channel.id, tid, theme, occasion, topic
+                )
+                uses = renderer.undefined_uses(template, context)
+                found = [(f, str(n), f"{RENDER_FAILED}: {UNDEFINED}: {m}") for f, n, m in uses]
+                found = found or [(file, line, message)]
+            for file, line, message in found:
+                key = (template, f"{file}:{line}: {message}")
+                if key in reported:
+                    continue
                 reported.add(key)
                 self.issues.append(
                     ConfigIssue(
@@ -122,14 +141,16 @@ class RenderChecks:
                     )
                 )
             return
-        _, file = renderer.source(template)
+        shown = self._template_files.get(template)
+        if shown is None:
+            shown = self._template_files[template] = self._shown(Path(renderer.source(template)[1]))
         planner.campaign.variants.append(
             Variant(
                 spec.id,
                 channel.id,
                 tid,
                 template,
-                self._shown(Path(file)),
+                shown,
                 renderer.sha(template),
                 theme,
                 topic,

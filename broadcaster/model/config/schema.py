@@ -11,7 +11,15 @@ import re
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from broadcaster.vocab import Addressing, MessageKind
@@ -43,17 +51,11 @@ def _err(kind: str, message: str, **ctx: Any) -> PydanticCustomError:
     return PydanticCustomError(kind, message, ctx)
 
 
-def _slug(value: Any) -> Any:
-    if isinstance(value, str) and not SLUG.match(value):
-        raise _err(
-            "slug",
-            "标识符格式错误 expected a lower-case identifier (a-z, 0-9, _ . -); got {value!r}",
-            value=value,
-        )
-    return value
+SLUG_MESSAGE = "标识符格式错误 expected a lower-case identifier (a-z, 0-9, _ . -); got {value!r}"
 
-
-Slug = Annotated[str, BeforeValidator(_slug)]
+# checked by pydantic-core itself (a Python validator per id costs seconds on 60,000 targets);
+# `explain` words the mismatch as SLUG_MESSAGE
+Slug = Annotated[str, StringConstraints(pattern=SLUG.pattern)]
 
 
 def _time(value: Any) -> dt.time:

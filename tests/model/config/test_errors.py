@@ -261,3 +261,93 @@ def test_enabled_auto_disables_a_channel_without_its_secret(tmp_path: Path) -> N
     )
     assert again.channels["handoff"].enabled
     assert "s3cret" not in repr(again.channels["handoff"].settings)
+
+
+def _bomb(levels: int) -> str:
+    lines = ["lol0: &l0 [lol, lol, lol, lol, lol, lol, lol, lol, lol, lol]"]
+    for i in range(1, levels + 1):
+        lines.append(f"lol{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 10) + "]")
+    return "\n".join(lines) + "\n"
+
+
+HOSTILE = {
+    # 1.7 KB that would expand to 10**10 values
+    "alias bomb": (
+        _bomb(9),
+        "schedules.yaml:5: lol4[7]: 别名展开过多 aliases expand to more than 100,000 values "
+        "('*l3' adds 11,111); write the values out",
+    ),
+    "recursive alias": (
+        "campaign: &c\n  id: x\n  name: *c\n",
+        "schedules.yaml:3: campaign.name: 递归别名 recursive alias: '*c' is used inside its own anchor",
+    ),
+    "nesting 500 levels deep": (
+        "campaign: " + "[" * 500 + "]" * 500 + "\n",
+        "schedules.yaml:1: campaign" + "[0]" * 99 + ": 嵌套过深 nesting deeper than 100 levels",
+    ),
+    "merge key": (
+        MINI.replace(
+            "  texts: {type: outbox",
+            "  base: &base {type: outbox, kind: sms}\n  texts: {<<: *base, type: outbox",
+        ),
+        "schedules.yaml:26: channels.texts: 不支持 YAML 合并键 '<<' is not supported; write the keys out",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(HOSTILE))
+def test_hostile_yaml_is_refused_at_load_with_one_located_error(tmp_path: Path, case: str) -> None:
+    text, expected = HOSTILE[case]
+    path = write_campaign(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, today=TODAY)
+    assert [str(i) for i in info.value.issues] == [expected]
+    result = CliRunner().invoke(cli, ["-c", str(path), "validate", "--now", "2026-03-02"])
+    assert result.exit_code == 1, result.output
+    assert expected in result.output
+    assert "Traceback" not in result.output
+
+
+def test_a_gbk_config_is_refused_with_save_as_utf8(tmp_path: Path) -> None:
+    path = write_campaign(tmp_path)
+    path.write_bytes(path.read_text(encoding="utf-8").encode("gbk"))
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, today=TODAY)
+    assert [str(i) for i in info.value.issues] == [
+        "schedules.yaml:3: 文件不是 UTF-8 编码 file is not UTF-8 (it looks like GBK/GB18030):"
+        " save the file as UTF-8"
+    ]
+
+
+def test_a_gbk_contact_file_is_refused_with_save_as_utf8(tmp_path: Path) -> None:
+    text = MINI.replace('contacts: ["13800000001", "13900000002"]', "contacts_file: people.csv")
+    path = write_campaign(tmp_path, text)
+    (tmp_path / "people.csv").write_bytes("name,phone\n张三,13800000001\n".encode("gbk"))
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, today=TODAY)
+    assert [str(i) for i in info.value.issues] == [
+        "people.csv:2: 文件不是 UTF-8 编码 file is not UTF-8 (it looks like GBK/GB18030, as Excel"
+        " saves it): save the file as UTF-8 (Excel: CSV UTF-8)",
+        "schedules.yaml:33: rules[1].targets: 对象没有联系人 channel 'texts' sends to people, but these "
+        "targets have no contacts: sms1",
+    ]
+
+
+def test_every_undefined_template_variable_is_reported(tmp_path: Path) -> None:
+    template = (
+        "### {{ topic.name }}\n"
+        "{{ target.nickname }}\n"
+        "{% if vars.hotline is defined %}{{ vars.hotline }}{% endif %}\n"
+        "{{ vars.station }}，{{ contact_person }}\n"
+    )
+    path = write_campaign(tmp_path, MINI, {"bot/beta.j2": template})
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, today=TODAY)
+    where = "(rule 'twice-weekly', channel 'handoff')"
+    assert [str(i) for i in info.value.issues] == [
+        "tpl/bot/beta.j2:2: 模板渲染失败 render failed: 未定义的变量 undefined variable: 'dict object' has no "
+        f"attribute 'nickname' {where}",
+        "tpl/bot/beta.j2:4: 模板渲染失败 render failed: 未定义的变量 undefined variable: 'dict object' has no "
+        f"attribute 'station' {where}",
+        f"tpl/bot/beta.j2:4: 模板渲染失败 render failed: 未定义的变量 undefined variable: 'contact_person' is undefined {where}",
+    ]

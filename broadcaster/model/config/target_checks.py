@@ -1,0 +1,229 @@
+"""The targets section as a tree: ids unique, parents found, inherited audience and
+variables resolved top-down, contact lists read (through the cache) and checked."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from broadcaster.errors import ConfigIssue
+from broadcaster.model.config.cache import ConfigCache, Manifest
+from broadcaster.model.config.explain import did_you_mean
+from broadcaster.model.config.schema import Config, Target
+from broadcaster.model.config.source import Document, Path_
+from broadcaster.model.targets import (
+    AddressSpec,
+    Contact,
+    ContactProblem,
+    TargetNode,
+    TargetTree,
+    mask_phone,
+    parse_phone,
+)
+
+__all__ = ["TargetChecks"]
+
+
+class TargetChecks:
+    """Mixed into the config builder: needs `doc`, `config`, `cache`, `manifest`, `issues`,
+    `contact_files`, `base_dir`, `error`, `warn` and `_shown`."""
+
+    doc: Document
+    config: Config
+    cache: ConfigCache
+    manifest: Manifest
+    issues: list[ConfigIssue]
+    contact_files: set[Path]
+    base_dir: Path
+
+    def error(self, path: Path_, message: str, hint: str | None = None) -> None:
+        raise NotImplementedError  # provided by the builder
+
+    def warn(self, path: Path_, message: str) -> None:
+        raise NotImplementedError  # provided by the builder
+
+    def _shown(self, p: Path) -> str:
+        raise NotImplementedError  # provided by the builder
+
+    def _targets(self) -> tuple[TargetTree, dict[str, dict[str, Any]]]:
+        nodes: dict[str, Target] = {}
+        parent_of: dict[str, str | None] = {}
+        kids: dict[str, list[str]] = {}  # only targets with children
+        # where each target is written: (parent id, index) or (None, index in `targets`);
+        # its key path is rebuilt from these when a message needs it
+        slots: dict[str, tuple[str | None, int]] = {}
+        order: list[str] = []
+
+        def path_of(tid: str) -> Path_:
+            parent, index = slots[tid]
+            if parent is None:
+                return ("targets", index)
+            return (*path_of(parent), "children", index)
+
+        def walk(target: Target, path: Path_, parent: str | None, index: int, top: bool) -> None:
+            if target.parent is not None and not top:
+                self.error(
+                    (*path, "parent"),
+                    "parent 只能用于顶层对象 'parent' is only for top-level targets; nest children instead",
+                )
+            if target.id in nodes:
+                first = self.doc.mark((*path_of(target.id), "id"))
+                self.error(
+                    (*path, "id"),
+                    f"标识重复 duplicate target id '{target.id}'; first at {first.file}:{first.line}",
+                )
+                return
+            nodes[target.id] = target
+            parent_of[target.id] = parent
+            slots[target.id] = (parent, index)
+            order.append(target.id)
+            for j, child in enumerate(target.children):
+                walk(child, (*path, "children", j), target.id, j, False)
+                kids.setdefault(target.id, []).append(child.id)
+
+        for i, target in enumerate(self.config.targets):
+            walk(target, ("targets", i), None, i, True)
+        # attach top-level targets that name a parent (a township file under the county)
+        for i, target in enumerate(self.config.targets):
+            if target.parent is None or target.id not in nodes or nodes[target.id] is not target:
+                continue
+            if target.parent not in nodes:
+                self.error(
+                    ("targets", i, "parent"),
+                    f"未知的上级对象 unknown parent target '{target.parent}'",
+                    did_you_mean(target.parent, nodes),
+                )
+                continue
+            if target.parent in self._subtree(kids, target.id):
+                self.error(
+                    ("targets", i, "parent"),
+                    f"上级关系成环 parent '{target.parent}' is inside this target's own subtree",
+                )
+                continue
+            parent_of[target.id] = target.parent
+            kids.setdefault(target.parent, []).append(target.id)
+
+        campaign_vars = dict(self.config.campaign.vars)
+        no_parent = TargetNode("", "", frozenset(), None, None, (), (), vars=())
+        built: dict[str, TargetNode] = {}
+        vars_by_target: dict[str, dict[str, Any]] = {}
+        shared_tags: dict[tuple[str, ...], frozenset[str]] = {}
+        ancestries: dict[str, tuple[str, ...]] = {}
+
+        def ancestry(parent: TargetNode) -> tuple[str, ...]:
+            """The ancestors of a child of `parent` (one tuple shared by all its children)."""
+            if not parent.id:
+                return ()
+            found = ancestries.get(parent.id)
+            if found is None:
+                found = ancestries[parent.id] = (*parent.ancestors, parent.id)
+            return found
+
+        for tid in self._tree_order(parent_of, kids, order):
+            node = nodes[tid]
+            parent_id = parent_of[tid]
+            # parents come first in tree order: inherit from the parent's resolved node
+            parent = built[parent_id] if parent_id is not None else no_parent
+            inherited = vars_by_target[parent_id] if parent_id is not None else campaign_vars
+            if node.vars:
+                merged_vars = {**inherited, **node.vars}
+                vars_tuple = tuple(sorted(merged_vars.items()))
+            else:  # shared with the parent: nothing changes them
+                merged_vars = inherited
+                vars_tuple = (
+                    parent.vars if parent_id is not None else tuple(sorted(merged_vars.items()))
+                )
+            vars_by_target[tid] = merged_vars
+            tag_key = tuple(node.tags)
+            tags = shared_tags.get(tag_key)
+            if tags is None:
+                tags = shared_tags[tag_key] = frozenset(tag_key)
+            built[tid] = TargetNode(
+                id=tid,
+                name=node.name,
+                tags=tags,
+                audience=node.audience or parent.audience,
+                parent=parent_id,
+                ancestors=ancestry(parent),
+                path=(*parent.path, node.name) if parent_id is not None else (node.name,),
+                contacts=(
+                    tuple(self._contacts(node, path_of(tid)))
+                    if node.contacts or node.contacts_file
+                    else ()
+                ),
+                address=(
+                    tuple(sorted((c, AddressSpec.from_config(v)) for c, v in node.address.items()))
+                    if node.address
+                    else ()
+                ),
+                vars=vars_tuple,
+                children=tuple(kids.get(tid, ())),
+            )
+        return TargetTree(built.values()), vars_by_target
+
+    @staticmethod
+    def _subtree(kids: dict[str, list[str]], tid: str) -> set[str]:
+        out, stack = {tid}, [tid]
+        while stack:
+            for c in kids.get(stack.pop(), ()):
+                out.add(c)
+                stack.append(c)
+        return out
+
+    @staticmethod
+    def _tree_order(
+        parent_of: dict[str, str | None], kids: dict[str, list[str]], order: list[str]
+    ) -> list[str]:
+        out: list[str] = []
+        stack = [t for t in reversed(order) if parent_of[t] is None]
+        while stack:
+            t = stack.pop()
+            out.append(t)
+            stack.extend(reversed(kids.get(t, ())))
+        return out
+
+    def _contacts(self, target: Target, path: Path_) -> list[Contact]:
+        contacts: list[Contact] = []
+        seen: set[str] = set()
+        for j, raw in enumerate(target.contacts):
+            number = parse_phone(raw)
+            if number is None:
+                self.error(
+                    (*path, "contacts", j),
+                    f"号码无效 not a mainland mobile or landline number: {mask_phone(str(raw))}",
+                )
+            elif number not in seen:
+                seen.add(number)
+                contacts.append(Contact(number, mask_phone(number)))
+        if target.contacts_file:
+            declared_in = Path(self.doc.mark((*path, "contacts_file")).file)
+            base = (
+                declared_in.parent
+                if declared_in.is_absolute()
+                else (self.base_dir / declared_in).parent
+            )
+            file = base / target.contacts_file
+            self.contact_files.add(file)
+            shown = self._shown(file)
+            loaded, problems = self._contacts_file(file, shown)
+            for problem in problems:
+                self.issues.append(ConfigIssue(problem.file, problem.line, "", problem.message))
+            if not loaded and not problems:
+                self.warn(
+                    (*path, "contacts_file"),
+                    f"联系人文件为空 contacts file has no rows: {target.contacts_file}",
+                )
+            for c in loaded:
+                if c.number not in seen:
+                    seen.add(c.number)
+                    contacts.append(c)
+        return contacts
+
+    def _contacts_file(self, file: Path, shown: str) -> tuple[list[Contact], list[ContactProblem]]:
+        try:
+            raw = file.read_bytes()
+        except OSError as exc:
+            self.manifest.file(file, None)
+            message = f"无法读取 cannot read contacts file: {exc.strerror}"
+            return [], [ContactProblem(shown, None, message)]
+        return self.cache.contacts(file, raw, shown, self.manifest)
