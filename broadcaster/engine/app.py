@@ -191,9 +191,7 @@ class App:
         environ = os.environ if environ is None else environ
         registry = registry or Registry()
         state = state_dir or state_dir_for(path, None, environ)
-        campaign, issues = build_campaign(
-            path, today=now.astimezone(DEFAULT_ZONE).date(), cache_dir=state / "cache"
-        )
+        campaign, issues = build_campaign(path, today=now.astimezone(DEFAULT_ZONE).date())
         if campaign is None:
             raise ConfigError(issues)
         profiles, channel_issues = resolve_channels(
