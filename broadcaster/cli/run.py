@@ -24,6 +24,7 @@ from broadcaster.cli.campaign import load_app, pass_state, print_warnings
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION, offline_checks, print_channel_table
 from broadcaster.cli.labels import activity_kind, activity_text, weekday, when
 from broadcaster.cli.output import fit_table
+from broadcaster.cli.serve import serve_options, start_serving, stop_serving
 from broadcaster.model.campaign import Campaign
 
 if TYPE_CHECKING:
@@ -101,9 +102,17 @@ def live_view(runner: Runner, campaign: Campaign, db: str, width: int = 160) -> 
     default=None,
     help="实时界面 live view (default: when writing to a terminal).",
 )
+@serve_options
 @pass_state
 def run(
-    state: State, db: str | None, state_dir: Path | None, grace: str, live: bool | None
+    state: State,
+    db: str | None,
+    state_dir: Path | None,
+    grace: str,
+    live: bool | None,
+    serve: bool,
+    host: str,
+    port: int,
 ) -> None:
     """长期运行的调度器 the long-running scheduler: fires exactly what `plan` lists.
 
@@ -137,8 +146,10 @@ def run(
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
     restore: Callable[[], None] = _nothing
+    web = None
     try:
         try:
+            web = start_serving(state, runner, store, db, serve=serve, host=host, port=port)
             state.out.print(
                 f"启动 starting: {campaign.config.campaign.name}, {len(campaign.rules)} rules"
                 f" · 日志 log {store.url_display}"
@@ -174,6 +185,7 @@ def run(
                 f" logged as interrupted (at most {STOP_SECONDS:g}s) …"
             )
             try:
+                stop_serving(web)
                 runner.stop(STOP_SECONDS)
                 runner.close()
             finally:

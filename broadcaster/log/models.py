@@ -33,11 +33,16 @@ from broadcaster.errors import LogStoreError
 
 __all__ = [
     "APPEND_ONLY",
+    "CONSOLE_APPEND_ONLY",
+    "console_actions",
+    "console_logins",
+    "console_users",
     "deliveries",
     "delivery_events",
     "delivery_state",
     "feed_cursors",
     "leases",
+    "link_uses",
     "log_meta",
     "messages",
     "metadata",
@@ -241,3 +246,63 @@ sa.Index(
     sqlite_where=delivery_state.c.lease_owner.is_not(None),
     postgresql_where=delivery_state.c.lease_owner.is_not(None),
 )
+
+# --- the web console (migration 0003) ------------------------------------------------------------
+#   console_users     name (PK), role, argon2 hash                 accounts; changed in place
+#   console_actions   id, at, actor, role, action, subject, detail  append-only: who did what, when
+#   console_logins    id, at, name, remote, ok                      append-only: login attempts
+#   link_uses         jti (PK), purpose, subject, used_at           single-use links, once used
+
+CONSOLE_APPEND_ONLY = ("console_actions", "console_logins", "link_uses")
+
+console_users = sa.Table(
+    "console_users",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("password_hash", sa.Text, nullable=False),
+    sa.Column("created_at", UTCDateTime, nullable=False),
+    sa.Column("changed_at", UTCDateTime, nullable=False),
+    sa.Column("disabled_at", UTCDateTime),
+)
+
+console_actions = sa.Table(
+    "console_actions",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("role", sa.String(16), nullable=False),
+    sa.Column("action", sa.String(32), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False, server_default=""),
+    sa.Column("detail", sa.Text, nullable=False, server_default=""),
+    sa.Column("remote", sa.String(64), nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+
+console_logins = sa.Table(
+    "console_logins",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("name", sa.String(64), nullable=False),
+    sa.Column("remote", sa.String(64), nullable=False),
+    sa.Column("ok", sa.Boolean, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+link_uses = sa.Table(
+    "link_uses",
+    metadata,
+    sa.Column("jti", sa.String(64), primary_key=True),
+    sa.Column("purpose", sa.String(32), nullable=False),
+    sa.Column("subject", sa.Text, nullable=False),
+    sa.Column("used_at", UTCDateTime, nullable=False),
+)
+
+sa.Index("ix_console_actions_at", console_actions.c.at)
+sa.Index("ix_console_actions_actor_at", console_actions.c.actor, console_actions.c.at)
+sa.Index("ix_console_logins_name_at", console_logins.c.name, console_logins.c.at)
+sa.Index("ix_console_logins_remote_at", console_logins.c.remote, console_logins.c.at)
+sa.Index("ix_delivery_state_channel_status", delivery_state.c.channel_id, delivery_state.c.status)
+sa.Index("ix_delivery_state_status_since", delivery_state.c.status, delivery_state.c.since)

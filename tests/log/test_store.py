@@ -104,7 +104,7 @@ def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> 
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
         log.add_deliveries([record(log, "k1")], T0)
     with raw_connection(log_url) as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0002",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0003",)]
         assert set(TABLES) <= set(sa.inspect(conn).get_table_names())
         # The models used for queries match what the migrations built.
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
@@ -112,7 +112,7 @@ def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> 
         assert log.latest(["k1"])["k1"].status is Status.PLANNED
         assert [e.status for e in log.events("k1")] == [Status.PLANNED]
     with raw_connection(log_url) as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0002",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0003",)]
 
 
 def test_url_display_masks_the_password(log_url: str) -> None:

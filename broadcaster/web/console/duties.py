@@ -1,0 +1,89 @@
+"""工作要求 Duties: groups and lists below their cadence this week or this month, by name.
+
+"Planned" counts what the plan holds for the whole period (the duty check of `validate`
+and `plan`); "reached so far" counts sends the log shows accepted or delivered.
+"""
+
+from __future__ import annotations
+
+import calendar as pycal
+import datetime as dt
+from dataclasses import dataclass
+from functools import partial
+
+from starlette.responses import Response
+
+from broadcaster.model.duties import check_duties
+from broadcaster.web import queries
+from broadcaster.web.console.base import ConsoleRequest, page
+
+
+@dataclass
+class Shortfall:
+    duty: str
+    duty_name: str
+    per: str
+    at_least: int
+    period: str
+    target_id: str
+    target_name: str
+    planned: int
+    reached: int
+
+
+@page("/duties", "工作要求", "Duties", order=50)
+def duties_page(req: ConsoleRequest) -> Response:
+    service = req.service
+    campaign = service.app.campaign
+    tz = campaign.tz
+    today = service.clock.now().astimezone(tz).date()
+    week = (
+        today - dt.timedelta(days=today.weekday()),
+        today + dt.timedelta(days=6 - today.weekday()),
+    )
+    month = (today.replace(day=1), today.replace(day=pycal.monthrange(today.year, today.month)[1]))
+    planner = service.planner()
+    rows: list[Shortfall] = []
+    duties = campaign.config.duties
+    for per, (first, last) in (("week", week), ("month", month)):
+        wanted = [d for d in duties if d.per == per]
+        if not wanted:
+            continue
+        since = dt.datetime.combine(first, dt.time(), tzinfo=tz)
+        until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+        reached = service.log.read(
+            partial(queries.sends_per_target, campaign=campaign.id, since=since, until=until)
+        )
+        for result in check_duties(campaign, first, last, planner):
+            duty = result.duty
+            if duty.per != per or result.met:
+                continue
+            channels = [
+                cid
+                for cid, spec in campaign.channels.items()
+                if (not duty.channels or cid in duty.channels)
+                and (not duty.kinds or spec.kind in duty.kinds)
+            ]
+            sent = sum(reached.get((result.target_id, cid), 0) for cid in channels)
+            for label, planned in result.short:
+                rows.append(
+                    Shortfall(
+                        duty.id,
+                        duty.name,
+                        "周 week" if per == "week" else "月 month",
+                        duty.at_least,
+                        label,
+                        result.target_id,
+                        campaign.targets[result.target_id].name,
+                        planned,
+                        sent,
+                    )
+                )
+    return req.render(
+        "duties.html",
+        title="工作要求 Duties",
+        rows=rows,
+        duties=duties,
+        week=week,
+        month=month,
+    )

@@ -1,0 +1,120 @@
+"""Prometheus metrics at /metrics, read from the log when scraped (cached briefly).
+
+broadcaster_deliveries{campaign, channel, status}        deliveries by current status
+broadcaster_queue_depth{campaign, channel}               unfinished deliveries
+broadcaster_provider_errors{channel, error_class}        failed/unknown in the last 24 h
+broadcaster_receipt_lag_seconds{channel} (histogram)     accepted -> delivered, last hour
+broadcaster_inbound_requests_total{channel, scope, code} requests to plugin routes
+broadcaster_log_up                                       1 when the log answers
+"""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from broadcaster.vocab import UNFINISHED
+from broadcaster.web import queries
+
+if TYPE_CHECKING:
+    from broadcaster.web.service import WebService
+
+__all__ = ["LAG_BUCKETS", "Metrics"]
+
+LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
+CACHE_SECONDS = 10.0  # a scrape every few seconds reads the log at most this often
+
+
+class _LogCollector(Collector):
+    def __init__(self, service: WebService):
+        self.service = service
+        self._lock = threading.Lock()
+        self._cached: tuple[float, list[Metric]] | None = None
+
+    def collect(self) -> Iterator[Metric]:
+        with self._lock:
+            if self._cached is None or time.monotonic() - self._cached[0] > CACHE_SECONDS:
+                self._cached = (time.monotonic(), self._read())
+            yield from self._cached[1]
+
+    def _read(self) -> list[Metric]:
+        now = self.service.clock.now()
+        up = GaugeMetricFamily("broadcaster_log_up", "1 when the delivery log answers")
+        try:
+            counts, depth, errors, lags = self.service.log.read(
+                lambda conn: (
+                    queries.counts_by_channel_status(conn),
+                    queries.queue_depth(conn, UNFINISHED),
+                    queries.channel_errors(conn, now - dt.timedelta(hours=24)),
+                    queries.receipt_lags(conn, now - dt.timedelta(hours=1)),
+                )
+            )
+        except Exception:
+            up.add_metric([], 0)
+            return [up]
+        up.add_metric([], 1)
+        deliveries = GaugeMetricFamily(
+            "broadcaster_deliveries",
+            "Deliveries by current status",
+            labels=["campaign", "channel", "status"],
+        )
+        for campaign, channel, status, n in counts:
+            deliveries.add_metric([campaign, channel, status], n)
+        queue = GaugeMetricFamily(
+            "broadcaster_queue_depth",
+            "Unfinished deliveries (planned, deferred, sending, interrupted, unknown)",
+            labels=["campaign", "channel"],
+        )
+        for campaign, channel, n in depth:
+            queue.add_metric([campaign, channel], n)
+        failed = GaugeMetricFamily(
+            "broadcaster_provider_errors",
+            "Deliveries failed, unknown or unresolved in the last 24 hours, by error class",
+            labels=["channel", "error_class"],
+        )
+        for channel, error_class, n in errors:
+            failed.add_metric([channel, error_class], n)
+        lag = HistogramMetricFamily(
+            "broadcaster_receipt_lag_seconds",
+            "Seconds from accepted to delivered, deliveries delivered in the last hour",
+            labels=["channel"],
+        )
+        per_channel: dict[str, list[float]] = defaultdict(list)
+        for channel, seconds in lags:
+            per_channel[channel].append(seconds)
+        for channel, values in sorted(per_channel.items()):
+            values.sort()
+            buckets = [(f"{b:g}", float(bisect.bisect_right(values, b))) for b in LAG_BUCKETS] + [
+                ("+Inf", float(len(values)))
+            ]
+            lag.add_metric([channel], buckets, sum_value=sum(values))
+        return [up, deliveries, queue, failed, lag]
+
+
+class Metrics:
+    """The service's registry: log-derived gauges and its own request counters."""
+
+    def __init__(self, service: WebService):
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.registry.register(_LogCollector(service))
+        self.inbound = Counter(
+            "broadcaster_inbound_requests",
+            "Requests to plugin routes by channel, scope and answer",
+            ["channel", "scope", "code"],
+            registry=self.registry,
+        )
+
+    def hook(self, channel: str, scope: str, code: int) -> None:
+        self.inbound.labels(channel, scope, str(code)).inc()
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
