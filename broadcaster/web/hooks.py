@@ -126,7 +126,7 @@ class HookTable:
             reply: InboundReply = await run_in_threadpool(
                 recovery.inbound, channel_id, route.route, inbound
             )
-        except (ValueError, TypeError, KeyError, LookupError, UnicodeError):
+        except (ValueError, TypeError, LookupError, AttributeError, UnicodeError):
             # a plugin that chokes on what it was sent (malformed JSON, a missing field)
             self.service.metrics.hook(channel_id, scope, 400)
             return self._error(

@@ -125,8 +125,7 @@ def login(s: requests.Session, url: str, name: str, password: str = PASSWORD) ->
 
 
 @pytest.fixture
-@pytest.mark.usefixtures("example_plugin")
-def web_campaign(tmp_path: Path) -> Path:
+def web_campaign(tmp_path: Path, example_plugin: None) -> Path:  # noqa: F811
     return write_web_campaign(tmp_path / "campaign")
 
 
@@ -165,3 +164,21 @@ def live_factory(web_campaign: Path, log_url: str) -> Iterator[Callable[..., Liv
 @pytest.fixture
 def live(live_factory: Callable[..., Live]) -> Live:
     return live_factory()
+
+
+def fire(live: Live, rule_id: str, at: dt.datetime) -> list[str]:
+    """Fire the rule's occurrence at `at` through the service's dispatcher; its delivery keys."""
+    from broadcaster.model.plan import Planner
+
+    app, dispatcher, _ = live.service.source.current()
+    live.clock.set(at)
+    spec = app.campaign.rule(rule_id)
+    [occurrence] = [
+        o for o in Planner(app.campaign).rule_occurrences(spec, at, at + dt.timedelta(minutes=1))
+    ]
+    handle = dispatcher.fire(occurrence)
+    handle.wait()
+    live.service.log.record_occurrence(
+        app.campaign.id, occurrence.id, occurrence.rule_id, occurrence.at, "done", "", at
+    )
+    return handle.keys
