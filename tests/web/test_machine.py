@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 
-import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings

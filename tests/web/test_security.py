@@ -15,7 +15,6 @@ from tests.conftest import SECRET_VALUES
 from tests.web.conftest import ECHO_TOKEN, ENV, PASSWORD, Live, csrf_of, fire, login
 from tests.web.test_hooks import SMS_AT, post
 
-
 # --- signed links -------------------------------------------------------------------------------
 
 
