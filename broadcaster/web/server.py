@@ -8,9 +8,11 @@ at once. No access log: paths may carry link tokens.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
 import socket
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -30,18 +32,28 @@ __all__ = ["Server", "bind", "build_service", "start_beside_runner"]
 
 
 def bind(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (port 0: any free port)."""
+    """A listening socket on host:port (port 0: any free port)."""
     info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, kind, proto, _, address = info[0]
     sock = socket.socket(family, kind, proto)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind(address)
+        sock.listen(2048)  # connections wait in the backlog until uvicorn accepts them
     except OSError:
         sock.close()
         raise
     sock.set_inheritable(True)
     return sock
+
+
+class _Uvicorn(uvicorn.Server):
+    """uvicorn without its own signal handling: the command handles signals and exits 0
+    (uvicorn re-raises a caught signal after shutting down)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
 
 
 @dataclass
@@ -64,7 +76,7 @@ class Server:
             timeout_graceful_shutdown=5,
             limit_concurrency=1000,
         )
-        self.uvicorn = uvicorn.Server(config)
+        self.uvicorn = _Uvicorn(config)
         self._thread: threading.Thread | None = None
 
     @property
@@ -78,8 +90,20 @@ class Server:
         return f"http://{shown}:{self.port}"
 
     def run(self) -> None:
-        """Serve in this thread until SIGINT/SIGTERM (main thread) or `stop()`."""
-        self.uvicorn.run(sockets=[self.sock])
+        """Serve in the main thread until SIGINT or SIGTERM (or `stop()`); exit normally."""
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            if self.uvicorn.should_exit:  # asked twice: stop waiting for open requests
+                self.uvicorn.force_exit = True
+            self.uvicorn.should_exit = True
+
+        previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            asyncio.run(self.uvicorn.serve(sockets=[self.sock]))
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            self.sock.close()
 
     def start(self, timeout: float = 30.0) -> Server:
         """Serve in a background thread; return once it accepts connections."""
