@@ -3,7 +3,7 @@
 BroadcasterError
 └── WebError                 the web service refused something
     ├── AccountError         a console account cannot be made or changed as asked
-    ├── LinkError            a signed link is forged, expired, reused or for another page
+    ├── LinkError            a signed link is forged, expired, reused, or someone else's
     └── CSRFError            a form came without its CSRF token, or with another one
 """
 
@@ -23,7 +23,7 @@ class AccountError(WebError):
 
 
 class LinkError(WebError):
-    """A signed link that must be refused; `reason` is forged, expired, used or purpose."""
+    """A signed link that must be refused; `reason` is forged, expired, used or person."""
 
     def __init__(self, reason: str, message: str):
         super().__init__(message)

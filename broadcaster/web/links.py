@@ -3,13 +3,13 @@
 A link carries a purpose (which page it opens), a subject (whom it is for: a person's
 id in the config, never a phone number: the link is signed, not encrypted), optional
 data, an expiry and a random id. It is refused with a reason when its signature does
-not match (forged, or made for another purpose), when it expired, or when a
-single-use link was used before (recorded in the log's database, `link_uses`).
+not match (forged, or made for another purpose), when it expired, when it is another
+person's (`subject=`), or when a single-use link was used before (recorded in the log's database, `link_uses`).
 
     links = service.links
     url = "/confirm/handoff/" + links.sign("handoff", "teacher-3", ttl=dt.timedelta(days=2),
                                            data={"delivery": key})
-    claims = links.verify("handoff", token)        # raises LinkError
+    claims = links.verify("handoff", token)        # raises LinkError (forged, expired, used)
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ REFUSALS = {
     "forged": "链接无效 this link is not valid (it was changed, or made for another page)",
     "expired": "链接已过期 this link has expired",
     "used": "链接已使用过 this link was already used",
+    "person": "此链接属于另一个人 this link belongs to someone else",
 }
 
 
@@ -98,10 +99,13 @@ class SignedLinks:
             raise LinkError("used", REFUSALS["used"])
         return claims
 
-    def verify(self, purpose: str, token: str) -> LinkClaims:
-        """Check the link and, when it is single-use, use it up (atomically: of two
-        requests with the same link, one wins)."""
+    def verify(self, purpose: str, token: str, *, subject: str | None = None) -> LinkClaims:
+        """Check the link (and, given `subject`, that it is that person's) and, when it is
+        single-use, use it up (atomically: of two requests with the same link, one wins).
+        A link shown to the wrong person is refused without being used up."""
         claims = self.peek(purpose, token)
+        if subject is not None and claims.subject != subject:
+            raise LinkError("person", REFUSALS["person"])
         if claims.single_use and not self.store.use_link(claims.jti, purpose, claims.subject):
             raise LinkError("used", REFUSALS["used"])
         return claims

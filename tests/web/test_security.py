@@ -298,3 +298,12 @@ def test_no_page_shows_a_secret_or_a_clear_number(live: Live) -> None:
     for number in ("13800000001", "13900000002", "+8613800000001"):
         assert number not in blob
     assert "138****0001" in blob
+
+
+def test_a_link_for_another_person_is_refused_and_not_used_up(live: Live) -> None:
+    links = live.service.links
+    token = links.sign("handoff", "teacher-3", ttl=dt.timedelta(hours=1))
+    with pytest.raises(LinkError) as caught:
+        links.verify("handoff", token, subject="teacher-4")
+    assert caught.value.reason == "person"
+    assert links.verify("handoff", token, subject="teacher-3").subject == "teacher-3"

@@ -261,13 +261,11 @@ def send_confirm(req: ConsoleRequest) -> Response:
     app, dispatcher, _ = service.source.current()
     campaign = app.campaign
     try:
-        claims = service.links.verify(PURPOSE, req.arg("token"))
+        claims = service.links.verify(
+            PURPOSE, req.arg("token"), subject=req.user.name if req.user else ""
+        )
     except LinkError as exc:
         raise WebError(f"{exc} — 请重新预览 preview again") from None
-    if req.user is None or claims.subject != req.user.name:
-        raise WebError(
-            "确认令牌不属于你 this confirmation belongs to another person: preview again"
-        )
     adhoc = AdHoc.from_note(str(claims.data.get("note", "")))
     if adhoc is None:
         raise WebError("确认令牌无效 the confirmation is not valid: preview again")
