@@ -72,7 +72,7 @@ def test_csv_export_neutralises_formulas_and_masks_numbers(live: Live) -> None:
     assert len(rows) == 3
     assert all(row["reason"].startswith("'=HYPERLINK") for row in rows)
     assert "13800000001" not in text and "138****0001" in text
-    assert [a.action for a in live.service.store.actions(actor="vera")][0] == "export_csv"
+    assert live.service.store.actions(actor="vera")[0].action == "export_csv"
 
 
 def test_waiting_lists_accepted_deliveries_of_late_outcome_channels(live: Live) -> None:
