@@ -1,4 +1,4 @@
-"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] ... [--quick]."""
+"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] ... [--quick]."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ BENCHES = {
     "dispatch": "bench.dispatch_bench",
     "log": "bench.log_bench",
     "config": "bench.config_bench",
+    "web": "bench.web_bench",
 }
 
 

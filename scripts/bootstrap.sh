@@ -79,3 +79,7 @@ if [ "$extras" = "dev" ] && { [ ! -f .venv/.installed-dev ] || [ pyproject.toml 
   .venv/bin/python -c "import pytest, psycopg, apprise, mypy"
   touch .venv/.installed-dev
 fi
+# The console's browser tests drive Debian's Chromium through Playwright (no browser download).
+if [ "$extras" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
+  apt_install chromium || echo "浏览器测试需要 browser tests need Debian's chromium: apt-get install chromium" >&2
+fi

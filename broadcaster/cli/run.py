@@ -105,14 +105,7 @@ def live_view(runner: Runner, campaign: Campaign, db: str, width: int = 160) -> 
 @serve_options
 @pass_state
 def run(
-    state: State,
-    db: str | None,
-    state_dir: Path | None,
-    grace: str,
-    live: bool | None,
-    serve: bool,
-    host: str,
-    port: int,
+    state: State, db: str | None, state_dir: Path | None, grace: str, live: bool | None
 ) -> None:
     """长期运行的调度器 the long-running scheduler: fires exactly what `plan` lists.
 
@@ -149,7 +142,7 @@ def run(
     web = None
     try:
         try:
-            web = start_serving(state, runner, store, db, serve=serve, host=host, port=port)
+            web = start_serving(state, runner, store, db)  # with --serve: the web service too
             state.out.print(
                 f"启动 starting: {campaign.config.campaign.name}, {len(campaign.rules)} rules"
                 f" · 日志 log {store.url_display}"

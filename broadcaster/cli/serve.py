@@ -139,29 +139,67 @@ def serve(
 # --- run --serve -----------------------------------------------------------------------------
 
 
+def _remember(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    ctx.meta[f"serve.{param.name}"] = value
+    return value
+
+
 def serve_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """`--serve`, `--host`, `--port` for `run`."""
-    fn = PORT_OPTION(fn)
-    fn = HOST_OPTION(fn)
-    return click.option(
-        "--serve", is_flag=True, help="同时运行网页服务 also run the web service and console."
-    )(fn)
+    """`--serve` and the service's options for `run` (kept in the context, not parameters)."""
+    options = [
+        click.option(
+            "--serve",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="同时运行网页服务 also run the web service and console.",
+        ),
+        click.option(
+            "--host",
+            default="127.0.0.1",
+            show_default=True,
+            expose_value=False,
+            callback=_remember,
+            help="网页服务监听地址 the web service's address.",
+        ),
+        click.option(
+            "--port",
+            type=click.IntRange(0, 65535),
+            default=8080,
+            show_default=True,
+            expose_value=False,
+            callback=_remember,
+            help="网页服务端口 its port.",
+        ),
+        click.option(
+            "--secure-cookies",
+            is_flag=True,
+            expose_value=False,
+            callback=_remember,
+            help="仅经 HTTPS 发送登录 cookie (behind TLS).",
+        ),
+        click.option(
+            "--proxy",
+            metavar="IPS",
+            expose_value=False,
+            callback=_remember,
+            help="可信反向代理地址 trust X-Forwarded-* from these addresses.",
+        ),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
 
 
 def start_serving(
-    state: State,
-    runner: Runner,
-    store: DeliveryLog,
-    db: str | None,
-    *,
-    serve: bool,
-    host: str,
-    port: int,
+    state: State, runner: Runner, store: DeliveryLog, db: str | None
 ) -> tuple[Server, WebService] | None:
-    """Start the web service beside the scheduler when `--serve` was given."""
-    if not serve:
+    """Start the web service beside the scheduler when `run --serve` was given."""
+    meta = click.get_current_context().meta
+    if not meta.get("serve.serve"):
         return None
-    options = _options(host, port)
+    host, port = meta["serve.host"], meta["serve.port"]
+    options = _options(host, port, meta.get("serve.secure_cookies", False), meta.get("serve.proxy"))
     try:
         from broadcaster.web.server import start_beside_runner
     except ImportError:

@@ -65,17 +65,17 @@ class _LogCollector(Collector):
         deliveries = GaugeMetricFamily(
             "broadcaster_deliveries",
             "Deliveries by current status",
-            labels=["campaign", "channel", "status"],
+            labels=["channel", "status"],
         )
-        for campaign, channel, status, n in counts:
-            deliveries.add_metric([campaign, channel, status], n)
+        for channel, status, n in counts:
+            deliveries.add_metric([channel, status], n)
         queue = GaugeMetricFamily(
             "broadcaster_queue_depth",
             "Unfinished deliveries (planned, deferred, sending, interrupted, unknown)",
-            labels=["campaign", "channel"],
+            labels=["channel"],
         )
-        for campaign, channel, n in depth:
-            queue.add_metric([campaign, channel], n)
+        for channel, n in depth:
+            queue.add_metric([channel], n)
         failed = GaugeMetricFamily(
             "broadcaster_provider_errors",
             "Deliveries failed, unknown or unresolved in the last 24 hours, by error class",

@@ -31,8 +31,7 @@ __all__ = [
     "occurrence_ids_in",
     "queue_depth",
     "receipt_lags",
-    "sends_per_target",
-    "unfinished_by_channel",
+    "targets_reached",
     "waiting",
 ]
 
@@ -78,9 +77,10 @@ def deliveries_page(
         channel=f.channel,
         target=f.target,
         occurrence=f.occurrence,
-        recipient_hash=f.recipient_hash,
         status=[f.status] if f.status else None,
     )
+    if f.recipient_hash is not None:  # the deliveries' column has the index
+        query = query.where(d.c.recipient_hash == f.recipient_hash)
     if cursor:
         when_text, _, id_text = cursor.partition("|")
         try:
@@ -89,12 +89,7 @@ def deliveries_page(
         except ValueError:
             when, row_id = None, None
         if when is not None and when.tzinfo is not None and row_id is not None:
-            query = query.where(
-                sa.or_(
-                    d.c.scheduled_at < when,
-                    sa.and_(d.c.scheduled_at == when, d.c.id < row_id),
-                )
-            )
+            query = query.where(sa.tuple_(d.c.scheduled_at, d.c.id) < sa.tuple_(when, row_id))
     query = query.order_by(d.c.scheduled_at.desc(), d.c.id.desc()).limit(size + 1)
     rows = conn.execute(query).all()
     more = len(rows) > size
@@ -122,7 +117,7 @@ def occurrence_ids_in(
     until: dt.datetime | None,
     *,
     rule: str | None = None,
-    limit: int = 20,
+    limit: int | None = 20,
 ) -> list[str]:
     """The newest occurrences of a campaign fired in [since, until) (at most `limit`)."""
     o = occurrences
@@ -165,27 +160,32 @@ def coverage_for(
     return out
 
 
-def counts_by_channel_status(conn: Connection) -> list[tuple[str, str, str, int]]:
-    """(campaign, channel, status, deliveries) over the whole log (index-only on PostgreSQL)."""
+def counts_by_channel_status(conn: Connection) -> list[tuple[str, str, int]]:
+    """(channel, status, deliveries) over the whole log, from the (channel, status) index alone."""
     s = delivery_state
-    query = sa.select(s.c.campaign, s.c.channel_id, s.c.status, sa.func.count()).group_by(
-        s.c.campaign, s.c.channel_id, s.c.status
-    )
-    return [(a, b, c, int(n)) for a, b, c, n in conn.execute(query)]
-
-
-def queue_depth(conn: Connection, statuses: Iterable[Status]) -> list[tuple[str, str, int]]:
-    """(campaign, channel, unfinished deliveries)."""
-    s = delivery_state
-    query = (
-        sa.select(s.c.campaign, s.c.channel_id, sa.func.count())
-        .where(s.c.status.in_([x.value for x in statuses]))
-        .group_by(s.c.campaign, s.c.channel_id)
+    query = sa.select(s.c.channel_id, s.c.status, sa.func.count()).group_by(
+        s.c.channel_id, s.c.status
     )
     return [(a, b, int(n)) for a, b, n in conn.execute(query)]
 
 
-unfinished_by_channel = queue_depth
+def queue_depth(
+    conn: Connection, statuses: Iterable[Status], campaign: str | None = None
+) -> list[tuple[str, int]]:
+    """(channel, deliveries in these statuses): one index range per status."""
+    s = delivery_state
+    counts: dict[str, int] = {}
+    for status in statuses:
+        query = (
+            sa.select(s.c.channel_id, sa.func.count())
+            .where(s.c.status == Status(status).value)
+            .group_by(s.c.channel_id)
+        )
+        if campaign is not None:
+            query = query.where(s.c.campaign == campaign)
+        for channel, n in conn.execute(query):
+            counts[channel] = counts.get(channel, 0) + int(n)
+    return sorted(counts.items())
 
 
 def channel_errors(
@@ -250,17 +250,19 @@ def waiting(
     return [q.state_from_row(r) for r in conn.execute(query)]
 
 
-def sends_per_target(
-    conn: Connection, campaign: str, since: dt.datetime, until: dt.datetime
-) -> dict[tuple[str, str], int]:
-    """(target, channel) -> sends that reached it (a delivery accepted or delivered) in
-    [since, until); a send to a list counts once however many people it reached."""
+def targets_reached(
+    conn: Connection, occurrence_ids: Sequence[str]
+) -> dict[str, list[tuple[str, str]]]:
+    """Per send: the (target, channel) pairs it reached (a delivery accepted or delivered)."""
     d, s = deliveries, delivery_state
-    query = (
-        sa.select(d.c.target_id, d.c.channel_id, sa.func.count(sa.distinct(d.c.occurrence_id)))
-        .select_from(d.join(s, s.c.delivery_id == d.c.id))
-        .where(s.c.campaign == campaign, d.c.scheduled_at >= since, d.c.scheduled_at < until)
-        .where(s.c.status.in_([Status.ACCEPTED.value, Status.DELIVERED.value]))
-        .group_by(d.c.target_id, d.c.channel_id)
-    )
-    return {(t, c): int(n) for t, c, n in conn.execute(query)}
+    out: dict[str, list[tuple[str, str]]] = {occ: [] for occ in occurrence_ids}
+    for occ in occurrence_ids:
+        query = (
+            sa.select(d.c.target_id, d.c.channel_id)
+            .select_from(d.join(s, s.c.delivery_id == d.c.id))
+            .where(d.c.occurrence_id == occ)
+            .where(s.c.status.in_([Status.ACCEPTED.value, Status.DELIVERED.value]))
+            .group_by(d.c.target_id, d.c.channel_id)
+        )
+        out[occ] = [(t, c) for t, c in conn.execute(query)]
+    return out

@@ -32,6 +32,7 @@ from broadcaster.engine.clock import Clock
 from broadcaster.log import DeliveryLog
 from broadcaster.model.plan import Planner
 from broadcaster.web.accounts import Accounts, LoginThrottle
+from broadcaster.web.coverage import SendCache
 from broadcaster.web.guard import Guard, error_json, is_machine_path
 from broadcaster.web.hooks import HookTable
 from broadcaster.web.links import SignedLinks
@@ -92,6 +93,7 @@ class WebService:
         self.sessions = Sessions(secret, clock, hours=self.options.session_hours)
         self.links = SignedLinks(secret, self.store, clock)
         self.hooks = HookTable(self)
+        self.coverage = SendCache()
         self.metrics = Metrics(self)
         self.started = clock.now()
         self._planner: tuple[App, Planner] | None = None

@@ -45,8 +45,8 @@ def channels_page(req: ConsoleRequest) -> Response:
 
     def read(conn: Connection) -> tuple[Any, Any, Any]:
         errors = queries.channel_errors(conn, since, campaign.id)
-        depth = queries.queue_depth(conn, UNFINISHED)
-        deferred = queries.queue_depth(conn, [Status.DEFERRED])
+        depth = queries.queue_depth(conn, UNFINISHED, campaign.id)
+        deferred = queries.queue_depth(conn, [Status.DEFERRED], campaign.id)
         return errors, depth, deferred
 
     errors, depth, deferred = service.log.read(read)
@@ -56,8 +56,8 @@ def channels_page(req: ConsoleRequest) -> Response:
         by_channel[cid].append((error_class, n))
         if error_class == "throttled":
             throttled[cid] += n
-    unfinished = {cid: n for camp, cid, n in depth if camp == campaign.id}
-    waiting = {cid: n for camp, cid, n in deferred if camp == campaign.id}
+    unfinished = dict(depth)
+    waiting = dict(deferred)
     routes: dict[str, list[str]] = defaultdict(list)
     for r in service.hooks.all():
         routes[r.channel_id].append(f"{', '.join(r.route.methods)} {r.template}")

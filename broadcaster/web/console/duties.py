@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import calendar as pycal
 import datetime as dt
+from collections import Counter
 from dataclasses import dataclass
 from functools import partial
+from typing import TYPE_CHECKING
 
+from sqlalchemy.engine import Connection
 from starlette.responses import Response
 
 from broadcaster.model.duties import check_duties
 from broadcaster.web import queries
 from broadcaster.web.console.base import ConsoleRequest, page
+
+if TYPE_CHECKING:
+    from broadcaster.web.service import WebService
 
 
 @dataclass
@@ -29,6 +35,15 @@ class Shortfall:
     target_name: str
     planned: int
     reached: int
+
+
+def _reached(
+    service: WebService, campaign: str, since: dt.datetime, until: dt.datetime, conn: Connection
+) -> Counter[tuple[str, str]]:
+    """(target, channel) -> sends in [since, until) that reached it (each send counted once)."""
+    sends = queries.occurrence_ids_in(conn, campaign, since, until, limit=None)
+    per_send = service.coverage.per_send(conn, "reached", campaign, sends, queries.targets_reached)
+    return Counter(pair for pairs in per_send.values() for pair in pairs)
 
 
 @page("/duties", "工作要求", "Duties", order=50)
@@ -51,9 +66,7 @@ def duties_page(req: ConsoleRequest) -> Response:
             continue
         since = dt.datetime.combine(first, dt.time(), tzinfo=tz)
         until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
-        reached = service.log.read(
-            partial(queries.sends_per_target, campaign=campaign.id, since=since, until=until)
-        )
+        reached = service.log.read(partial(_reached, service, campaign.id, since, until))
         for result in check_duties(campaign, first, last, planner):
             duty = result.duty
             if duty.per != per or result.met:

@@ -19,7 +19,7 @@ from broadcaster.web.console.base import ConsoleRequest, page
 from broadcaster.web.console.views import day_arg, share
 from broadcaster.web.errors import WebError
 
-COVERAGE_SENDS = 20  # sends whose coverage the page shows (the newest in the range)
+COVERAGE_SENDS = 12  # sends whose coverage the page shows (the newest in the range)
 DEFAULT_DAYS = 7
 CSV_FIELDS = (
     "scheduled_at",
@@ -97,7 +97,7 @@ def log_page(req: ConsoleRequest) -> Response:
             sends = queries.occurrence_ids_in(
                 conn, campaign.id, f.since, f.until, rule=f.rule, limit=COVERAGE_SENDS
             )
-        coverage = queries.coverage_for(
+        coverage = service.coverage.coverage(
             conn, campaign.id, sends, channel=f.channel, target=f.target
         )
         return coverage, queries.deliveries_page(conn, f, cursor=cursor)

@@ -9,7 +9,6 @@ from starlette.responses import Response
 
 from broadcaster.log.records import CoverageRow, OccurrenceState
 from broadcaster.model.adhoc import ADHOC_PREFIX
-from broadcaster.web import queries
 from broadcaster.web.console.base import ConsoleRequest, page
 from broadcaster.web.console.views import Tally, day_arg, names_of, tally
 
@@ -61,7 +60,7 @@ def today(req: ConsoleRequest) -> Response:
     planned = list(planner.occurrences(start, end))
     records = service.log.occurrence_states(campaign.id, start, end)
     fired = [oid for oid, s in records.items()]
-    coverage = service.log.read(lambda conn: queries.coverage_for(conn, campaign.id, fired))
+    coverage = service.log.read(lambda conn: service.coverage.coverage(conn, campaign.id, fired))
     by_send = {(c.occurrence_id, c.channel_id): c for c in coverage}
     rules = {r.id: r for r in campaign.rules}
     rows: list[Row] = []

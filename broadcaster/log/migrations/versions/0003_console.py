@@ -1,5 +1,6 @@
 """The web console: accounts, an append-only record of what people did and of login
-attempts, used signed links; indexes for the console's and the metrics' reads.
+attempts, used signed links; indexes for the console's and the metrics' reads (pages of
+one send or one target, newest first; counts by channel and status; recent changes).
 
 Revision ID: 0003
 Revises: 0002
@@ -70,6 +71,13 @@ def upgrade() -> None:
     op.create_index("ix_delivery_state_channel_status", "delivery_state", ["channel_id", "status"])
     # receipt lag and recent errors: deliveries that reached a status lately
     op.create_index("ix_delivery_state_status_since", "delivery_state", ["status", "since"])
+    # the console's pages of one send, or of one target, newest first
+    op.create_index(
+        "ix_deliveries_occurrence_scheduled", "deliveries", ["occurrence_id", "scheduled_at", "id"]
+    )
+    op.create_index(
+        "ix_deliveries_target_scheduled", "deliveries", ["target_id", "scheduled_at", "id"]
+    )
     _append_only(op.get_bind().dialect.name == "postgresql")
 
 
