@@ -33,7 +33,7 @@ MAX_ENTRIES = 20_000
 
 
 class SendCache:
-    """Per-send figures (coverage, targets reached), valid until the send changes."""
+    """Per-send figures (coverage by channel and target), valid until the send changes."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -73,6 +73,12 @@ class SendCache:
                     out[occ] = value
         return out
 
+    def figures(
+        self, conn: Connection, campaign: str, occurrence_ids: Sequence[str]
+    ) -> dict[str, list[queries.TargetFigures]]:
+        """Each send's figures per channel and target (see `queries.send_figures`)."""
+        return self.per_send(conn, "figures", campaign, occurrence_ids, queries.send_figures)
+
     def coverage(
         self,
         conn: Connection,
@@ -83,16 +89,11 @@ class SendCache:
         target: str | None = None,
     ) -> list[CoverageRow]:
         """Like `queries.coverage_for`: newest send first, each channel a row."""
-
-        def compute(c: Connection, ids: list[str]) -> dict[str, list[CoverageRow]]:
-            by_occ: dict[str, list[CoverageRow]] = {occ: [] for occ in ids}
-            for row in queries.coverage_for(c, campaign, ids, target=target):
-                by_occ[row.occurrence_id].append(row)
-            return by_occ
-
-        found = self.per_send(conn, f"coverage|{target or ''}", campaign, occurrence_ids, compute)
+        found = self.figures(conn, campaign, occurrence_ids)
         rows = [
-            r for rs in found.values() for r in rs if channel is None or r.channel_id == channel
+            row
+            for occ, figures in found.items()
+            for row in queries.coverage_of(occ, figures, channel=channel, target=target)
         ]
         rows.sort(key=lambda c: (c.scheduled_at, c.occurrence_id, c.channel_id), reverse=True)
         return rows

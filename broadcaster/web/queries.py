@@ -24,14 +24,16 @@ from broadcaster.vocab import ErrorClass, Status
 __all__ = [
     "LogFilter",
     "LogPage",
+    "TargetFigures",
     "channel_errors",
     "counts_by_channel_status",
     "coverage_for",
+    "coverage_of",
     "deliveries_page",
     "occurrence_ids_in",
     "queue_depth",
     "receipt_lags",
-    "targets_reached",
+    "send_figures",
     "waiting",
 ]
 
@@ -250,19 +252,76 @@ def waiting(
     return [q.state_from_row(r) for r in conn.execute(query)]
 
 
-def targets_reached(
-    conn: Connection, occurrence_ids: Sequence[str]
-) -> dict[str, list[tuple[str, str]]]:
-    """Per send: the (target, channel) pairs it reached (a delivery accepted or delivered)."""
+@dataclass(frozen=True)
+class TargetFigures:
+    """One send's deliveries to one target on one channel, counted by how far they got."""
+
+    rule_id: str
+    channel_id: str
+    target_id: str
+    scheduled_at: dt.datetime
+    counts: tuple[int, ...]  # as CoverageRow: targeted, accepted (or delivered), delivered,
+    # failed, unknown, skipped, waiting, unresolved
+
+
+def send_figures(conn: Connection, occurrence_ids: Sequence[str]) -> dict[str, list[TargetFigures]]:
+    """Per send, its figures per channel and target: one reading of its deliveries serves
+    every coverage filter and the duties (a target is reached when `accepted` > 0)."""
     d, s = deliveries, delivery_state
-    out: dict[str, list[tuple[str, str]]] = {occ: [] for occ in occurrence_ids}
+
+    def count(*wanted: Status) -> sa.ColumnElement[Any]:
+        hit = s.c.status.in_([w.value for w in wanted])
+        return sa.func.coalesce(sa.func.sum(sa.case((hit, 1), else_=0)), 0)
+
+    out: dict[str, list[TargetFigures]] = {}
     for occ in occurrence_ids:
         query = (
-            sa.select(d.c.target_id, d.c.channel_id)
+            sa.select(
+                sa.func.min(d.c.rule_id),
+                d.c.channel_id,
+                d.c.target_id,
+                sa.func.min(d.c.scheduled_at),
+                sa.func.count(),
+                count(Status.ACCEPTED, Status.DELIVERED),
+                count(Status.DELIVERED),
+                count(Status.FAILED),
+                count(Status.UNKNOWN, Status.SENDING, Status.INTERRUPTED),
+                count(Status.SKIPPED),
+                count(Status.PLANNED, Status.DEFERRED),
+                count(Status.UNRESOLVED),
+            )
             .select_from(d.join(s, s.c.delivery_id == d.c.id))
             .where(d.c.occurrence_id == occ)
-            .where(s.c.status.in_([Status.ACCEPTED.value, Status.DELIVERED.value]))
-            .group_by(d.c.target_id, d.c.channel_id)
+            .group_by(d.c.channel_id, d.c.target_id)
         )
-        out[occ] = [(t, c) for t, c in conn.execute(query)]
+        out[occ] = [
+            TargetFigures(rule, channel, target, at, tuple(int(n) for n in counts))
+            for rule, channel, target, at, *counts in conn.execute(query)
+        ]
     return out
+
+
+def coverage_of(
+    occurrence_id: str,
+    figures: Sequence[TargetFigures],
+    *,
+    channel: str | None = None,
+    target: str | None = None,
+) -> list[CoverageRow]:
+    """Coverage rows (one per channel) of a send from its figures, filtered."""
+    by_channel: dict[str, tuple[str, dt.datetime, list[int]]] = {}
+    for f in figures:
+        if (channel is not None and f.channel_id != channel) or (
+            target is not None and f.target_id != target
+        ):
+            continue
+        found = by_channel.get(f.channel_id)
+        if found is None:
+            by_channel[f.channel_id] = (f.rule_id, f.scheduled_at, list(f.counts))
+        else:
+            sums = [a + b for a, b in zip(found[2], f.counts, strict=True)]
+            by_channel[f.channel_id] = (found[0], min(found[1], f.scheduled_at), sums)
+    return [
+        CoverageRow(occurrence_id, rule, cid, at, *sums)
+        for cid, (rule, at, sums) in sorted(by_channel.items())
+    ]

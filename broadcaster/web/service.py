@@ -208,7 +208,7 @@ def create_app(service: WebService) -> Any:
 
     for scope in ("hooks", "led", "confirm"):
         for path in (f"/{scope}/{{channel}}/{{rest:path}}", f"/{scope}/{{channel}}"):
-            api.add_api_route(
+            api.add_route(  # a plain Starlette route: no dependency solving on the hot path
                 path,
                 service.hooks.handle,
                 methods=["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"],

@@ -64,7 +64,7 @@ def test_figures_are_kept_until_their_send_changes(log: DeliveryLog) -> None:
     assert computed[-1] == ["b@1"]
 
 
-def test_coverage_filters_channels_from_one_reading(log: DeliveryLog) -> None:
+def test_coverage_filters_channels_and_targets_from_one_reading(log: DeliveryLog) -> None:
     log.add_deliveries([record("a1", "a@1"), record("a2", "a@1", "sms")], T0)
     log.append([Event("a2", Status.SENDING, T0), Event("a2", Status.DELIVERED, T0)])
     cache = SendCache()
@@ -72,4 +72,16 @@ def test_coverage_filters_channels_from_one_reading(log: DeliveryLog) -> None:
     assert sorted(r.channel_id for r in everything) == ["handoff", "sms"]
     sms = log.read(lambda conn: cache.coverage(conn, "c", ["a@1"], channel="sms"))
     assert [(r.channel_id, r.targeted, r.delivered) for r in sms] == [("sms", 1, 1)]
-    assert sms == log.read(lambda conn: queries.coverage_for(conn, "c", ["a@1"], channel="sms"))
+    for channel in (None, "sms", "handoff"):
+        for target in (None, "g1", "g2"):
+            mine = log.read(
+                lambda conn, c=channel, t=target: cache.coverage(
+                    conn, "c", ["a@1"], channel=c, target=t
+                )
+            )
+            plain = log.read(
+                lambda conn, c=channel, t=target: queries.coverage_for(
+                    conn, "c", ["a@1"], channel=c, target=t
+                )
+            )
+            assert mine == plain, (channel, target)

@@ -32,6 +32,6 @@ def register(api: FastAPI, service: WebService) -> None:
     )
 
     for p in PAGES:
-        api.add_api_route(
+        api.add_route(
             p.path, endpoint(service, p), methods=list(p.methods), include_in_schema=False
         )

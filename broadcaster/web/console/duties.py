@@ -42,8 +42,11 @@ def _reached(
 ) -> Counter[tuple[str, str]]:
     """(target, channel) -> sends in [since, until) that reached it (each send counted once)."""
     sends = queries.occurrence_ids_in(conn, campaign, since, until, limit=None)
-    per_send = service.coverage.per_send(conn, "reached", campaign, sends, queries.targets_reached)
-    return Counter(pair for pairs in per_send.values() for pair in pairs)
+    figures = service.coverage.figures(conn, campaign, sends)
+    counts: Counter[tuple[str, str]] = Counter()
+    for per_send in figures.values():  # accepted counts accepted or delivered
+        counts.update({(f.target_id, f.channel_id) for f in per_send if f.counts[1] > 0})
+    return counts
 
 
 @page("/duties", "工作要求", "Duties", order=50)
