@@ -304,7 +304,6 @@ sa.Index("ix_console_actions_at", console_actions.c.at)
 sa.Index("ix_console_actions_actor_at", console_actions.c.actor, console_actions.c.at)
 sa.Index("ix_console_logins_name_at", console_logins.c.name, console_logins.c.at)
 sa.Index("ix_console_logins_remote_at", console_logins.c.remote, console_logins.c.at)
-sa.Index("ix_delivery_state_channel_status", delivery_state.c.channel_id, delivery_state.c.status)
 sa.Index("ix_delivery_state_status_since", delivery_state.c.status, delivery_state.c.since)
 sa.Index(
     "ix_deliveries_occurrence_scheduled",

@@ -1,7 +1,7 @@
 """Prometheus metrics at /metrics, read from the log when scraped (cached briefly).
 
-broadcaster_deliveries{campaign, channel, status}        deliveries by current status
-broadcaster_queue_depth{campaign, channel}               unfinished deliveries
+broadcaster_deliveries{channel, status}                  deliveries by current status
+broadcaster_queue_depth{channel}                         unfinished deliveries
 broadcaster_provider_errors{channel, error_class}        failed/unknown in the last 24 h
 broadcaster_receipt_lag_seconds{channel} (histogram)     accepted -> delivered, last hour
 broadcaster_inbound_requests_total{channel, scope, code} requests to plugin routes
@@ -24,6 +24,7 @@ from prometheus_client.registry import Collector
 
 from broadcaster.vocab import UNFINISHED
 from broadcaster.web import queries
+from broadcaster.web.tally import StatusTally
 
 if TYPE_CHECKING:
     from broadcaster.web.service import WebService
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
 __all__ = ["LAG_BUCKETS", "Metrics"]
 
 LAG_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 4 * 3600.0, 86400.0)
-CACHE_SECONDS = 10.0  # a scrape every few seconds reads the log at most this often
+CACHE_SECONDS = 5.0  # scrapes closer together than this share one reading of the log
 
 
 class _LogCollector(Collector):
@@ -39,6 +40,7 @@ class _LogCollector(Collector):
         self.service = service
         self._lock = threading.Lock()
         self._cached: tuple[float, list[Metric]] | None = None
+        self.tally = StatusTally()
 
     def collect(self) -> Iterator[Metric]:
         with self._lock:
@@ -52,7 +54,7 @@ class _LogCollector(Collector):
         try:
             counts, depth, errors, lags = self.service.log.read(
                 lambda conn: (
-                    queries.counts_by_channel_status(conn),
+                    self.tally.counts(conn),
                     queries.queue_depth(conn, UNFINISHED),
                     queries.channel_errors(conn, now - dt.timedelta(hours=24)),
                     queries.receipt_lags(conn, now - dt.timedelta(hours=1)),
@@ -67,7 +69,7 @@ class _LogCollector(Collector):
             "Deliveries by current status",
             labels=["channel", "status"],
         )
-        for channel, status, n in counts:
+        for (channel, status), n in sorted(counts.items()):
             deliveries.add_metric([channel, status], n)
         queue = GaugeMetricFamily(
             "broadcaster_queue_depth",

@@ -26,7 +26,6 @@ __all__ = [
     "LogPage",
     "TargetFigures",
     "channel_errors",
-    "counts_by_channel_status",
     "coverage_for",
     "coverage_of",
     "deliveries_page",
@@ -160,15 +159,6 @@ def coverage_for(
         out += [q.coverage_row(r) for r in conn.execute(q.coverage_query(base))]
     out.sort(key=lambda c: (c.scheduled_at, c.occurrence_id, c.channel_id), reverse=True)
     return out
-
-
-def counts_by_channel_status(conn: Connection) -> list[tuple[str, str, int]]:
-    """(channel, status, deliveries) over the whole log, from the (channel, status) index alone."""
-    s = delivery_state
-    query = sa.select(s.c.channel_id, s.c.status, sa.func.count()).group_by(
-        s.c.channel_id, s.c.status
-    )
-    return [(a, b, int(n)) for a, b, n in conn.execute(query)]
 
 
 def queue_depth(

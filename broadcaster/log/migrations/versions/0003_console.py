@@ -1,6 +1,6 @@
 """The web console: accounts, an append-only record of what people did and of login
 attempts, used signed links; indexes for the console's and the metrics' reads (pages of
-one send or one target, newest first; counts by channel and status; recent changes).
+one send or one target, newest first; deliveries that reached a status lately).
 
 Revision ID: 0003
 Revises: 0002
@@ -67,8 +67,6 @@ def upgrade() -> None:
         sa.Column("subject", sa.Text, nullable=False),
         sa.Column("used_at", When, nullable=False),
     )
-    # metrics: deliveries by channel and status without reading the rows
-    op.create_index("ix_delivery_state_channel_status", "delivery_state", ["channel_id", "status"])
     # receipt lag and recent errors: deliveries that reached a status lately
     op.create_index("ix_delivery_state_status_since", "delivery_state", ["status", "since"])
     # the console's pages of one send, or of one target, newest first
