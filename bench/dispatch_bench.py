@@ -554,7 +554,7 @@ def _section(
         if latency:
             print(
                 f"ratio broadcaster ({name}) ÷ Apprise: {ratio:.1f}×  (target ≥ 10×);"
-                f" time ÷ bound: {r['seconds'] / bound_seconds:.2f} (target ≤ 1.5);"
+                f" time ÷ bound: {r['seconds'] / bound_seconds:.2f} (target ≤ 1.3);"
                 f" peak {r['peak_mb']:.0f} MB (target < 200 MB)"
             )
         else:
