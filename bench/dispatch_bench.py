@@ -560,7 +560,7 @@ def _section(
         else:
             print(
                 f"ratio broadcaster ({name}) ÷ Apprise: {ratio:.2f}×  (target > 1×: ahead);"
-                f" ÷ requests loop {_rate(r) / _rate(req):.2f}×;"
+                f" ÷ requests loop {_rate(r) / _rate(req):.2f}× (target ≥ 1×);"
                 f" peak {r['peak_mb']:.0f} MB (target < 200 MB)"
             )
     # CPU used by other processes while each side ran: over 10% of a core skews the rates.
