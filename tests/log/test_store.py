@@ -15,13 +15,17 @@ import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 from broadcaster.errors import LogStoreError
 from broadcaster.log import DeliveryLog, DeliveryRecord, DeliveryState, Event, default_url
+from broadcaster.log.engines import MIGRATIONS
 from broadcaster.log.models import APPEND_ONLY, metadata
 from broadcaster.vocab import ErrorClass, Status
 
 from .fixtures import HASH_KEY, raw_connection
+
+HEAD_REVISION = ScriptDirectory(str(MIGRATIONS)).get_current_head()  # one head, always
 
 TZ = ZoneInfo("Asia/Shanghai")
 T0 = dt.datetime(2026, 3, 2, 9, 0, tzinfo=TZ)
@@ -104,7 +108,9 @@ def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> 
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
         log.add_deliveries([record(log, "k1")], T0)
     with raw_connection(log_url) as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0003",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
+            (HEAD_REVISION,)
+        ]
         assert set(TABLES) <= set(sa.inspect(conn).get_table_names())
         # The models used for queries match what the migrations built.
         assert compare_metadata(MigrationContext.configure(conn), metadata) == []
@@ -112,7 +118,9 @@ def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> 
         assert log.latest(["k1"])["k1"].status is Status.PLANNED
         assert [e.status for e in log.events("k1")] == [Status.PLANNED]
     with raw_connection(log_url) as conn:
-        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [("0003",)]
+        assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").all() == [
+            (HEAD_REVISION,)
+        ]
 
 
 def test_url_display_masks_the_password(log_url: str) -> None:
