@@ -18,10 +18,20 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
+from requests.cookies import RequestsCookieJar
 
 from broadcaster.channel import ChannelContext
 
 __all__ = ["ChannelSession", "channel_context"]
+
+
+class _CookieJar(RequestsCookieJar):
+    """The session's jar: an answer without Set-Cookie (nearly all) skips the cookie parser."""
+
+    def extract_cookies(self, response: Any, request: Any) -> None:
+        headers = response.info()
+        if headers.get_all("Set-Cookie") or headers.get_all("Set-Cookie2"):
+            super().extract_cookies(response, request)
 
 
 class ChannelSession(requests.Session):
@@ -31,6 +41,7 @@ class ChannelSession(requests.Session):
         super().__init__()
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
         self._urls: dict[str, str] = {}  # a URL as prepared (parsing it costs ~20 µs each time)
+        self.cookies = _CookieJar()
         adapter = HTTPAdapter(pool_connections=16, pool_maxsize=max(1, pool_size))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
@@ -100,7 +111,7 @@ class ChannelSession(requests.Session):
         else:
             prepared.url = known
         prepared.prepare_headers({**self.headers, **(headers or {})})
-        prepared.prepare_cookies(self.cookies)
+        # no cookies to add: the jar is empty here (a jar with cookies takes the path above)
         prepared.prepare_body(data, None)
         prepared.prepare_hooks(self.hooks)
         settings = self.merge_environment_settings(prepared.url, {}, None, None, None)
