@@ -32,6 +32,7 @@ from broadcaster.model.campaign import Campaign
 from broadcaster.model.config import load_campaign
 from broadcaster.model.duties import DutyResult, check_duties
 from broadcaster.model.plan import PlanItem, Planner
+from broadcaster.recipients.store import RecipientStore
 from broadcaster.sms import billing_of, sms_billing
 from broadcaster.vocab import MessageKind
 
@@ -47,7 +48,8 @@ def load(state: State, now: str | None) -> tuple[Campaign, dt.datetime]:
     """The campaign model as of `--now` (no channel plugin, no network, no database)."""
     tz = ZoneInfo("Asia/Shanghai")
     when = parse_now(now, tz)
-    campaign = load_campaign(state.config, today=when.date())
+    store = RecipientStore.in_folder(state_dir_for(state.config, None))
+    campaign = load_campaign(state.config, today=when.date(), recipients=store)
     return campaign, when.astimezone(campaign.tz)
 
 

@@ -254,6 +254,7 @@ class Dispatcher:
             for p in chunk
             if not self.profiles[p.delivery.channel_id].enabled
         }
+        skip.update((p.record.key, p.suppress) for p in chunk if p.suppress is not None)
         claim = self.log.add_deliveries(
             [p.record for p in chunk],
             now,
