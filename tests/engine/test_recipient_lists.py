@@ -145,3 +145,71 @@ def test_an_unchanged_list_is_read_once(
     app = load(path, now=now)
     assert len(calls) == 2
     assert len(app.campaign.targets["dongcun"].contacts) == 6  # 5 mobiles + 1 landline
+
+
+def test_coverage_per_area_in_the_log_and_the_cli(
+    tmp_path: Path, webhook_server: WebhookFake
+) -> None:
+    """Per area of the hierarchy: targeted, accepted, delivered and answered shares."""
+    from click.testing import CliRunner
+
+    from broadcaster.channel import Outcome
+    from broadcaster.cli import cli
+    from broadcaster.engine.recovery import Recovery
+
+    path = campaign(tmp_path / "c", webhook_server.url, None)
+    RecipientStore.in_folder(tmp_path / "c" / "var").add_optouts(
+        ["+8613900000002"], reason="unsubscribed", source="test", at=at(2026, 3, 1)
+    )
+    url = f"sqlite:///{tmp_path}/log.sqlite3"
+    log = DeliveryLog.open(url, hash_key=KEY)
+    try:
+        fire(path, log)
+        app = load(path)
+        dispatcher = app.dispatcher(log, KEY, clock=VirtualClock(at(2026, 3, 3, 11)))
+        try:
+            states = {s.recipient_display: s for s in log.deliveries(channel="sms")}
+            Recovery(dispatcher).record(
+                "sms",
+                [
+                    Outcome(Status.DELIVERED, key=states["138****0001"].key, reason="answered 32s"),
+                    Outcome(Status.DELIVERED, key=states["137****0003"].key),
+                ],
+            )
+        finally:
+            dispatcher.close()
+        areas = {(a.area, a.channel_id): a for a in log.coverage_by_area()}
+        town = areas[("青山镇", "sms")]
+        assert (town.targeted, town.accepted, town.delivered, town.answered, town.skipped) == (
+            4,
+            3,
+            2,
+            1,
+            1,
+        )
+        one = areas[("青山镇/东村/一组", "sms")]  # 138…0001 and 136…0004
+        two = areas[("青山镇/东村/二组", "sms")]  # 139…0002 (opted out) and 137…0003
+        assert (one.targeted, one.accepted, one.delivered, one.answered) == (2, 2, 1, 1)
+        assert (two.targeted, two.accepted, two.delivered, two.skipped) == (2, 1, 1, 1)
+        assert [a.area for a in log.coverage_by_area(depth=2)] == ["青山镇/东村"]
+    finally:
+        log.close()
+    (tmp_path / "c" / "var").mkdir(exist_ok=True)
+    (tmp_path / "c" / "var" / "log.key").write_bytes(KEY)
+    result = CliRunner().invoke(
+        cli,
+        ["-c", str(path), "log", "--db", url, "--by-area", "--depth", "3"],
+        env={"BROADCASTER_LOG_KEY": KEY.decode()},
+    )
+    assert result.exit_code == 0, result.output
+    out = result.output
+    assert "按区域覆盖率 coverage per area" in out
+    assert "青山镇/东村/一组" in out and "青山镇/东村/二组" in out
+    assert "13800000001" not in out and "8613900000002" not in out
+    result = CliRunner().invoke(
+        cli,
+        ["-c", str(path), "log", "--db", url, "--by-area", "--depth", "1", "--format", "json"],
+        env={"BROADCASTER_LOG_KEY": KEY.decode()},
+    )
+    [town_row] = json.loads(result.output)["coverage_by_area"]
+    assert (town_row["area"], town_row["targeted"], town_row["accepted"]) == ("青山镇", 4, 3)
