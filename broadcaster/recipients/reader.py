@@ -314,14 +314,17 @@ def contacts_of(rows: list[RecipientRow]) -> tuple[Contact, ...]:
     if found is not None and found[0] is rows:
         return found[1]
     out: list[Contact] = []
+    append = out.append
     tag_sets: dict[tuple[str, ...], frozenset[str]] = {}
     for r in rows:
         tags = tag_sets.get(r.tags)
         if tags is None:
             tags = tag_sets[r.tags] = frozenset(r.tags)
-        for number in (r.mobile, r.landline):
-            if number is not None:
-                out.append(Contact(number, mask_phone(number), r.name, r.area, tags))
+        mobile = r.mobile
+        if mobile is not None:  # +86 and 11 digits: shown as 138****5678
+            append(Contact(mobile, f"{mobile[3:6]}****{mobile[-4:]}", r.name, r.area, tags))
+        if r.landline is not None:
+            append(Contact(r.landline, mask_phone(r.landline), r.name, r.area, tags))
     made = tuple(out)
     if len(_contacts_memo) >= 8:
         _contacts_memo.clear()

@@ -208,12 +208,16 @@ class RecipientStore:
                 optouts = frozenset(n for (n,) in db.execute("SELECT number FROM optouts"))
             except sqlite3.OperationalError:  # an empty file: nothing imported yet
                 rows, optouts = [], frozenset()
+        split: dict[str, tuple[str, ...]] = {"": ()}
+        current_name: str | None = None
+        current: list[RecipientRow] = []
         for list_name, line, name, mobile, landline, area, tags in rows:
-            lists.setdefault(list_name, []).append(
-                RecipientRow(
-                    line, name, mobile, landline, area, tuple(tags.split(_TAG_SEP)) if tags else ()
-                )
-            )
+            if list_name != current_name:
+                current_name, current = list_name, lists.setdefault(list_name, [])
+            found_tags = split.get(tags)
+            if found_tags is None:
+                found_tags = split[tags] = tuple(tags.split(_TAG_SEP))
+            current.append(RecipientRow(line, name, mobile, landline, area, found_tags))
         found = (digest, lists, optouts)
         with _snapshot_lock:
             _snapshots[self.path] = found
