@@ -319,3 +319,22 @@ def test_plan_and_preview_show_the_billed_sms(tmp_path: Path, gateway: SmsGatewa
     assert "64 字 chars · 计费 71 字 chars with 【青山镇反诈】 → 2 条 billed SMS (mainland)" in (
         result.output.replace("\n", " ")
     )
+
+
+def test_a_number_the_gateway_reports_unsubscribed_is_suppressed_from_then_on(
+    engines: list[Engine], tmp_path: Path, gateway: SmsGatewayFake, log: DeliveryLog
+) -> None:
+    from broadcaster.recipients.store import RecipientStore
+
+    e = engine(
+        engines, tmp_path, gateway, log, people=2, settings={"codes": {"optout": ["BLACKLIST"]}}
+    )
+    gateway.optout_numbers.add("13800000002")
+    e.fire()
+    [out] = log.deliveries(status=Status.FAILED)
+    assert (out.recipient_display, out.error_class) == ("138****0002", ErrorClass.OPTOUT)
+    store = RecipientStore.in_folder(tmp_path / "c" / "var")
+    assert store.optouts() == {"+8613800000002"}
+    again = load(tmp_path / "c" / "schedules.yaml", environ=ENVIRON, now=at(2026, 3, 3, 11))
+    flags = {c.display: c.optout for c in again.campaign.targets["people"].contacts}
+    assert flags == {"138****0001": False, "138****0002": True}
