@@ -93,6 +93,13 @@ class ReceiptSettings(ChannelSettings):
     failed: list[str] = Field(default_factory=lambda: ["2", "16"])  # 2 failed, 16 rejected
 
 
+class BasicAuth(ChannelSettings):
+    """HTTP Basic authentication: the user name, the password from the environment."""
+
+    user: str
+    password: EnvSecret
+
+
 class SmsHttpSettings(SmsSettings):
     url: str
     method: Literal["GET", "POST"] = "POST"
@@ -102,6 +109,7 @@ class SmsHttpSettings(SmsSettings):
     content_type: str = "application/json; charset=utf-8"
     headers: dict[str, str] = Field(default_factory=dict)  # values may use {secret_name}
     secrets: dict[str, EnvSecret] = Field(default_factory=dict)
+    basic_auth: BasicAuth | None = None  # HTTP Basic, for gateways that take it
     batch_size: int = Field(default=1, ge=1, le=1000)  # numbers per request
     separator: str = ","
     number_format: Literal["national", "e164"] = "national"  # 13800000000 or +8613800000000
@@ -190,6 +198,10 @@ class SmsHttpChannel(BaseChannel):
     def _secrets(self) -> dict[str, str]:
         return {name: (s.value or "").strip() for name, s in self.settings.secrets.items()}
 
+    def _auth(self) -> tuple[str, str] | None:
+        auth = self.settings.basic_auth
+        return (auth.user, (auth.password.value or "").strip()) if auth is not None else None
+
     def _number(self, address: str) -> str:
         if self.settings.number_format == "national" and address.startswith("+86"):
             return address[3:]
@@ -221,6 +233,7 @@ class SmsHttpChannel(BaseChannel):
         request: dict[str, Any] = {
             "params": {k: t.render(**values) for k, t in self._query.items()} or None,
             "headers": headers,
+            "auth": self._auth(),
         }
         if self._form:
             request["data"] = {k: t.render(**values) for k, t in self._form.items()}
@@ -477,6 +490,7 @@ class SmsHttpChannel(BaseChannel):
                 response = self.context.http.get(
                     url,
                     headers={k: v.format(**self._secrets()) for k, v in s.headers.items()},
+                    auth=self._auth(),
                     timeout=s.timeout,
                     allow_redirects=False,
                 )

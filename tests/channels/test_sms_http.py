@@ -296,3 +296,23 @@ def test_a_form_post_with_json_items_matched_by_number(
     ]
     [request] = http_server.requests
     assert request.method == "POST" and "mobiles=13800000001%2C13900000002" in request.text
+
+
+def test_basic_auth_from_the_environment(make_channel: MakeChannel, http_server: Any) -> None:
+    import base64
+
+    from tests.fakes.http import Reply
+
+    http_server.enqueue(Reply(200, "OK 42\n"))
+    channel = make_channel(
+        url=f"{http_server.url}/send",
+        query={"to": "{{ to }}", "text": "{{ text }}"},
+        secrets={},
+        basic_auth={"user": "office", "password": {"env": "GW_PASSWORD"}},
+    )
+    [result] = channel.send(batch("13800000001"))
+    assert (result.status, result.provider_id) == (Status.ACCEPTED, "42")
+    [request] = http_server.requests
+    expected = base64.b64encode(f"office:{GATEWAY_PASSWORD}".encode()).decode()
+    assert request.headers["Authorization"] == f"Basic {expected}"
+    assert GATEWAY_PASSWORD not in repr(channel.settings)
