@@ -356,6 +356,14 @@ def plan(
         title=f"推送计划 plan {first} … {last} ({campaign.config.campaign.name})",
         title_justify="left",
     )
+    relevant = (
+        set(channel)
+        if channel
+        else {c for r in campaign.rules if not rule or r.id in rule for c in r.rule.channels}
+    )
+    show_billed = any(
+        campaign.channels[c].kind is MessageKind.SMS for c in relevant if c in campaign.channels
+    )
     for column in (
         "时间 time",
         "规则 rule",
@@ -364,7 +372,7 @@ def plan(
         "主题 theme",
         "模板 template",
         "字数 len",
-        "计费 billed",
+        *(("计费 billed",) if show_billed else ()),
         "人数 n",
     ):
         table.add_column(column, no_wrap=column == "时间 time")
@@ -392,7 +400,7 @@ def plan(
             theme,
             item.template or "[red]无模板 none[/red]",
             "" if item.length is None else str(item.length),
-            str(rows.billed(item)),
+            *((str(rows.billed(item)),) if show_billed else ()),
             str(item.recipients),
         )
     state.out.print(fit_table(table, state.out.width, 1, 2))
