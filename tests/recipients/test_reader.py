@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import sys
 
 import openpyxl
 import pytest
@@ -65,7 +66,21 @@ def xlsx(rows: list[list[object]]) -> bytes:
     return out.getvalue()
 
 
-def test_xlsx_numbers_typed_as_numbers_or_text() -> None:
+@pytest.fixture(params=["calamine", "openpyxl"])
+def xlsx_reader(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both XLSX readers: python-calamine, and openpyxl where calamine is not installed."""
+    if request.param == "openpyxl":
+        monkeypatch.setitem(sys.modules, "python_calamine", None)
+    return str(request.param)
+
+
+def test_a_damaged_xlsx_is_one_problem(xlsx_reader: str) -> None:
+    read = read_list(b"PK\x03\x04" + b"\x00" * 64)
+    assert read.rows == [] and len(read.problems) == 1
+    assert read.problems[0].reason.startswith("无法读取 Excel 文件 cannot read the XLSX file")
+
+
+def test_xlsx_numbers_typed_as_numbers_or_text(xlsx_reader: str) -> None:
     raw = xlsx(
         [
             ["姓名", "手机", "地区", "标签"],
