@@ -246,6 +246,8 @@ class TargetChecks:
         store = self.recipient_store
         if store is not None and store.path not in self.manifest.files:
             self.manifest.file(store.path, store.digest())
+            if store.exists():
+                self.contact_files.add(store.path)  # `run` reloads when a list is imported
 
     def _recipient_list(self, target: Target, path: Path_) -> list[Contact]:
         """The people of a target's recipient list (imported, or a file), filtered."""
