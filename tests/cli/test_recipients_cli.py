@@ -175,3 +175,20 @@ def test_a_filter_that_matches_no_one_fails_validate(campaign: Path) -> None:
         "rules[0].recipients: 名单中没有符合条件的人 channel 'texts': no one on the lists of"
         " dongcun matches this filter (SMS reaches mobiles only)" in out
     )
+
+
+def test_a_list_file_with_bad_rows_fails_validate_naming_file_and_row(campaign: Path) -> None:
+    text = campaign.read_text(encoding="utf-8").replace(
+        "recipients: {list: dongcun}", "recipients: {file: lists/东村.csv}"
+    )
+    campaign.write_text(text, encoding="utf-8")
+    (campaign.parent / "lists").mkdir()
+    (campaign.parent / "lists" / "东村.csv").write_bytes(BAD.encode("gb18030"))
+    code, out = invoke(campaign, "validate", "--now", "2026-03-01")
+    assert code == 1
+    assert "lists/东村.csv:7: 手机: 号码无效 not a mainland number: 123****8901" in out
+    assert "lists/东村.csv:8: 缺少号码 no mobile or landline number on this row" in out
+    (campaign.parent / "lists" / "东村.csv").write_bytes(GOOD.encode("gb18030"))
+    code, out = invoke(campaign, "validate", "--now", "2026-03-01")
+    assert code == 0, out
+    assert plan_counts(campaign) == {"elderly": 2, "everyone": 3}
