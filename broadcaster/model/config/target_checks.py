@@ -234,12 +234,24 @@ class TargetChecks:
             ]
         return contacts
 
+    def _store_lists(self) -> tuple[dict[str, list[RecipientRow]], frozenset[str]]:
+        """The store's lists and opt-outs, read once per build (thousands of targets ask)."""
+        found: tuple[dict[str, list[RecipientRow]], frozenset[str]] | None = getattr(
+            self, "_store_snapshot", None
+        )
+        if found is None:
+            store = self.recipient_store
+            if store is None:
+                found = ({}, frozenset())
+            else:
+                self._store_seen()
+                _, lists, optouts = store.snapshot()
+                found = (lists, optouts)
+            self._store_snapshot = found
+        return found
+
     def _optouts(self) -> frozenset[str]:
-        store = self.recipient_store
-        if store is None:
-            return frozenset()
-        self._store_seen()
-        return store.optouts()
+        return self._store_lists()[1]
 
     def _store_seen(self) -> None:
         """Record the store in the manifest: a build is reused only while it is unchanged."""
@@ -256,8 +268,7 @@ class TargetChecks:
         rows: list[RecipientRow]
         if spec.list is not None:
             store = self.recipient_store
-            rows_found = store.rows(spec.list) if store is not None else None
-            self._store_seen()
+            rows_found = self._store_lists()[0].get(spec.list)
             if rows_found is None:
                 known = [s.name for s in store.lists()] if store is not None else []
                 self.error(
