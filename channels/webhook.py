@@ -14,14 +14,11 @@ whether a send whose answer was lost arrived, instead of sending again.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from jinja2 import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import Field, field_validator, model_validator
 
 from broadcaster.channel import (
@@ -37,6 +34,17 @@ from broadcaster.channel import (
     Result,
     Status,
 )
+from broadcaster.channels._http import (
+    PLACEHOLDER,
+    TEMPLATES,
+    ErrorCodes,
+    SuccessRule,
+    before_sending,
+    dig,
+    fill,
+    http_url,
+    retry_after,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -47,45 +55,6 @@ DEFAULT_BODY = (
     '{"id": {{ key|tojson }}, "kind": {{ kind|tojson }}, "to": {{ recipient|tojson }}, '
     '"title": {{ title|tojson }}, "text": {{ text|tojson }}}'
 )
-
-
-class SuccessRule(ChannelSettings):
-    """HTTP 2xx alone is never success: the body must say so."""
-
-    json_path: str | None = None  # dotted path into the JSON body, e.g. "errcode" or "result.code"
-    equals: Any = None  # the value that means success at json_path
-    regex: str | None = None  # or: a pattern the body text must match
-    id_path: str | None = None  # where the provider's message id is, if any
-
-    @model_validator(mode="after")
-    def _something(self) -> SuccessRule:
-        if not self.json_path and not self.regex:
-            raise ValueError(
-                "需要成功判定 expected json_path (with equals) or regex: HTTP 200 alone is never success"
-            )
-        return self
-
-
-class ErrorCodes(ChannelSettings):
-    """Values at `success.json_path` that mean a failure of a known kind (others: content)."""
-
-    throttled: list[Any] = Field(default_factory=list)  # slow down, try again later
-    retryable: list[Any] = Field(default_factory=list)  # the provider did nothing: safe to resend
-    recipient: list[Any] = Field(default_factory=list)  # this recipient can never get it
-    optout: list[Any] = Field(default_factory=list)  # unsubscribed: suppressed for good
-    config: list[Any] = Field(default_factory=list)  # bad key or signature: the channel is wrong
-
-    def classify(self, value: Any) -> ErrorClass:
-        for name, cls in (
-            ("throttled", ErrorClass.THROTTLED),
-            ("retryable", ErrorClass.TRANSIENT),
-            ("recipient", ErrorClass.RECIPIENT),
-            ("optout", ErrorClass.OPTOUT),
-            ("config", ErrorClass.CONFIG),
-        ):
-            if value in getattr(self, name):
-                return cls
-        return ErrorClass.CONTENT
 
 
 class WebhookSettings(ChannelSettings):
@@ -106,29 +75,19 @@ class WebhookSettings(ChannelSettings):
     @field_validator("url", "status_url")
     @classmethod
     def _http(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        m = re.match(r"^https?://(\[[^\]]*\]|[^/:?#{}]*)(?::([^/?#]*))?", v)
-        if m is None or not m.group(1):
-            raise ValueError(
-                f"地址须以 http:// 或 https:// 开头 expected an http(s) URL with a host; got {v!r}"
-            )
-        port = m.group(2)
-        if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
-            raise ValueError(f"端口无效 expected a port 1-65535; got {port!r} in {v!r}")
-        return v
+        return http_url(v)
 
     @model_validator(mode="after")
     def _placeholders(self) -> WebhookSettings:
         if self.status_url is not None and "{key}" not in self.status_url:
             raise ValueError("status_url 须包含 {key} status_url must contain {key}")
         for name, template in self.headers.items():
-            for field in _PLACEHOLDER.findall(template):
+            for field in PLACEHOLDER.findall(template):
                 if field not in self.secrets:
                     raise ValueError(
                         f"headers.{name}: 未声明的密钥 {{{field}}} names no entry of secrets"
                     )
-        for field in _PLACEHOLDER.findall(self.url):
+        for field in PLACEHOLDER.findall(self.url):
             if field != "address" and field not in self.secrets:
                 raise ValueError(
                     f"url: 未知的占位符 {{{field}}}: expected {{address}} or a name under secrets"
@@ -136,42 +95,7 @@ class WebhookSettings(ChannelSettings):
         return self
 
 
-_env = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
-_PLACEHOLDER = re.compile(r"\{(\w+)\}")
-
-
-def _fill(template: str, values: dict[str, str]) -> str:
-    """Replace {name} placeholders whose name is in values; leave the rest as written."""
-    return _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
-
-
-def _dig(data: Any, path: str) -> Any:
-    for part in path.split("."):
-        if isinstance(data, dict) and part in data:
-            data = data[part]
-        elif isinstance(data, list) and part.isdigit() and int(part) < len(data):
-            data = data[int(part)]
-        else:
-            raise KeyError(path)
-    return data
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """Seconds from a Retry-After header (seconds or an HTTP date); None when unreadable."""
-    value = (response.headers.get("Retry-After") or "").strip()
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        parsed = email.utils.parsedate_to_datetime(value)
-        date = response.headers.get("Date")
-        now = email.utils.parsedate_to_datetime(date) if date else None
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, (parsed - now).total_seconds()) if now else None
+_env = TEMPLATES
 
 
 class WebhookChannel(BaseChannel):
@@ -212,11 +136,11 @@ class WebhookChannel(BaseChannel):
 
     def _url(self, delivery: Delivery) -> str:
         values = {**self._secret_values(), "address": delivery.recipient.address}
-        return _fill(self.settings.url, values)
+        return fill(self.settings.url, values)
 
     def endpoint(self, recipient: Recipient) -> str:
         """The URL with the address filled in and secrets left as placeholders (it is logged)."""
-        return _fill(self.settings.url, {"address": recipient.address})
+        return fill(self.settings.url, {"address": recipient.address})
 
     def prepare(self, message: Message, artefacts: Any) -> Message:
         """Split a text longer than `max_bytes` into numbered parts, sent in order."""
@@ -278,7 +202,7 @@ class WebhookChannel(BaseChannel):
                 delivery,
                 ErrorClass.THROTTLED,
                 "HTTP 429 限流 throttled",
-                retry_after=_retry_after(response),
+                retry_after=retry_after(response),
                 raw=raw,
             )
         if status >= 500:
@@ -319,12 +243,12 @@ class WebhookChannel(BaseChannel):
                 )
             if rule.id_path:
                 try:
-                    provider_id = str(_dig(body, rule.id_path))
+                    provider_id = str(dig(body, rule.id_path))
                 except KeyError:
                     provider_id = None
             if rule.json_path:
                 try:
-                    value = _dig(body, rule.json_path)
+                    value = dig(body, rule.json_path)
                 except KeyError:
                     return Result.fail(
                         delivery,
@@ -410,7 +334,7 @@ class WebhookChannel(BaseChannel):
                 f"等待应答超时 no answer within {self.settings.timeout[1]:g}s; outcome unknown",
             )
         except requests.ConnectionError as exc:
-            if _before_sending(exc):
+            if before_sending(exc):
                 return Result.fail(delivery, ErrorClass.TRANSIENT, "连接被拒绝 connection refused")
             return Result.fail(
                 delivery,
@@ -482,17 +406,3 @@ def replace_result(result: Result, **changes: Any) -> Result:
     from dataclasses import replace
 
     return replace(result, **changes)
-
-
-def _before_sending(exc: Exception) -> bool:
-    """Whether a connection error happened before any byte of the request left."""
-    text = repr(exc)
-    return any(
-        s in text
-        for s in (
-            "NewConnectionError",
-            "Connection refused",
-            "NameResolutionError",
-            "ConnectTimeout",
-        )
-    )

@@ -32,6 +32,9 @@ from broadcaster.model.campaign import Campaign
 from broadcaster.model.config import load_campaign
 from broadcaster.model.duties import DutyResult, check_duties
 from broadcaster.model.plan import PlanItem, Planner
+from broadcaster.recipients.store import RecipientStore
+from broadcaster.sms import billing_of, sms_billing
+from broadcaster.vocab import MessageKind
 
 __all__ = ["PLAN_FIELDS", "PlanRows", "calendar_group", "plan", "preview", "validate"]
 
@@ -45,7 +48,8 @@ def load(state: State, now: str | None) -> tuple[Campaign, dt.datetime]:
     """The campaign model as of `--now` (no channel plugin, no network, no database)."""
     tz = ZoneInfo("Asia/Shanghai")
     when = parse_now(now, tz)
-    campaign = load_campaign(state.config, today=when.date())
+    store = RecipientStore.in_folder(state_dir_for(state.config, None))
+    campaign = load_campaign(state.config, today=when.date(), recipients=store)
     return campaign, when.astimezone(campaign.tz)
 
 
@@ -178,6 +182,7 @@ PLAN_FIELDS = (
     "topic",
     "template",
     "length",
+    "billed",
     "recipients",
     "estimated",
     "channel_enabled",
@@ -188,8 +193,9 @@ PLAN_FIELDS = (
 class PlanRows:
     """Plan items as rows of PLAN_FIELDS; per-occurrence and per-channel parts are formatted once."""
 
-    def __init__(self, campaign: Campaign):
+    def __init__(self, campaign: Campaign, planner: Planner | None = None):
         self.campaign = campaign
+        self.planner = planner
         self._occurrence: object = None
         self._time = ""
         self._channels = {
@@ -213,11 +219,33 @@ class PlanRows:
             item.topic or "",
             item.template or "",
             item.length if item.length is not None else "",
+            self.billed(item),
             item.recipients,
             item.estimated,
             enabled,
             occurrence.id,
         )
+
+    def billed(self, item: PlanItem) -> int | str:
+        """Billed SMS per message for an SMS channel's rendered item; "" otherwise."""
+        spec = self.campaign.channels[item.channel_id]
+        if spec.kind is not MessageKind.SMS or item.length is None or item.template is None:
+            return ""
+        sign, rule = sms_billing(spec.settings)
+        if rule == "mainland":  # every character counts 1: the length is enough
+            return billing_of("x" * item.length, sign).parts
+        if self.planner is None:
+            return ""
+        text = self.planner.text(
+            item.template,
+            item.occurrence,
+            item.channel_id,
+            item.target_id,
+            item.theme,
+            item.occasion,
+            item.topic,
+        )
+        return billing_of(text, sign, rule).parts
 
     def as_dict(self, item: PlanItem) -> dict[str, object]:
         return dict(zip(PLAN_FIELDS, self.row(item), strict=True))
@@ -305,7 +333,7 @@ def plan(
     start = dt.datetime.combine(first, dt.time(), tzinfo=tz)
     end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz)
     items = filtered(planner.items(start, end, render=not no_render), rule, channel, target)
-    rows = PlanRows(campaign)
+    rows = PlanRows(campaign, planner)
     if fmt == "csv":
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(PLAN_FIELDS)
@@ -328,6 +356,14 @@ def plan(
         title=f"推送计划 plan {first} … {last} ({campaign.config.campaign.name})",
         title_justify="left",
     )
+    relevant = (
+        set(channel)
+        if channel
+        else {c for r in campaign.rules if not rule or r.id in rule for c in r.rule.channels}
+    )
+    show_billed = any(
+        campaign.channels[c].kind is MessageKind.SMS for c in relevant if c in campaign.channels
+    )
     for column in (
         "时间 time",
         "规则 rule",
@@ -336,6 +372,7 @@ def plan(
         "主题 theme",
         "模板 template",
         "字数 len",
+        *(("计费 billed",) if show_billed else ()),
         "人数 n",
     ):
         table.add_column(column, no_wrap=column == "时间 time")
@@ -363,6 +400,7 @@ def plan(
             theme,
             item.template or "[red]无模板 none[/red]",
             "" if item.length is None else str(item.length),
+            *((str(rows.billed(item)),) if show_billed else ()),
             str(item.recipients),
         )
     state.out.print(fit_table(table, state.out.width, 1, 2))
@@ -466,7 +504,20 @@ def preview(
                 )
                 + (f" · 类型 topic {topic_label(campaign, item.topic)}" if item.topic else "")
             )
-            state.out.print(f"{meta} · 模板 {item.template} · {len(text)} 字 chars", style="dim")
+            bill = ""
+            if channel.kind is MessageKind.SMS:
+                sign, rule = sms_billing(channel.spec.settings)
+                found = billing_of(text, sign, rule)
+                bill = (
+                    f" · 计费 {found.length} 字 chars with 【{sign.strip('【】')}】"
+                    if sign
+                    else f" · 计费 {found.length} 字 chars"
+                ) + f" → {found.parts} 条 billed SMS ({found.encoding})"
+            state.out.print(
+                f"{meta} · 模板 {item.template} · {len(text)} 字 chars{bill}",
+                style="dim",
+                markup=False,
+            )
             for line in text.splitlines() or [""]:
                 state.out.print(f"  │ {line}", markup=False)
         state.out.print()

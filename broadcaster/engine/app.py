@@ -26,6 +26,7 @@ from broadcaster.engine.registry import Registry
 from broadcaster.errors import ConfigError, ConfigIssue, LogStoreError
 from broadcaster.model.campaign import Campaign
 from broadcaster.model.config.load import build_campaign
+from broadcaster.recipients.store import RecipientStore
 
 if TYPE_CHECKING:
     from broadcaster.engine.clock import Clock
@@ -191,7 +192,11 @@ class App:
         environ = os.environ if environ is None else environ
         registry = registry or Registry()
         state = state_dir or state_dir_for(path, None, environ)
-        campaign, issues = build_campaign(path, today=now.astimezone(DEFAULT_ZONE).date())
+        campaign, issues = build_campaign(
+            path,
+            today=now.astimezone(DEFAULT_ZONE).date(),
+            recipients=RecipientStore.in_folder(state),
+        )
         if campaign is None:
             raise ConfigError(issues)
         profiles, channel_issues = resolve_channels(

@@ -51,7 +51,8 @@ from broadcaster.errors import ChannelError, OutcomeUnknownError, PermanentError
 from broadcaster.log import DeliveryLog, Event
 from broadcaster.model.campaign import Campaign, RuleSpec
 from broadcaster.model.plan import Occurrence
-from broadcaster.vocab import ErrorClass, Status
+from broadcaster.recipients.store import RecipientStore
+from broadcaster.vocab import Addressing, ErrorClass, Status
 
 __all__ = ["DEFAULT_LEASE", "Dispatcher", "FireHandle"]
 
@@ -254,6 +255,7 @@ class Dispatcher:
             for p in chunk
             if not self.profiles[p.delivery.channel_id].enabled
         }
+        skip.update((p.record.key, p.suppress) for p in chunk if p.suppress is not None)
         claim = self.log.add_deliveries(
             [p.record for p in chunk],
             now,
@@ -437,6 +439,18 @@ class Dispatcher:
                 pass  # still deferred, with a next check: the sweep tries again later
         return pending
 
+    def _remember_optouts(self, channel_id: str, numbers: list[str], now: dt.datetime) -> None:
+        """Numbers the provider reports unsubscribed (a blacklist code) go on the office's
+        opt-out list: the next load suppresses them on every channel."""
+        if not numbers:
+            return
+        try:
+            RecipientStore.in_folder(self.state_dir).add_optouts(
+                numbers, reason="provider reported opt-out", source=f"channel {channel_id}", at=now
+            )
+        except Exception:  # the log has the failure; the list is only a later safeguard
+            log.exception("cannot record opt-outs reported on %s", channel_id)
+
     def _attempt(
         self,
         profile: ChannelProfile,
@@ -511,6 +525,16 @@ class Dispatcher:
             report.add(e.status.value)
             if self.on_result:
                 self.on_result(by_key[r.key], r)
+        if profile.addressing is Addressing.CONTACTS:
+            self._remember_optouts(
+                profile.id,
+                [
+                    by_key[r.key].recipient.address
+                    for r in results
+                    if r.error_class is ErrorClass.OPTOUT
+                ],
+                answered,
+            )
         throttled = [
             r
             for r in results

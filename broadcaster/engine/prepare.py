@@ -29,9 +29,12 @@ from broadcaster.engine.channels import ChannelProfile
 from broadcaster.log import DeliveryLog, DeliveryRecord, DeliveryState
 from broadcaster.model.campaign import Campaign, RuleSpec
 from broadcaster.model.plan import Occurrence, Planner
-from broadcaster.vocab import Addressing, MessageKind
+from broadcaster.model.targets import Contact, ContactFilter, contact_filter, reachable
+from broadcaster.vocab import Addressing, ErrorClass, MessageKind
 
-__all__ = ["Prepared", "Preparer", "Resolver", "delivery_key"]
+__all__ = ["OPTOUT_REASON", "Prepared", "Preparer", "Resolver", "delivery_key"]
+
+OPTOUT_REASON = "已退订，不发送 suppressed: on the opt-out list"
 
 log = logging.getLogger("broadcaster.dispatch")
 
@@ -62,6 +65,7 @@ class Prepared:
     record: DeliveryRecord
     endpoint: str  # the real endpoint (may hold a key): never logged, only its hash
     problem: str | None = None
+    suppress: tuple[ErrorClass, str] | None = None  # logged skipped, never sent (an opt-out)
 
 
 class Preparer:
@@ -89,11 +93,17 @@ class Preparer:
         self._messages: dict[tuple[str, str, str], tuple[Message, str | None]] = {}
         self._lock = threading.Lock()
 
-    def recipients(self, profile: ChannelProfile, target_id: str) -> list[Recipient]:
-        """Who one target is on this channel: its people, or the target itself."""
+    def recipients(
+        self, profile: ChannelProfile, target_id: str, only: ContactFilter | None = None
+    ) -> list[Recipient]:
+        """Who one target is on this channel: its people (SMS: mobiles; `only`: a rule's
+        filter), or the target itself."""
         node = self.campaign.targets[target_id]
         if profile.addressing is Addressing.CONTACTS:
-            return [Recipient(target_id, c.number, c.display) for c in node.contacts]
+            contacts = reachable(
+                node.contacts, mobile_only=profile.kind is MessageKind.SMS, only=only
+            )
+            return [Recipient(target_id, c.number, c.display) for c in contacts]
         spec = dict(node.address).get(profile.id)
         if spec is None:
             return [Recipient(target_id, target_id, node.name)]
@@ -102,6 +112,19 @@ class Preparer:
             return []  # validate reports it; a disabled channel logs the target as skipped
         address, extra = resolved
         return [Recipient(target_id, address, node.name, extra)]
+
+    def _addressed(
+        self, profile: ChannelProfile, target_id: str, only: ContactFilter | None
+    ) -> Iterator[tuple[Recipient, Contact | None]]:
+        """Each recipient with the contact it came from (None: the target itself)."""
+        if profile.addressing is not Addressing.CONTACTS:
+            for recipient in self.recipients(profile, target_id):
+                yield recipient, None
+            return
+        node = self.campaign.targets[target_id]
+        mobile_only = profile.kind is MessageKind.SMS
+        for c in reachable(node.contacts, mobile_only=mobile_only, only=only):
+            yield Recipient(target_id, c.number, c.display), c
 
     def message(self, profile: ChannelProfile, message: Message) -> tuple[Message, str | None]:
         """The channel's prepared form of a message (parts, artefacts), once per content."""
@@ -135,6 +158,8 @@ class Preparer:
         never all in memory)."""
         campaign = self.campaign
         renderer = campaign.renderer
+        spec = rule or next((r for r in campaign.rules if r.id == occurrence.rule_id), None)
+        only = contact_filter(spec.rule) if spec is not None else None
         for item in self.planner.expand(occurrence, render=False, spec=rule):
             if item.template is None:
                 continue  # validate refuses such a config; nothing to render
@@ -167,7 +192,15 @@ class Preparer:
             payload_sha = hashlib.sha256(payload.encode("utf-8")).hexdigest() if payload else None
             node = campaign.targets[item.target_id]
             channel = self.channel(profile.id) if profile.enabled else None
-            for recipient in self.recipients(profile, item.target_id):
+            node_path = "/".join(node.path)
+            for recipient, contact in self._addressed(profile, item.target_id, only):
+                target_path = node_path
+                suppress = None
+                if contact is not None:
+                    if contact.area:
+                        target_path = f"{node_path}/{contact.area.strip('/')}"
+                    if contact.optout:
+                        suppress = (ErrorClass.OPTOUT, OPTOUT_REASON)
                 key = delivery_key(
                     self.hash_key,
                     campaign.id,
@@ -203,11 +236,11 @@ class Preparer:
                     text_sha256=text_sha,
                     text=text,
                     scheduled_at=occurrence.at,
-                    target_path="/".join(node.path),
+                    target_path=target_path,
                     payload=payload,
                     payload_sha256=payload_sha,
                 )
-                yield Prepared(delivery, record, endpoint, problem)
+                yield Prepared(delivery, record, endpoint, problem, suppress)
 
 
 def _payload(message: Message) -> str | None:

@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "broadcaster.channels"
 BUILTINS: dict[str, str] = {
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
+    "sms-http": "broadcaster.channels.sms_http:SmsHttpChannel",
 }
 
 _REQUIRED = (

@@ -9,6 +9,7 @@ never in clear; the exact text of every message is kept once, by its sha256. SQL
 """
 
 from broadcaster.log.records import (
+    AreaCoverageRow,
     Claim,
     CoverageRow,
     DeliveryRecord,
@@ -20,6 +21,7 @@ from broadcaster.log.records import (
 from broadcaster.log.store import DeliveryLog, OutcomeTally, default_url, key_id
 
 __all__ = [
+    "AreaCoverageRow",
     "Claim",
     "CoverageRow",
     "DeliveryLog",

@@ -15,10 +15,18 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Row
 
 from broadcaster.log.models import deliveries, delivery_events, delivery_state, occurrences
-from broadcaster.log.records import CoverageRow, DeliveryState, Event, OccurrenceState
+from broadcaster.log.records import (
+    AreaCoverageRow,
+    CoverageRow,
+    DeliveryState,
+    Event,
+    OccurrenceState,
+)
 from broadcaster.vocab import ErrorClass, Status
 
 __all__ = [
+    "area_coverage_query",
+    "area_coverage_row",
     "coverage_query",
     "coverage_row",
     "event_from_row",
@@ -135,6 +143,35 @@ def coverage_query(base: sa.Select[Any]) -> sa.Select[Any]:
         .group_by(sub.c.occurrence_id, sub.c.channel_id)
         .order_by(when, sub.c.occurrence_id, sub.c.channel_id)
     )
+
+
+def area_coverage_query(base: sa.Select[Any]) -> sa.Select[Any]:
+    """Per occurrence, channel and target path: targeted, accepted, delivered, answered..."""
+    sub = base.subquery()
+
+    def count(*wanted: Status) -> sa.ColumnElement[Any]:
+        hit = sub.c.status.in_([s.value for s in wanted])
+        return sa.func.coalesce(sa.func.sum(sa.case((hit, 1), else_=0)), 0)
+
+    answered = sa.and_(sub.c.status == Status.DELIVERED.value, sub.c.reason.like("answered%"))
+    return sa.select(
+        sub.c.occurrence_id,
+        sa.func.min(sub.c.rule_id),
+        sub.c.channel_id,
+        sa.func.min(sub.c.scheduled_at),
+        sub.c.target_path,
+        sa.func.count(),
+        count(Status.ACCEPTED, Status.DELIVERED),
+        count(Status.DELIVERED),
+        sa.func.coalesce(sa.func.sum(sa.case((answered, 1), else_=0)), 0),
+        count(Status.FAILED),
+        count(Status.SKIPPED),
+    ).group_by(sub.c.occurrence_id, sub.c.channel_id, sub.c.target_path)
+
+
+def area_coverage_row(r: Row[Any]) -> AreaCoverageRow:
+    v: tuple[Any, ...] = tuple(r)
+    return AreaCoverageRow(v[0], v[1], v[2], v[3], v[4] or "", *(int(n) for n in v[5:]))
 
 
 def coverage_row(r: Row[Any]) -> CoverageRow:

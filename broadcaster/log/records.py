@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from broadcaster.vocab import ErrorClass, Status
 
 __all__ = [
+    "AreaCoverageRow",
     "Claim",
     "CoverageRow",
     "DeliveryRecord",
@@ -18,6 +20,7 @@ __all__ = [
     "LeaseState",
     "OccurrenceState",
     "canonical",
+    "roll_up",
 ]
 
 
@@ -164,3 +167,48 @@ class CoverageRow:
     skipped: int
     waiting: int = 0  # planned or deferred: not sent yet
     unresolved: int = 0  # an operator must decide
+
+
+@dataclass(frozen=True)
+class AreaCoverageRow:
+    """Per send, channel and area of the hierarchy (县/镇/村/组): how far its people got.
+
+    `answered`: delivered calls the provider reported answered (voice)."""
+
+    occurrence_id: str
+    rule_id: str
+    channel_id: str
+    scheduled_at: dt.datetime
+    area: str  # the target's path, with the person's own area below it, "/"-joined
+    targeted: int
+    accepted: int  # accepted or delivered
+    delivered: int
+    answered: int
+    failed: int
+    skipped: int
+
+
+def roll_up(rows: Iterable[AreaCoverageRow], depth: int | None) -> list[AreaCoverageRow]:
+    """Rows summed into areas `depth` levels deep (None: as logged), in send and area order.
+
+    An area is counted in itself and in every area above it, so each level adds up."""
+    sums: dict[tuple[str, str, str], list[Any]] = {}
+    for r in rows:
+        parts = [p for p in r.area.split("/") if p]
+        levels = range(1, len(parts) + 1) if depth is None else [min(depth, len(parts))]
+        for level in dict.fromkeys(levels):
+            area = "/".join(parts[:level])
+            key = (r.occurrence_id, r.channel_id, area)
+            found = sums.get(key)
+            counts = [r.targeted, r.accepted, r.delivered, r.answered, r.failed, r.skipped]
+            if found is None:
+                sums[key] = [r.rule_id, r.scheduled_at, counts]
+            else:
+                found[1] = min(found[1], r.scheduled_at)
+                found[2] = [a + b for a, b in zip(found[2], counts, strict=True)]
+    out = [
+        AreaCoverageRow(occ, rule, cid, at, area, *counts)
+        for (occ, cid, area), (rule, at, counts) in sums.items()
+    ]
+    out.sort(key=lambda r: (r.scheduled_at, r.occurrence_id, r.channel_id, r.area))
+    return out

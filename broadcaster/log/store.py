@@ -54,6 +54,7 @@ from broadcaster.log.models import (
     payloads,
 )
 from broadcaster.log.records import (
+    AreaCoverageRow,
     Claim,
     CoverageRow,
     DeliveryRecord,
@@ -61,6 +62,7 @@ from broadcaster.log.records import (
     Event,
     LeaseState,
     OccurrenceState,
+    roll_up,
 )
 from broadcaster.log.scrub import Scrubber
 from broadcaster.log.writer import GroupWriter, Job
@@ -869,6 +871,32 @@ class DeliveryLog:
         )
         rows = self._read(lambda conn: conn.execute(q.coverage_query(base)).all())
         return [q.coverage_row(r) for r in rows]
+
+    def coverage_by_area(
+        self,
+        *,
+        depth: int | None = None,
+        campaign: str | None = None,
+        since: dt.datetime | None = None,
+        until: dt.datetime | None = None,
+        rule: str | None = None,
+        channel: str | None = None,
+        target: str | None = None,
+        occurrence: str | None = None,
+    ) -> list[AreaCoverageRow]:
+        """Per send, channel and area of the hierarchy (`depth` levels; None: every level)."""
+        base = q.filtered(
+            q.state_query(),
+            campaign=campaign,
+            since=since,
+            until=until,
+            rule=rule,
+            channel=channel,
+            target=target,
+            occurrence=occurrence,
+        )
+        rows = self._read(lambda conn: conn.execute(q.area_coverage_query(base)).all())
+        return roll_up((q.area_coverage_row(r) for r in rows), depth)
 
     def events(self, key: str) -> list[Event]:
         """Every event of one delivery, oldest first."""

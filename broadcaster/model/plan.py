@@ -21,6 +21,7 @@ from typing import Any
 
 from broadcaster.model.campaign import Campaign, RuleSpec
 from broadcaster.model.config.schema import WEEKDAYS, When
+from broadcaster.model.targets import ContactFilter, TargetNode, contact_filter, reachable
 from broadcaster.model.themes import ThemeBook
 from broadcaster.vocab import Addressing, MessageKind
 
@@ -70,6 +71,7 @@ class Planner:
         self.themes = ThemeBook(campaign)
         self._read_flags: dict[str, tuple[bool, bool, bool, bool, bool]] = {}
         self._lengths: dict[tuple[object, ...], int] = {}
+        self._reach: dict[tuple[str, ContactFilter | None, bool], int] = {}
 
     # -- dates
 
@@ -216,6 +218,8 @@ class Planner:
         for channel_id in spec.rule.channels:
             channel = campaign.channels[channel_id]
             per_contact = channel.addressing is Addressing.CONTACTS
+            only = contact_filter(spec.rule) if per_contact else None
+            mobile_only = channel.kind is MessageKind.SMS
             for target_id in spec.targets:
                 target = campaign.targets[target_id]
                 choice = self.themes.choose(spec, d, target)
@@ -244,9 +248,21 @@ class Planner:
                     topic,
                     template,
                     length,
-                    len(target.contacts) if per_contact else 1,
+                    (self.reach(target, only, mobile_only=mobile_only) if per_contact else 1),
                     occurrence.estimated or choice.estimated,
                 )
+
+    def reach(self, target: TargetNode, only: ContactFilter | None, *, mobile_only: bool) -> int:
+        """How many of a target's contacts a channel reaches (SMS: mobiles; a rule's filter)."""
+        if only is None and not mobile_only:
+            return len(target.contacts)
+        key = (target.id, only, mobile_only)
+        found = self._reach.get(key)
+        if found is None:
+            found = self._reach[key] = len(
+                reachable(target.contacts, mobile_only=mobile_only, only=only)
+            )
+        return found
 
     def items(
         self, start: dt.datetime, end: dt.datetime, *, render: bool = True

@@ -24,24 +24,83 @@ import phonenumbers
 __all__ = [
     "AddressSpec",
     "Contact",
+    "ContactFilter",
     "ContactProblem",
     "TargetNode",
     "TargetTree",
+    "contact_filter",
     "load_contacts_csv",
     "mask_phone",
     "parse_contacts_csv",
     "parse_phone",
+    "reachable",
     "recipient_hash",
 ]
 
 
+_MOBILE_E164 = re.compile(r"\+861[3-9][0-9]{9}")
+
+
 @dataclass(frozen=True, slots=True)
 class Contact:
-    """One person on a target's list; `number` is E.164 and never shown."""
+    """One number on a target's list; `number` is E.164 and never shown.
+
+    `area` is the person's place below the target (e.g. 三组), `tags` their groups
+    (老年人, 学生家长); `optout`: on the office's opt-out list, never sent to.
+    """
 
     number: str = field(repr=False)
     display: str
     name: str = ""
+    area: str = ""
+    tags: frozenset[str] = frozenset()
+    optout: bool = False
+
+    @property
+    def mobile(self) -> bool:
+        return _MOBILE_E164.fullmatch(self.number) is not None
+
+
+@dataclass(frozen=True)
+class ContactFilter:
+    """Which of a target's people a rule reaches: any of `tags`, in or below one of `areas`,
+    and only mobiles when `mobile_only` (SMS)."""
+
+    tags: frozenset[str] = frozenset()
+    areas: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.tags or self.areas)
+
+    def matches(self, contact: Contact) -> bool:
+        if self.tags and self.tags.isdisjoint(contact.tags):
+            return False
+        return not self.areas or any(in_area(contact.area, a) for a in self.areas)
+
+
+def in_area(area: str, wanted: str) -> bool:
+    """Whether `area` (东村/三组) is `wanted` (东村) or below it."""
+    area, wanted = area.strip("/"), wanted.strip("/")
+    return area == wanted or area.startswith(wanted + "/")
+
+
+def contact_filter(rule: Any) -> ContactFilter | None:
+    """A rule's `recipients:` filter, or None when it reaches everyone on the lists."""
+    spec = getattr(rule, "recipients", None)
+    if spec is None or not (spec.tags or spec.areas):
+        return None
+    return ContactFilter(frozenset(spec.tags), tuple(spec.areas))
+
+
+def reachable(
+    contacts: tuple[Contact, ...], *, mobile_only: bool, only: ContactFilter | None = None
+) -> tuple[Contact, ...]:
+    """The contacts a channel reaches: mobiles only for SMS, then the rule's filter."""
+    if not mobile_only and not only:
+        return contacts
+    return tuple(
+        c for c in contacts if (not mobile_only or c.mobile) and (not only or only.matches(c))
+    )
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from broadcaster.log import queries as q
 from broadcaster.log.models import deliveries, delivery_events, delivery_state, occurrences
-from broadcaster.log.records import CoverageRow, DeliveryState
+from broadcaster.log.records import AreaCoverageRow, CoverageRow, DeliveryState, roll_up
 from broadcaster.vocab import ErrorClass, Status
 
 __all__ = [
@@ -315,3 +315,12 @@ def coverage_of(
         CoverageRow(occurrence_id, rule, cid, at, *sums)
         for cid, (rule, at, sums) in sorted(by_channel.items())
     ]
+
+
+def area_coverage(
+    conn: Connection, campaign: str, occurrence_id: str, *, channel: str | None = None
+) -> list[AreaCoverageRow]:
+    """One send's coverage per area of the hierarchy, every level (县, 镇, 村, 组)."""
+    base = q.filtered(q.state_query(), campaign=campaign, occurrence=occurrence_id, channel=channel)
+    rows = conn.execute(q.area_coverage_query(base))
+    return roll_up((q.area_coverage_row(r) for r in rows), None)

@@ -10,7 +10,12 @@ import pytest
 from broadcaster.channel import Delivery
 from tests.conftest import NOW
 from tests.fakes.deliveries import delivery
-from tests.fakes.fixtures import http_server, http_session, webhook_server  # noqa: F401
+from tests.fakes.fixtures import (  # noqa: F401
+    http_server,
+    http_session,
+    sms_gateway,
+    webhook_server,
+)
 
 MakeDelivery = Callable[..., Delivery]
 

@@ -73,10 +73,34 @@ def webhook_example(request: pytest.FixtureRequest) -> dict[str, Any]:
     }
 
 
+def sms_http_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    server = request.getfixturevalue("sms_gateway")
+    server.password = secret_value("CONTRACT_SMS_PASSWORD")
+    return {
+        "url": f"{server.url}/cgi-bin/sendsms",
+        "method": "GET",
+        "query": {
+            "username": "office",
+            "password": "{{ secrets.password }}",
+            "to": "{{ to }}",
+            "text": "{{ text }}",
+            "ref": "{{ key }}",
+        },
+        "secrets": {"password": {"env": "CONTRACT_SMS_PASSWORD"}},
+        "sign_name": "反诈中心",
+        "batch_size": 5,
+        "answers": "lines",
+        "success": {"regex": r"^OK (?P<id>\S+)"},
+        "error_regex": r"^ERR (?P<code>\S+)",
+        "timeout": [1, 5],
+    }
+
+
 # name -> settings dict for a ready channel with a harmless destination
 EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "outbox": lambda request: {"folder": "outbox"},
     "webhook": webhook_example,
+    "sms-http": sms_http_example,
 }
 
 

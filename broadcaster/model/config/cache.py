@@ -34,6 +34,7 @@ import yaml
 from broadcaster.errors import ConfigIssue
 from broadcaster.model.config.yaml_reader import Parsed, parse_yaml
 from broadcaster.model.targets import Contact, ContactProblem, parse_contacts_csv
+from broadcaster.recipients.reader import ListRead, RecipientRow, RowProblem, read_list
 
 __all__ = ["ConfigCache", "Manifest", "forget_parsed"]
 
@@ -50,6 +51,7 @@ def _code_version() -> str:
         here / "yaml_reader.py",
         here / "cache.py",
         here.parent / "targets.py",
+        here.parent.parent / "recipients" / "reader.py",
     ):
         try:
             digest.update(source.read_bytes())
@@ -203,6 +205,30 @@ def _decode_contacts(payload: str) -> tuple[list[Contact], list[ContactProblem]]
     return contacts, problems
 
 
+def _encode_list(value: ListRead) -> str:
+    return json.dumps(
+        {
+            "rows": [
+                [r.line, r.name, r.mobile, r.landline, r.area, list(r.tags)] for r in value.rows
+            ],
+            "problems": [[p.line, p.reason] for p in value.problems],
+            "encoding": value.encoding,
+            "data_rows": value.data_rows,
+            "merged": value.merged,
+        },
+        ensure_ascii=False,
+    )
+
+
+def _decode_list(payload: str) -> ListRead:
+    raw = json.loads(payload)
+    rows = [RecipientRow(ln, n, m, la, a, tuple(t)) for ln, n, m, la, a, t in raw["rows"]]
+    problems = [RowProblem(ln, str(reason)) for ln, reason in raw["problems"]]
+    return ListRead(
+        rows, problems, str(raw["encoding"]), (), int(raw["data_rows"]), int(raw["merged"])
+    )
+
+
 def _private_folder(folder: Path) -> None:
     """Create `folder` and any missing parent readable by its owner only (0700)."""
     missing = []
@@ -244,6 +270,20 @@ class ConfigCache:
             lambda: parse_contacts_csv(raw, shown),
             _encode_contacts,
             _decode_contacts,
+        )
+        return found
+
+    def recipient_list(self, path: Path, raw: bytes, manifest: Manifest | None) -> ListRead:
+        """A recipient list file (CSV or XLSX) read once per content."""
+        found: ListRead = self._get(
+            "recipients",
+            path,
+            raw,
+            str(path),
+            manifest,
+            lambda: read_list(raw),
+            _encode_list,
+            _decode_list,
         )
         return found
 

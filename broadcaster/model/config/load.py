@@ -28,23 +28,34 @@ from broadcaster.model.config.schema import Config, Selector
 from broadcaster.model.config.source import Document, Path_, load_document
 from broadcaster.model.config.target_checks import TargetChecks
 from broadcaster.model.render import Renderer
-from broadcaster.model.targets import (
-    TargetTree,
-)
+from broadcaster.model.targets import TargetTree, contact_filter, reachable
+from broadcaster.recipients.store import RecipientStore
 from broadcaster.vocab import Addressing, MessageKind, QuietHours, RateLimit
 
-__all__ = ["HOLIDAY_NAMES", "build_campaign", "forget_loaded", "load_campaign"]
+__all__ = [
+    "HOLIDAY_NAMES",
+    "build_campaign",
+    "forget_loaded",
+    "load_campaign",
+]
 
 HOLIDAY_NAMES = ("元旦", "春节", "清明节", "劳动节", "端午节", "中秋节", "国庆节")
 
 
-def load_campaign(path: Path | str, *, today: dt.date, cache_dir: Path | None = None) -> Campaign:
+def load_campaign(
+    path: Path | str,
+    *,
+    today: dt.date,
+    cache_dir: Path | None = None,
+    recipients: RecipientStore | None = None,
+) -> Campaign:
     """Load and check `path` (and its includes). Raises ConfigError listing every problem.
 
     `today` is the date the calendar's freshness is judged on; nothing reads a clock.
-    `cache_dir` keeps parsed files between processes (see `build_campaign`).
+    `cache_dir` keeps parsed files between processes (see `build_campaign`); `recipients`
+    is the office's recipient store, for targets naming an imported list.
     """
-    campaign, issues = build_campaign(path, today=today, cache_dir=cache_dir)
+    campaign, issues = build_campaign(path, today=today, cache_dir=cache_dir, recipients=recipients)
     if campaign is None or any(i.severity == "error" for i in issues):
         raise ConfigError(issues)
     return campaign
@@ -74,7 +85,7 @@ class _Built:
 
 
 _BUILT_CAMPAIGNS = 8  # campaigns (by main file) whose latest build is kept in memory
-_built: OrderedDict[Path, _Built] = OrderedDict()
+_built: OrderedDict[tuple[Path, Path | None], _Built] = OrderedDict()
 _built_lock = threading.Lock()
 
 
@@ -86,7 +97,11 @@ def forget_loaded() -> None:
 
 
 def build_campaign(
-    path: Path | str, *, today: dt.date, cache_dir: Path | None = None
+    path: Path | str,
+    *,
+    today: dt.date,
+    cache_dir: Path | None = None,
+    recipients: RecipientStore | None = None,
 ) -> tuple[Campaign | None, list[ConfigIssue]]:
     """The campaign and every issue found; None when the file or its schema is invalid.
 
@@ -99,24 +114,29 @@ def build_campaign(
     next process.
     """
     root = Path(path).resolve()
+    slot = (root, recipients.path.resolve() if recipients is not None else None)
     with _built_lock:
-        built = _built.get(root)
+        built = _built.get(slot)
     if built is not None and built.today == today and built.manifest.unchanged():
         return built.result()
     manifest = Manifest()
     cache = ConfigCache(cache_dir)
-    campaign, issues = _build(root, today, cache, manifest)
+    campaign, issues = _build(root, today, cache, manifest, recipients)
     built = _Built(today, manifest, campaign, issues)
     with _built_lock:
-        _built[root] = built
-        _built.move_to_end(root)
+        _built[slot] = built
+        _built.move_to_end(slot)
         while len(_built) > _BUILT_CAMPAIGNS:
             _built.popitem(last=False)
     return built.result()
 
 
 def _build(
-    root: Path, today: dt.date, cache: ConfigCache, manifest: Manifest
+    root: Path,
+    today: dt.date,
+    cache: ConfigCache,
+    manifest: Manifest,
+    recipients: RecipientStore | None = None,
 ) -> tuple[Campaign | None, list[ConfigIssue]]:
     doc, issues = load_document(root, cache=cache, manifest=manifest)
     if any(i.severity == "error" for i in issues):
@@ -125,13 +145,21 @@ def _build(
         config = Config.model_validate(doc.data)
     except ValidationError as exc:
         return None, explain(exc, doc, Config)
-    builder = _Builder(doc, config, cache, manifest)
+    builder = _Builder(doc, config, cache, manifest, recipients)
     campaign = builder.build(today)
     return campaign, issues + builder.issues
 
 
 class _Builder(TargetChecks, RenderChecks):
-    def __init__(self, doc: Document, config: Config, cache: ConfigCache, manifest: Manifest):
+    def __init__(
+        self,
+        doc: Document,
+        config: Config,
+        cache: ConfigCache,
+        manifest: Manifest,
+        recipients: RecipientStore | None = None,
+    ):
+        self.recipient_store = recipients
         self.doc = doc
         self.config = config
         self.cache = cache
@@ -388,11 +416,26 @@ class _Builder(TargetChecks, RenderChecks):
                 if spec is None:
                     continue
                 if spec.addressing is Addressing.CONTACTS:
-                    empty = [t for t in targets if not tree[t].contacts]
-                    if empty:
+                    only = contact_filter(rule)
+                    mobile_only = spec.kind is MessageKind.SMS
+                    empty = [
+                        t
+                        for t in targets
+                        if not reachable(tree[t].contacts, mobile_only=mobile_only, only=only)
+                    ]
+                    if empty and only is not None:
+                        self.error(
+                            (*path, "recipients"),
+                            f"名单中没有符合条件的人 channel '{cid}': no one on the lists of"
+                            f" {', '.join(empty[:5])} matches this filter"
+                            + (" (SMS reaches mobiles only)" if mobile_only else ""),
+                        )
+                    elif empty:
+                        landlines = any(tree[t].contacts for t in empty)
                         self.error(
                             (*path, "targets"),
-                            f"对象没有联系人 channel '{cid}' sends to people, but these targets have no contacts: {', '.join(empty[:5])}",
+                            f"对象没有联系人 channel '{cid}' sends to people, but these targets have no contacts: {', '.join(empty[:5])}"
+                            + (" (only landlines: SMS reaches mobiles only)" if landlines else ""),
                         )
                 self._template_presence(
                     renderer,

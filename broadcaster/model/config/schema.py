@@ -33,6 +33,7 @@ __all__ = [
     "EnvRef",
     "Occasion",
     "Phase",
+    "RecipientFilter",
     "Rule",
     "Selector",
     "Target",
@@ -259,6 +260,35 @@ def _address(value: Any) -> Any:
 Address = Annotated[AddressPart | dict[str, AddressPart], BeforeValidator(_address)]
 
 
+class RecipientFilter(Model):
+    """Which people of a target's lists: any of `tags` (老年人), in or below one of `areas`."""
+
+    tags: list[str] = Field(default_factory=list)
+    areas: list[str] = Field(default_factory=list)
+
+    @field_validator("tags", "areas", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return _one_or_many(v)
+
+
+class TargetRecipients(RecipientFilter):
+    """A recipient list on a target: one imported into the recipient store (`list`), or a
+    CSV/XLSX file beside the config (`file`), optionally filtered."""
+
+    list: str | None = None  # name given to `broadcaster recipients import FILE --list NAME`
+    file: str | None = None  # CSV (UTF-8 or GBK) or XLSX, relative to the file declaring it
+
+    @model_validator(mode="after")
+    def _one_source(self) -> TargetRecipients:
+        if (self.list is None) == (self.file is None):
+            raise _err(
+                "recipients",
+                "需要且只能有一个名单来源 expected exactly one of list (imported) or file",
+            )
+        return self
+
+
 class Target(Model):
     """A node of the audience tree: county → township → village → grid or group; school → class."""
 
@@ -271,6 +301,7 @@ class Target(Model):
         default_factory=list
     )  # phone numbers, for contact-addressed channels
     contacts_file: str | None = None  # CSV with a `phone` column (and optionally `name`)
+    recipients: TargetRecipients | None = None  # a recipient list: imported, or a CSV/XLSX file
     # channel id -> address on that channel: text, {env: NAME}, or {key: ..., secret: ...}
     address: dict[str, Address] = Field(default_factory=dict)
     vars: dict[str, str | int | float] = Field(default_factory=dict)
@@ -438,6 +469,7 @@ class Rule(Model):
     theme: str | None = None  # a fixed theme instead of the calendar's
     topics: list[str] | None = None  # a fixed topic rotation instead of the theme's
     template: str | None = None  # a fixed template (e.g. report reminders), no topics
+    recipients: RecipientFilter | None = None  # only these people of each target's lists
     enabled: bool = True
 
     @field_validator("channels", mode="before")

@@ -3,6 +3,7 @@ variables resolved top-down, contact lists read (through the cache) and checked.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,15 @@ from broadcaster.model.config.source import Document, Path_
 from broadcaster.model.targets import (
     AddressSpec,
     Contact,
+    ContactFilter,
     ContactProblem,
     TargetNode,
     TargetTree,
     mask_phone,
     parse_phone,
 )
+from broadcaster.recipients.reader import RecipientRow, contacts_of
+from broadcaster.recipients.store import RecipientStore
 
 __all__ = ["TargetChecks"]
 
@@ -35,6 +39,7 @@ class TargetChecks:
     issues: list[ConfigIssue]
     contact_files: set[Path]
     base_dir: Path
+    recipient_store: RecipientStore | None
 
     def error(self, path: Path_, message: str, hint: str | None = None) -> None:
         raise NotImplementedError  # provided by the builder
@@ -148,7 +153,7 @@ class TargetChecks:
                 path=(*parent.path, node.name) if parent_id is not None else (node.name,),
                 contacts=(
                     tuple(self._contacts(node, path_of(tid)))
-                    if node.contacts or node.contacts_file
+                    if node.contacts or node.contacts_file or node.recipients
                     else ()
                 ),
                 address=(
@@ -217,7 +222,89 @@ class TargetChecks:
                 if c.number not in seen:
                     seen.add(c.number)
                     contacts.append(c)
+        if target.recipients is not None:
+            for c in self._recipient_list(target, path):
+                if c.number not in seen:
+                    seen.add(c.number)
+                    contacts.append(c)
+        optouts = self._optouts()
+        if optouts:
+            contacts = [
+                dataclasses.replace(c, optout=True) if c.number in optouts else c for c in contacts
+            ]
         return contacts
+
+    def _store_lists(self) -> tuple[dict[str, list[RecipientRow]], frozenset[str]]:
+        """The store's lists and opt-outs, read once per build (thousands of targets ask)."""
+        found: tuple[dict[str, list[RecipientRow]], frozenset[str]] | None = getattr(
+            self, "_store_snapshot", None
+        )
+        if found is None:
+            store = self.recipient_store
+            if store is None:
+                found = ({}, frozenset())
+            else:
+                self._store_seen()
+                _, lists, optouts = store.snapshot()
+                found = (lists, optouts)
+            self._store_snapshot = found
+        return found
+
+    def _optouts(self) -> frozenset[str]:
+        return self._store_lists()[1]
+
+    def _store_seen(self) -> None:
+        """Record the store in the manifest: a build is reused only while it is unchanged."""
+        store = self.recipient_store
+        if store is not None and store.path not in self.manifest.files:
+            self.manifest.file(store.path, store.digest())
+            if store.exists():
+                self.contact_files.add(store.path)  # `run` reloads when a list is imported
+
+    def _recipient_list(self, target: Target, path: Path_) -> list[Contact]:
+        """The people of a target's recipient list (imported, or a file), filtered."""
+        spec = target.recipients
+        assert spec is not None
+        rows: list[RecipientRow]
+        if spec.list is not None:
+            store = self.recipient_store
+            rows_found = self._store_lists()[0].get(spec.list)
+            if rows_found is None:
+                known = [s.name for s in store.lists()] if store is not None else []
+                self.error(
+                    (*path, "recipients", "list"),
+                    f"名单未导入 no recipient list '{spec.list}' in the recipient store:"
+                    f" import it with `broadcaster recipients import FILE --list {spec.list}`",
+                    did_you_mean(spec.list, known),
+                )
+                return []
+            rows = rows_found
+        else:
+            assert spec.file is not None
+            declared_in = Path(self.doc.mark((*path, "recipients", "file")).file)
+            base = (
+                declared_in.parent
+                if declared_in.is_absolute()
+                else (self.base_dir / declared_in).parent
+            )
+            file = base / spec.file
+            self.contact_files.add(file)
+            shown = self._shown(file)
+            try:
+                raw = file.read_bytes()
+            except OSError as exc:
+                self.manifest.file(file, None)
+                self.error(
+                    (*path, "recipients", "file"),
+                    f"无法读取名单 cannot read recipient list {spec.file}: {exc.strerror}",
+                )
+                return []
+            read = self.cache.recipient_list(file, raw, self.manifest)
+            for problem in read.problems:
+                self.issues.append(ConfigIssue(shown, problem.line, "", problem.reason))
+            rows = read.rows
+        wanted = ContactFilter(frozenset(spec.tags), tuple(spec.areas))
+        return [c for c in contacts_of(rows) if not wanted or wanted.matches(c)]
 
     def _contacts_file(self, file: Path, shown: str) -> tuple[list[Contact], list[ContactProblem]]:
         try:

@@ -90,7 +90,7 @@ def log_page(req: ConsoleRequest) -> Response:
     f, shown = log_filter(req)
     cursor = req.arg("after")[:80] or None
 
-    def read(conn: Any) -> tuple[Any, Any]:
+    def read(conn: Any) -> tuple[Any, Any, Any]:
         if f.occurrence:
             sends = [f.occurrence]
         else:
@@ -100,15 +100,21 @@ def log_page(req: ConsoleRequest) -> Response:
         coverage = service.coverage.coverage(
             conn, campaign.id, sends, channel=f.channel, target=f.target
         )
-        return coverage, queries.deliveries_page(conn, f, cursor=cursor)
+        areas = (
+            queries.area_coverage(conn, campaign.id, f.occurrence, channel=f.channel)
+            if f.occurrence
+            else []
+        )
+        return coverage, areas, queries.deliveries_page(conn, f, cursor=cursor)
 
-    coverage, result = service.log.read(read)
+    coverage, areas, result = service.log.read(read)
     query = urlencode({k: v for k, v in shown.items() if v})
     return req.render(
         "log.html",
         title="投递记录 Log",
         f=shown,
         coverage=coverage,
+        areas=areas,
         share=share,
         rows=result.rows,
         next_cursor=result.next_cursor,
