@@ -73,8 +73,22 @@ def webhook_example(request: pytest.FixtureRequest) -> dict[str, Any]:
     }
 
 
+def aliyun_sms_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    fake = request.getfixturevalue("aliyun_fake")
+    fake.keys = {secret_value("CONTRACT_ALIYUN_ID"): secret_value("CONTRACT_ALIYUN_SECRET")}
+    return {
+        "access_key_id": {"env": "CONTRACT_ALIYUN_ID"},
+        "access_key_secret": {"env": "CONTRACT_ALIYUN_SECRET"},
+        "sign_name": "反诈中心",
+        "template_code": "SMS_10001",
+        "endpoint": f"{fake.url}/",
+        "timeout": [1, 5],
+    }
+
+
 # name -> settings dict for a ready channel with a harmless destination
 EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
+    "aliyun-sms": aliyun_sms_example,
     "outbox": lambda request: {"folder": "outbox"},
     "webhook": webhook_example,
 }

@@ -17,10 +17,13 @@ import requests
 
 from tests.conftest import SECRET_CANARY
 
+from .aliyun import AliyunFake
 from .http import FakeHTTPServer, serving
 from .webhook_server import WebhookFake
 
-__all__ = ["http_server", "http_session", "webhook_server"]
+__all__ = ["aliyun_fake", "http_server", "http_session", "webhook_server"]
+
+ALIYUN_KEY_ID = "LTAI-test-key-id"
 
 
 @pytest.fixture
@@ -37,3 +40,11 @@ def webhook_server() -> Iterator[WebhookFake]:
 def http_session() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture
+def aliyun_fake() -> Iterator[AliyunFake]:
+    """Aliyun's RPC endpoint: key `ALIYUN_KEY_ID` with secret `SECRET_CANARY`, clock at NOW."""
+    from tests.conftest import NOW
+
+    yield from serving(AliyunFake(keys={ALIYUN_KEY_ID: SECRET_CANARY}, clock=lambda: NOW))
