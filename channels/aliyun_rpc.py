@@ -64,6 +64,7 @@ class AliyunAnswer:
     status: int
     body: dict[str, Any] | None
     text: str
+    retry_after: float | None = None  # seconds, from a Retry-After header
 
     @property
     def code(self) -> str | None:
@@ -135,7 +136,10 @@ class AliyunClient:
         except ValueError:
             parsed = None
         return AliyunAnswer(
-            response.status_code, parsed if isinstance(parsed, dict) else None, text[:500]
+            response.status_code,
+            parsed if isinstance(parsed, dict) else None,
+            text[:500],
+            _retry_after(response.headers.get("Retry-After")),
         )
 
 
@@ -188,7 +192,7 @@ def classify(answer: AliyunAnswer, now: dt.datetime) -> tuple[ErrorClass, float 
     code = answer.code or ""
     detail = f"{code}: {answer.message}"[:200] if code else f"HTTP {answer.status}"
     if answer.status == 429 or code in ("Throttling.User", "Throttling", "Throttling.Api"):
-        return ErrorClass.THROTTLED, 1.0, f"限流 throttled ({detail})"
+        return ErrorClass.THROTTLED, answer.retry_after or 1.0, f"限流 throttled ({detail})"
     if code == "isv.BUSINESS_LIMIT_CONTROL":
         wait = limit_window(answer.message, now)
         return ErrorClass.THROTTLED, wait, f"号码频率上限 per-number cap ({detail})"
@@ -206,3 +210,10 @@ def classify(answer: AliyunAnswer, now: dt.datetime) -> tuple[ErrorClass, float 
         what = "服务端错误 server error" if answer.status >= 500 else "应答不是 JSON not JSON"
         return ErrorClass.UNKNOWN, None, f"{what} ({detail}); 结果未知 outcome unknown"
     return ErrorClass.CONTENT, None, f"未知错误码 unknown code, alert ({detail})"
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

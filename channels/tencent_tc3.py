@@ -61,6 +61,7 @@ class TencentAnswer:
     status: int
     response: dict[str, Any] | None
     text: str
+    retry_after: float | None = None  # seconds, from a Retry-After header
 
     @property
     def error(self) -> tuple[str, str] | None:
@@ -132,7 +133,10 @@ class TencentClient:
             parsed = None
         inner = parsed.get("Response") if isinstance(parsed, dict) else None
         return TencentAnswer(
-            response.status_code, inner if isinstance(inner, dict) else None, text[:500]
+            response.status_code,
+            inner if isinstance(inner, dict) else None,
+            text[:500],
+            _retry_after(response.headers.get("Retry-After")),
         )
 
 
@@ -219,3 +223,10 @@ def classify(code: str, message: str, now: dt.datetime) -> Verdict:
     if code.startswith("InternalError"):
         return Verdict(ErrorClass.TRANSIENT, None, f"临时故障 transient ({detail})")
     return Verdict(ErrorClass.CONTENT, None, f"未知错误码 unknown code, alert ({detail})")
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None

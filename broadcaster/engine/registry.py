@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "broadcaster.channels"
 BUILTINS: dict[str, str] = {
     "aliyun-sms": "broadcaster.channels.aliyun_sms:AliyunSmsChannel",
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
+    "tencent-sms": "broadcaster.channels.tencent_sms:TencentSmsChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
 }
 

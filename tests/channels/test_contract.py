@@ -86,9 +86,24 @@ def aliyun_sms_example(request: pytest.FixtureRequest) -> dict[str, Any]:
     }
 
 
+def tencent_sms_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    fake = request.getfixturevalue("tencent_fake")
+    fake.keys = {secret_value("CONTRACT_TENCENT_ID"): secret_value("CONTRACT_TENCENT_KEY")}
+    return {
+        "secret_id": {"env": "CONTRACT_TENCENT_ID"},
+        "secret_key": {"env": "CONTRACT_TENCENT_KEY"},
+        "sdk_app_id": fake.app_id,
+        "sign_name": "反诈中心",
+        "template_id": "1110",
+        "endpoint": f"{fake.url}/",
+        "timeout": [1, 5],
+    }
+
+
 # name -> settings dict for a ready channel with a harmless destination
 EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "aliyun-sms": aliyun_sms_example,
+    "tencent-sms": tencent_sms_example,
     "outbox": lambda request: {"folder": "outbox"},
     "webhook": webhook_example,
 }

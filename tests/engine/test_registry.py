@@ -113,6 +113,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
+        ("tencent-sms", "built-in", True),
         ("webhook", "built-in", True),
     ]
 

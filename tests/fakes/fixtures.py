@@ -19,11 +19,13 @@ from tests.conftest import SECRET_CANARY
 
 from .aliyun import AliyunFake
 from .http import FakeHTTPServer, serving
+from .tencent import TencentFake
 from .webhook_server import WebhookFake
 
-__all__ = ["aliyun_fake", "http_server", "http_session", "webhook_server"]
+__all__ = ["aliyun_fake", "http_server", "http_session", "tencent_fake", "webhook_server"]
 
 ALIYUN_KEY_ID = "LTAI-test-key-id"
+TENCENT_SECRET_ID = "AKID-test-secret-id"
 
 
 @pytest.fixture
@@ -48,3 +50,11 @@ def aliyun_fake() -> Iterator[AliyunFake]:
     from tests.conftest import NOW
 
     yield from serving(AliyunFake(keys={ALIYUN_KEY_ID: SECRET_CANARY}, clock=lambda: NOW))
+
+
+@pytest.fixture
+def tencent_fake() -> Iterator[TencentFake]:
+    """Tencent's API 3.0 endpoint: `TENCENT_SECRET_ID` with key `SECRET_CANARY`, clock at NOW."""
+    from tests.conftest import NOW
+
+    yield from serving(TencentFake(keys={TENCENT_SECRET_ID: SECRET_CANARY}, clock=lambda: NOW))
