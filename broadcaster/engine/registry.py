@@ -22,6 +22,7 @@ BUILTINS: dict[str, str] = {
     "aliyun-sms": "broadcaster.channels.aliyun_sms:AliyunSmsChannel",
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
     "tencent-sms": "broadcaster.channels.tencent_sms:TencentSmsChannel",
+    "voice-call": "broadcaster.channels.voice_call:VoiceCallChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
 }
 

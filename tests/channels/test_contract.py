@@ -100,10 +100,24 @@ def tencent_sms_example(request: pytest.FixtureRequest) -> dict[str, Any]:
     }
 
 
+def voice_call_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    fake = request.getfixturevalue("aliyun_fake")
+    fake.keys = {secret_value("CONTRACT_VOICE_ID"): secret_value("CONTRACT_VOICE_SECRET")}
+    return {
+        "provider": "aliyun",
+        "key_id": {"env": "CONTRACT_VOICE_ID"},
+        "key_secret": {"env": "CONTRACT_VOICE_SECRET"},
+        "template": "TTS_10001",
+        "endpoint": f"{fake.url}/",
+        "timeout": [1, 5],
+    }
+
+
 # name -> settings dict for a ready channel with a harmless destination
 EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "aliyun-sms": aliyun_sms_example,
     "tencent-sms": tencent_sms_example,
+    "voice-call": voice_call_example,
     "outbox": lambda request: {"folder": "outbox"},
     "webhook": webhook_example,
 }

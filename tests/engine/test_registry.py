@@ -114,6 +114,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
         ("tencent-sms", "built-in", True),
+        ("voice-call", "built-in", True),
         ("webhook", "built-in", True),
     ]
 
