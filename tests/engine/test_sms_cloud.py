@@ -320,6 +320,7 @@ def test_secrets_never_reach_the_log_the_cli_or_stored_answers(
     engine.dispatcher.close()
     for name, value in ENVIRON.items():
         monkeypatch.setenv(name, value)
+    monkeypatch.setenv("BROADCASTER_LOG_KEY", KEY.decode())
     db = f"sqlite:///{tmp_path}/log.sqlite3"
     outputs = [
         CliRunner().invoke(cli, ["-c", str(engine.path), "validate"]).output,
