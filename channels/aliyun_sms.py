@@ -130,6 +130,7 @@ class AliyunSmsSettings(ChannelSettings):
     receipt_poll_seconds: float = Field(default=300.0, gt=0)
     receipt_token: EnvSecret | None = None  # the push URL carries ?token=<this>
     max_billed: int = Field(default=3, ge=1, le=8)  # billed messages a text may cost
+    settle_seconds: float = Field(default=60.0, gt=0)  # before an unknown send is looked up
     timeout: tuple[float, float] = (5.0, 15.0)
 
     @model_validator(mode="after")
@@ -171,7 +172,7 @@ class AliyunSmsChannel(BaseChannel):
             rate_limit=RateLimit(max(1, int(s.calls_per_second)), 1.0),
             concurrency=8,
             reconciles=True,
-            settle_seconds=sum(s.timeout) + 60.0,
+            settle_seconds=sum(s.timeout) + s.settle_seconds,
             outcome_window=s.receipt_hours * 3600.0,
             outcome_poll=s.receipt_poll_seconds,
             reconcile_batch=s.query_batch,
@@ -320,12 +321,9 @@ class AliyunSmsChannel(BaseChannel):
         phone = mainland_mobile(d.recipient.address)
         if phone is None:
             return None
-        days = sorted(
-            {
-                d.scheduled_at.astimezone(CN).strftime("%Y%m%d"),
-                self.context.clock().astimezone(CN).strftime("%Y%m%d"),
-            }
-        )
+        today = self.context.clock().astimezone(CN).strftime("%Y%m%d")
+        planned = d.scheduled_at.astimezone(CN).strftime("%Y%m%d")
+        days = [today] if planned == today else [today, planned]  # a recent attempt: today first
         wanted = out_id(d)
         for day in days:
             params = {"PhoneNumber": phone, "SendDate": day, "PageSize": "50", "CurrentPage": "1"}

@@ -88,6 +88,7 @@ class TencentSmsSettings(ChannelSettings):
     receipt_poll_seconds: float = Field(default=300.0, gt=0)
     receipt_token: EnvSecret | None = None  # the callback URL carries ?token=<this>
     max_billed: int = Field(default=3, ge=1, le=8)
+    settle_seconds: float = Field(default=60.0, gt=0)  # before an unknown send is looked up
     timeout: tuple[float, float] = (5.0, 15.0)
 
 
@@ -122,7 +123,7 @@ class TencentSmsChannel(BaseChannel):
             rate_limit=RateLimit(max(1, int(s.calls_per_second)), 1.0),
             concurrency=8,
             reconciles=True,
-            settle_seconds=sum(s.timeout) + 60.0,
+            settle_seconds=sum(s.timeout) + s.settle_seconds,
             outcome_window=s.receipt_hours * 3600.0,
             outcome_poll=s.receipt_poll_seconds,
             reconcile_batch=s.query_batch,
