@@ -392,3 +392,35 @@ def test_check_message_names_a_missing_parameter_and_a_link(make_channel: MakeCh
     assert any("office.hotline" in p for p in problems)
     assert any("链接" in p for p in problems)
     assert any("emoji" in p for p in make_channel().check_message(message("提醒😀")))
+
+
+ALIYUN_CODES = {
+    "isv.BUSINESS_LIMIT_CONTROL": ErrorClass.THROTTLED,
+    "isv.DAY_LIMIT_CONTROL": ErrorClass.CONFIG,
+    "isv.MONTH_LIMIT_CONTROL": ErrorClass.CONFIG,
+    "isv.OUT_OF_SERVICE": ErrorClass.CONFIG,
+    "isv.AMOUNT_NOT_ENOUGH": ErrorClass.CONFIG,
+    "isv.SMS_SIGN_ILLEGAL": ErrorClass.CONFIG,
+    "isv.SIGN_STATE_ILLEGAL": ErrorClass.CONFIG,
+    "isv.SMS_TEMPLATE_ILLEGAL": ErrorClass.CONFIG,
+    "isv.DENY_IP_RANGE": ErrorClass.CONFIG,
+    "isp.RAM_PERMISSION_DENY": ErrorClass.CONFIG,
+    "isv.SMS_CONTENT_ILLEGAL": ErrorClass.CONTENT,
+    "isv.TEMPLATE_MISSING_PARAMETERS": ErrorClass.CONTENT,
+    "isv.PARAM_LENGTH_LIMIT": ErrorClass.CONTENT,
+    "isv.PARAM_NOT_SUPPORT_URL": ErrorClass.CONTENT,
+    "isv.MOBILE_NUMBER_ILLEGAL": ErrorClass.RECIPIENT,
+    "isv.BLACK_KEY_CONTROL_LIMIT": ErrorClass.OPTOUT,
+    "isp.SYSTEM_ERROR": ErrorClass.TRANSIENT,
+    "isv.SOMETHING_NEW": ErrorClass.CONTENT,  # unknown codes: permanent for the message
+}
+
+
+@pytest.mark.parametrize(("code", "error_class"), sorted(ALIYUN_CODES.items()))
+def test_each_documented_code_answered_with_http_200_is_a_classed_failure(
+    make_channel: MakeChannel, aliyun_fake: AliyunFake, code: str, error_class: ErrorClass
+) -> None:
+    aliyun_fake.number_codes["13800000001"] = code
+    [result] = make_channel().send([sms(1)])
+    assert (result.status, result.error_class) == (Status.FAILED, error_class)
+    assert code in result.reason and aliyun_fake.sent == []

@@ -279,3 +279,41 @@ def test_check_message_names_params_length_and_billing(make_channel: MakeChannel
     assert any("office.hotline" in p for p in problems)
     assert any("13 characters, over 12" in p for p in problems)
     assert any("71 字 chars → 2 条计费 billed" in p for p in problems)
+
+
+TENCENT_CODES = {
+    "LimitExceeded.PhoneNumberThirtySecondLimit": ErrorClass.THROTTLED,
+    "LimitExceeded.PhoneNumberOneHourLimit": ErrorClass.THROTTLED,
+    "LimitExceeded.PhoneNumberDailyLimit": ErrorClass.THROTTLED,
+    "LimitExceeded.PhoneNumberSameContentDailyLimit": ErrorClass.THROTTLED,
+    "LimitExceeded.DeliveryFrequencyLimit": ErrorClass.THROTTLED,
+    "LimitExceeded.AppDailyLimit": ErrorClass.THROTTLED,
+    "FailedOperation.MarketingSendTimeConstraint": ErrorClass.THROTTLED,
+    "FailedOperation.SignatureIncorrectOrUnapproved": ErrorClass.CONFIG,
+    "FailedOperation.TemplateIncorrectOrUnapproved": ErrorClass.CONFIG,
+    "UnauthorizedOperation.SmsSdkAppIdVerifyFail": ErrorClass.CONFIG,
+    "FailedOperation.InsufficientBalanceInSmsPackage": ErrorClass.CONFIG,
+    "UnauthorizedOperation.SerivceSuspendDueToArrears": ErrorClass.CONFIG,
+    "FailedOperation.ContainSensitiveWord": ErrorClass.CONTENT,
+    "InvalidParameterValue.ContentLengthLimit": ErrorClass.CONTENT,
+    "InvalidParameterValue.TemplateParameterLengthLimit": ErrorClass.CONTENT,
+    "InvalidParameterValue.TemplateParameterFormatError": ErrorClass.CONTENT,
+    "InvalidParameterValue.ProhibitedUseUrlInTemplateParameter": ErrorClass.CONTENT,
+    "InvalidParameterValue.IncorrectPhoneNumber": ErrorClass.RECIPIENT,
+    "FailedOperation.PhoneNumberInBlacklist": ErrorClass.OPTOUT,
+    "InternalError.SendAndRecvFail": ErrorClass.TRANSIENT,
+    "FailedOperation.SomethingNew": ErrorClass.CONTENT,
+}
+
+
+@pytest.mark.parametrize(("code", "error_class"), sorted(TENCENT_CODES.items()))
+def test_each_documented_code_for_a_number_is_classed(
+    make_channel: MakeChannel, tencent_fake: TencentFake, code: str, error_class: ErrorClass
+) -> None:
+    tencent_fake.number_codes["+8613800000001"] = code
+    first, second = make_channel().send([sms(1), sms(2)])
+    assert (first.status, first.error_class) == (Status.FAILED, error_class)
+    assert code in first.reason and second.status is Status.ACCEPTED
+    assert first.per_recipient == code.startswith(
+        ("LimitExceeded.PhoneNumber", "LimitExceeded.Del")
+    )
