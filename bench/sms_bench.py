@@ -197,13 +197,15 @@ def run_broadcaster(n: int, port: int, folder: str) -> dict[str, Any]:
         report = dispatcher.fire(occurrence).wait()
         seconds = time.perf_counter() - t0
         cpu = cpu_seconds() - cpu0
+        fire_peak = peak_mb()
         print("fired", flush=True)
-        reports = json.loads(sys.stdin.readline())  # the parent hands the fake's receipts over
         route = dispatcher.channel("sms").routes()[0]
         recovery = Recovery(dispatcher)
         t0 = time.perf_counter()
-        for i in range(0, len(reports), 1000):
-            body = json.dumps(reports[i : i + 1000], ensure_ascii=False).encode()
+        for line in sys.stdin:  # the fake's SmsReport pushes, 1,000 reports each, as it posts them
+            if not line.strip():
+                break
+            body = line.strip().encode()
             reply = recovery.inbound(
                 "sms", route, InboundRequest("POST", "/receipts", {}, {}, body)
             )
@@ -240,6 +242,7 @@ def run_broadcaster(n: int, port: int, folder: str) -> dict[str, Any]:
         "events": events,
         "complete": complete,
         "deliveries": deliveries,
+        "fire_peak_mb": fire_peak,
         "peak_mb": peak_mb(),
     }
 
@@ -321,8 +324,11 @@ def main(*, quick: bool = False) -> dict[str, Any]:
             stats = fake.ask("stats")
             reports = fake.ask("reports")
             mine = [r for r in reports if r["out_id"] != "loop"]
-            proc.stdin.write(json.dumps(mine, ensure_ascii=False) + "\n")
+            for i in range(0, len(mine), 1000):
+                proc.stdin.write(json.dumps(mine[i : i + 1000], ensure_ascii=False) + "\n")
+            proc.stdin.write("\n")
             proc.stdin.flush()
+            del reports, mine
             out, _ = proc.communicate(timeout=3600)
             if proc.returncode != 0:
                 raise SystemExit("sms benchmark: the broadcaster side failed")
@@ -346,8 +352,9 @@ def main(*, quick: bool = False) -> dict[str, Any]:
     print(f"  加载 load (config + {n:,} contacts): {side['load_seconds']:.2f} s")
     print(
         f"  broadcaster: {side['seconds']:.2f} s, {rate:,.0f} recipients/s, "
-        f"CPU {side['cpu_seconds'] / n * 1e6:.0f} µs/recipient, peak {side['peak_mb']:.0f} MB"
-        f" (target < {TARGET_MB:.0f} MB), {stats['calls'] - sample} calls"
+        f"CPU {side['cpu_seconds'] / n * 1e6:.0f} µs/recipient, peak {side['fire_peak_mb']:.0f} MB"
+        f" (target < {TARGET_MB:.0f} MB; {side['peak_mb']:.0f} MB after the receipts),"
+        f" {stats['calls'] - sample} calls"
     )
     print(
         f"  逐号循环 per-number loop (sample of {sample}): {loop_rate:.1f} recipients/s, "
@@ -358,6 +365,10 @@ def main(*, quick: bool = False) -> dict[str, Any]:
         f"  回执 receipts: {n:,} pushed in batches of 1,000, recorded in {side['receipt_seconds']:.2f} s"
     )
     print(f"  日志 log events: {side['events']}; numbers with all four: {side['complete']:,}")
+    if side["peak_mb"] >= TARGET_MB:
+        print(f"  超出内存目标 over the memory target: {side['peak_mb']:.0f} MB")
+    if ratio < TARGET_RATIO:
+        print(f"  低于速率目标 under the rate target: {ratio:.0f}x")
     if problems:
         raise SystemExit("sms benchmark: " + "; ".join(problems))
     return {"broadcaster": side, "loop": loop, "ratio": ratio, "fake": stats}
