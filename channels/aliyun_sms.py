@@ -127,7 +127,7 @@ class AliyunSmsSettings(ChannelSettings):
     calls_per_second: float = Field(default=50.0, gt=0)  # sends and receipt queries together
     query_batch: int = Field(default=20, ge=1, le=200)  # QuerySendDetails per reconcile() call
     receipt_hours: float = Field(default=72.0, gt=0)  # how long receipts are awaited
-    receipt_poll_seconds: float = Field(default=300.0, gt=0)
+    receipt_poll_seconds: float = Field(default=1800.0, gt=0)  # a query per number: pushes first
     receipt_token: EnvSecret | None = None  # the push URL carries ?token=<this>
     max_billed: int = Field(default=3, ge=1, le=8)  # billed messages a text may cost
     settle_seconds: float = Field(default=60.0, gt=0)  # before an unknown send is looked up

@@ -85,7 +85,7 @@ class TencentSmsSettings(ChannelSettings):
     query_batch: int = Field(default=10, ge=1, le=100)  # per-number queries per reconcile()
     pull_limit: int = Field(default=100, ge=1, le=100)
     receipt_hours: float = Field(default=72.0, gt=0)
-    receipt_poll_seconds: float = Field(default=300.0, gt=0)
+    receipt_poll_seconds: float = Field(default=1800.0, gt=0)  # a query per number: pushes first
     receipt_token: EnvSecret | None = None  # the callback URL carries ?token=<this>
     max_billed: int = Field(default=3, ge=1, le=8)
     settle_seconds: float = Field(default=60.0, gt=0)  # before an unknown send is looked up

@@ -233,7 +233,7 @@ def test_receipts_pushed_twice_and_out_of_order_are_recorded_once(
 
 
 def test_receipts_are_polled_for_accepted_sends(engines: Any, aliyun_fake: AliyunFake) -> None:
-    engine = engines(aliyun_channel(aliyun_fake), contacts=2)
+    engine = engines(aliyun_channel(aliyun_fake, receipt_poll_seconds=300), contacts=2)
     follow(aliyun_fake, engine)
     aliyun_fake.receipt_status[phone(1)] = (1, "")  # still waiting
     engine.fire()

@@ -62,6 +62,7 @@ def test_sigkill_among_100000_recipients_then_restart_sends_each_number_once(
                 "settle_seconds": 2,
                 "query_batch": 200,
                 "calls_per_second": 200,
+                "receipt_poll_seconds": 3600,  # receipts are not the subject here
             },
         },
     )
