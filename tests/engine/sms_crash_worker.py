@@ -39,7 +39,7 @@ def main(path: str, db: str, mode: str) -> None:
             dispatcher.close()
             return
         runner = app.runner(store, KEY, clock=clock)
-        deadline = time.monotonic() + 540
+        deadline = time.monotonic() + 1140
         while not runner.claim_leadership():  # the killed process's lease runs out first
             if time.monotonic() > deadline:
                 raise SystemExit("the dead process's lease never ran out")
@@ -47,7 +47,7 @@ def main(path: str, db: str, mode: str) -> None:
         runner.recover()
         while store.unfinished(app.campaign.id):  # the sweep of `run`, until nothing is left
             if time.monotonic() > deadline:
-                raise SystemExit("deliveries still unfinished after 540 s")
+                raise SystemExit("deliveries still unfinished after 1140 s")
             time.sleep(0.5)
             runner.sweep()
             runner.finish()

@@ -42,7 +42,7 @@ def worker(path: Path, db: str, mode: str) -> subprocess.Popen[str]:
 
 
 @pytest.mark.slow
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1500)
 def test_sigkill_among_100000_recipients_then_restart_sends_each_number_once(
     tmp_path: Path, fake: AliyunFake
 ) -> None:
@@ -68,7 +68,7 @@ def test_sigkill_among_100000_recipients_then_restart_sends_each_number_once(
     )
     db = f"sqlite:///{tmp_path}/log.sqlite3"
     first = worker(path, db, "fire")
-    deadline = time.monotonic() + 180
+    deadline = time.monotonic() + 600
     while len(fake.sms_received) < N // 3:
         assert first.poll() is None, first.communicate()[0]
         assert time.monotonic() < deadline, "the fan-out did not get going"
@@ -85,12 +85,8 @@ def test_sigkill_among_100000_recipients_then_restart_sends_each_number_once(
         cut_off = sum(s.status is Status.SENDING for s in states)
     assert left > 0, "the kill came too late to leave anything unfinished"
 
-    t0 = time.monotonic()
     second = worker(path, db, "resume")
-    out, _ = second.communicate(timeout=600)
-    print(
-        "resume took", time.monotonic() - t0, "received before", received_before, "cut off", cut_off
-    )
+    out, _ = second.communicate(timeout=1200)
     assert second.returncode == 0, out[-3000:]
 
     assert fake.duplicates() == {}  # no (number, OutId) acted on twice
