@@ -51,7 +51,7 @@ HTML = "<html><body><h1>502 Bad Gateway</h1></body></html>"
 class Fault(StrEnum):
     """What the next call answers instead of the normal answer."""
 
-    HTTP_500 = "500"  # {"Code": "InternalError"}, not acted on... or so it says: unknown
+    HTTP_500 = "500"  # {"Code": "InternalError"}, not acted on (the client cannot know)
     HTTP_503 = "503"  # {"Code": "ServiceUnavailable"}
     THROTTLING = "429"  # HTTP 400 Throttling.User
     HTTP_429 = "bare429"  # a proxy's bare 429 with Retry-After: 2
@@ -60,9 +60,6 @@ class Fault(StrEnum):
     CUT = "cut"  # acted on; the answer's body is cut off mid-way
     SLOW = "slow"  # acted on; the normal answer after `slow_seconds`
     ACCEPT_HANG = "hang"  # acted on; never answered
-
-
-ACTING = {Fault.CUT, Fault.SLOW, Fault.ACCEPT_HANG}
 
 
 @dataclass
