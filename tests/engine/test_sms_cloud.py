@@ -337,3 +337,64 @@ def test_secrets_never_reach_the_log_the_cli_or_stored_answers(
         assert secret.encode() not in stored
         assert not [o for o in outputs if secret in o]
         assert not [r for r in raws if secret in r]
+
+
+def test_voice_calls_defer_a_number_called_a_minute_ago_then_record_the_answer(
+    tmp_path: Path, store: DeliveryLog, aliyun_fake: AliyunFake
+) -> None:
+    rule = {
+        "channels": ["sms"],
+        "targets": {"tags": ["sms_list"]},
+        "when": {"dates": ["2026-03-03"], "at": "10:00"},
+    }
+    path = write_engine_campaign(
+        tmp_path,
+        "http://unused",
+        contacts=2,
+        channel={
+            "type": "voice-call",
+            "kind": "loudspeaker",
+            "addressing": "contacts",
+            "max_length": 350,
+            "settings": {
+                "provider": "aliyun",
+                "key_id": {"env": "SMS_ALIYUN_ID"},
+                "key_secret": {"env": "SMS_ALIYUN_SECRET"},
+                "template": "TTS_171680001",
+                "endpoint": f"{aliyun_fake.url}/",
+                "timeout": [1, 1],
+                "result_poll_seconds": 120,
+            },
+        },
+        rules=[{"id": "blast", **rule}, {"id": "again", **rule}],
+    )
+    clock = VirtualClock(at(2026, 3, 3, 10))
+    aliyun_fake.clock = clock.now
+    aliyun_fake.call_results[phone(2)] = (False, 0, "用户未接听")
+    app = load(path, environ=ENVIRON)
+    dispatcher = app.dispatcher(store, KEY, clock=clock, heartbeat=False)
+    try:
+        recovery = Recovery(dispatcher)
+        for rule_id in ("blast", "again"):
+            spec = app.campaign.rule(rule_id)
+            [occurrence] = Planner(app.campaign).rule_occurrences(
+                spec, at(2026, 3, 3), at(2026, 3, 4)
+            )
+            dispatcher.fire(occurrence).wait()
+        states = store.deliveries(channel="sms")
+        assert sorted(s.status for s in states) == [Status.ACCEPTED] * 2 + [Status.DEFERRED] * 2
+        assert dict(aliyun_fake.calls_received) == {phone(1): 1, phone(2): 1}
+        assert aliyun_fake.refused == {}  # deferred by the ledger, not refused by the provider
+        waiting = [s for s in states if s.status is Status.DEFERRED]
+        assert {s.next_check for s in waiting} == {at(2026, 3, 3, 10, 1)}
+        clock.set(at(2026, 3, 3, 10, 1))
+        recovery.sweep().wait()
+        assert dict(aliyun_fake.calls_received) == {phone(1): 2, phone(2): 2}
+        clock.set(at(2026, 3, 3, 10, 4))
+        recovery.sweep().wait()
+        done = {(s.recipient_display[-4:], s.status) for s in store.deliveries(channel="sms")}
+        assert done == {("0001", Status.DELIVERED), ("0002", Status.FAILED)}
+        reasons = {e.reason for s in store.deliveries(channel="sms") for e in store.events(s.key)}
+        assert {"已接听 answered, 23 s", "未接听 not answered: 用户未接听"} <= reasons
+    finally:
+        dispatcher.close()
