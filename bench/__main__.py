@@ -12,6 +12,7 @@ BENCHES = {
     "config": "bench.config_bench",
     "web": "bench.web_bench",
     "recipients": "bench.recipients_bench",
+    "sms": "bench.sms_bench",
 }
 
 

@@ -298,6 +298,9 @@ class Result:
     parts_done: int | None = None  # of a split message: how many parts were accepted
     raw: str = field(default="", compare=False)  # the provider's answer, kept (scrubbed) for audit
     block: bool = False  # the provider blocks the endpoint for retry_after (DingTalk: 10 min)
+    # throttled for this recipient only (a per-number cap): that delivery waits for the sweep
+    # until retry_after, the endpoint and the rest of the batch go on
+    per_recipient: bool = False
 
     @classmethod
     def ok(

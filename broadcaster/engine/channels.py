@@ -26,6 +26,7 @@ from broadcaster.channel import (
     ChannelContext,
     ChannelSettings,
     Message,
+    Recipient,
     ScheduledSend,
 )
 from broadcaster.engine.registry import Registry
@@ -368,6 +369,23 @@ def check_campaign(
                         (*target_path, "address", cid),
                         f"地址须来自环境变量 the address of '{tid}' on channel '{cid}' is a"
                         " credential: write {env: NAME}, never the key itself",
+                    )
+                )
+    for cid, profile in profiles.items():  # numbers a plugin cannot reach (a landline)
+        check_recipients = getattr(profile.plugin, "check_recipients", None)
+        if not profile.enabled or check_recipients is None:
+            continue
+        if profile.addressing is not Addressing.CONTACTS:
+            continue
+        for tid in _users(campaign, cid):
+            target = campaign.targets[tid]
+            people = [Recipient(tid, c.number, c.display) for c in target.contacts]
+            for problem in channel(cid).check_recipients(people):  # type: ignore[attr-defined]
+                issues.append(
+                    doc.issue(
+                        paths.get(tid, ("targets",)),
+                        f"{problem} (channel '{cid}', target '{tid}' {target.name})",
+                        severity="warning",
                     )
                 )
     reported: set[tuple[str, str, str]] = set()

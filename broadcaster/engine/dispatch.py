@@ -538,7 +538,8 @@ class Dispatcher:
         throttled = [
             r
             for r in results
-            if r.retry_after and (r.block or r.error_class is ErrorClass.THROTTLED)
+            if r.retry_after
+            and (r.block or (r.error_class is ErrorClass.THROTTLED and not r.per_recipient))
         ]
         if throttled:  # the endpoint waits for everyone (DingTalk blocks a robot for 10 min)
             longest = max(throttled, key=lambda r: r.retry_after or 0.0)
@@ -602,6 +603,21 @@ class Dispatcher:
                     )
                     continue
                 wait = backoff(tried, r.retry_after)
+                if r.per_recipient:  # a per-number cap: this one waits for the sweep, not a retry
+                    events.append(
+                        Event(
+                            r.key,
+                            Status.DEFERRED,
+                            now,
+                            r.error_class,
+                            r.reason,
+                            r.provider_id,
+                            step=step,
+                            detail=r.raw,
+                            next_check=now + dt.timedelta(seconds=wait),
+                        )
+                    )
+                    continue
                 events.append(
                     Event(
                         r.key,

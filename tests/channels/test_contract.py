@@ -96,8 +96,51 @@ def sms_http_example(request: pytest.FixtureRequest) -> dict[str, Any]:
     }
 
 
+def aliyun_sms_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    fake = request.getfixturevalue("aliyun_fake")
+    fake.keys = {secret_value("CONTRACT_ALIYUN_ID"): secret_value("CONTRACT_ALIYUN_SECRET")}
+    return {
+        "access_key_id": {"env": "CONTRACT_ALIYUN_ID"},
+        "access_key_secret": {"env": "CONTRACT_ALIYUN_SECRET"},
+        "sign_name": "反诈中心",
+        "template_code": "SMS_10001",
+        "endpoint": f"{fake.url}/",
+        "timeout": [1, 5],
+    }
+
+
+def tencent_sms_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    fake = request.getfixturevalue("tencent_fake")
+    fake.keys = {secret_value("CONTRACT_TENCENT_ID"): secret_value("CONTRACT_TENCENT_KEY")}
+    return {
+        "secret_id": {"env": "CONTRACT_TENCENT_ID"},
+        "secret_key": {"env": "CONTRACT_TENCENT_KEY"},
+        "sdk_app_id": fake.app_id,
+        "sign_name": "反诈中心",
+        "template_id": "1110",
+        "endpoint": f"{fake.url}/",
+        "timeout": [1, 5],
+    }
+
+
+def voice_call_example(request: pytest.FixtureRequest) -> dict[str, Any]:
+    fake = request.getfixturevalue("aliyun_fake")
+    fake.keys = {secret_value("CONTRACT_VOICE_ID"): secret_value("CONTRACT_VOICE_SECRET")}
+    return {
+        "provider": "aliyun",
+        "key_id": {"env": "CONTRACT_VOICE_ID"},
+        "key_secret": {"env": "CONTRACT_VOICE_SECRET"},
+        "template": "TTS_10001",
+        "endpoint": f"{fake.url}/",
+        "timeout": [1, 5],
+    }
+
+
 # name -> settings dict for a ready channel with a harmless destination
 EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
+    "aliyun-sms": aliyun_sms_example,
+    "tencent-sms": tencent_sms_example,
+    "voice-call": voice_call_example,
     "outbox": lambda request: {"folder": "outbox"},
     "webhook": webhook_example,
     "sms-http": sms_http_example,

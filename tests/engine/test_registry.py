@@ -107,11 +107,14 @@ def test_a_name_clash_with_a_built_in_is_rejected() -> None:
 def test_all_lists_every_plugin_seen() -> None:
     seen = [(i.name, i.source, i.cls is not None) for i in Registry().all()]
     assert [e for e in seen if e[1] in (DIST_NAME, "built-in")] == [
+        ("aliyun-sms", "built-in", True),
         ("broken", DIST_NAME, False),
         ("echo", DIST_NAME, True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
+        ("tencent-sms", "built-in", True),
+        ("voice-call", "built-in", True),
         ("webhook", "built-in", True),
     ]
 

@@ -18,11 +18,23 @@ import requests
 
 from tests.conftest import SECRET_CANARY
 
+from .aliyun import AliyunFake
 from .http import FakeHTTPServer, serving
 from .sms_gateway import SmsGatewayFake
+from .tencent import TencentFake
 from .webhook_server import WebhookFake
 
-__all__ = ["http_server", "http_session", "sms_gateway", "webhook_server"]
+__all__ = [
+    "aliyun_fake",
+    "http_server",
+    "http_session",
+    "sms_gateway",
+    "tencent_fake",
+    "webhook_server",
+]
+
+ALIYUN_KEY_ID = "LTAI-test-key-id"
+TENCENT_SECRET_ID = "AKID-test-secret-id"
 
 
 @pytest.fixture
@@ -45,3 +57,19 @@ def sms_gateway() -> Iterator[SmsGatewayFake]:
 def http_session() -> Iterator[requests.Session]:
     with requests.Session() as session:
         yield session
+
+
+@pytest.fixture
+def aliyun_fake() -> Iterator[AliyunFake]:
+    """Aliyun's RPC endpoint: key `ALIYUN_KEY_ID` with secret `SECRET_CANARY`, clock at NOW."""
+    from tests.conftest import NOW
+
+    yield from serving(AliyunFake(keys={ALIYUN_KEY_ID: SECRET_CANARY}, clock=lambda: NOW))
+
+
+@pytest.fixture
+def tencent_fake() -> Iterator[TencentFake]:
+    """Tencent's API 3.0 endpoint: `TENCENT_SECRET_ID` with key `SECRET_CANARY`, clock at NOW."""
+    from tests.conftest import NOW
+
+    yield from serving(TencentFake(keys={TENCENT_SECRET_ID: SECRET_CANARY}, clock=lambda: NOW))
