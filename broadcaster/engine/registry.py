@@ -21,6 +21,9 @@ ENTRY_POINT_GROUP = "broadcaster.channels"
 BUILTINS: dict[str, str] = {
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
+    "wecom-bot": "broadcaster.channels.wecom_bot:WeComBotChannel",
+    "dingtalk-bot": "broadcaster.channels.dingtalk_bot:DingTalkBotChannel",
+    "feishu-bot": "broadcaster.channels.feishu_bot:FeishuBotChannel",
 }
 
 _REQUIRED = (

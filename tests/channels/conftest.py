@@ -10,7 +10,14 @@ import pytest
 from broadcaster.channel import Delivery
 from tests.conftest import NOW
 from tests.fakes.deliveries import delivery
-from tests.fakes.fixtures import http_server, http_session, webhook_server  # noqa: F401
+from tests.fakes.fixtures import (  # noqa: F401
+    dingtalk_fake,
+    feishu_fake,
+    http_server,
+    http_session,
+    webhook_server,
+    wecom_fake,
+)
 
 MakeDelivery = Callable[..., Delivery]
 

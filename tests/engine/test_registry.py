@@ -108,11 +108,14 @@ def test_all_lists_every_plugin_seen() -> None:
     seen = [(i.name, i.source, i.cls is not None) for i in Registry().all()]
     assert [e for e in seen if e[1] in (DIST_NAME, "built-in")] == [
         ("broken", DIST_NAME, False),
+        ("dingtalk-bot", "built-in", True),
         ("echo", DIST_NAME, True),
+        ("feishu-bot", "built-in", True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
         ("webhook", "built-in", True),
+        ("wecom-bot", "built-in", True),
     ]
 
 
