@@ -79,7 +79,7 @@ class WeComBotChannel(GroupBotChannel):
     def check_message(self, message: Message) -> list[str]:
         problems = super().check_message(message)
         if self.settings.msgtype == "news":
-            title = message.title or first_line(message.text)
+            title = message.title or first_line(message.text, 40)
             if utf8_len(title) > NEWS_TITLE_BYTES:
                 problems.append(
                     f"图文标题超过 {NEWS_TITLE_BYTES} 字节会被截断 news title over"
@@ -101,7 +101,7 @@ class WeComBotChannel(GroupBotChannel):
         text = message.pieces[part]
         if s.msgtype == "news":
             article = {
-                "title": message.title or first_line(message.text),
+                "title": message.title or first_line(message.text, 40),
                 "description": message.text,
                 "url": s.news_url,
             }
