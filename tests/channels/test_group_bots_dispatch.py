@@ -243,3 +243,26 @@ def _occurrences(bots: Any) -> Iterator[Any]:
     start = dt.datetime.combine(DAY, dt.time(), tzinfo=at(0).tzinfo)
     for spec in bots.app.campaign.rules:
         yield from planner.rule_occurrences(spec, start, start + dt.timedelta(days=1))
+
+
+def test_a_dingtalk_block_stops_every_sender_of_that_robot_for_ten_minutes(
+    make_bots: Any, store: DeliveryLog
+) -> None:
+    off = {"enabled": False}
+    bots = make_bots(
+        store, rules=2, groups=2, channels={"wecom": off, "wecom_urgent": off, "feishu": off}
+    )
+    bots.ding.forced = (130101, "send too fast, exceed 20 times per minute")
+    bots.ding.queue(Mode.CODE)  # the first request meets a robot that says it is blocked
+    bots.fire_all()
+    [refused, *_] = bots.ding.requests
+    token = refused.query["access_token"][0]
+    group = f"g{token.rsplit('-', 1)[1]}"
+    rows = store.deliveries(channel="ding", target=group)
+    assert {r.status for r in store.deliveries(channel="ding")} == {Status.ACCEPTED}
+    events = [e for r in rows for e in store.events(r.key)]
+    [throttled] = [e for e in events if e.error_class is ErrorClass.THROTTLED]
+    assert "the robot is blocked for 10 minutes" in throttled.reason
+    later = [e.at for e in events if e.status is Status.SENDING and e.at > throttled.at]
+    assert later and min(later) >= throttled.at + dt.timedelta(minutes=10)
+    assert bots.ding.refused == {130101: 1} and bots.ding.rate_refusals == 0
