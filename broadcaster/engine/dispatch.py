@@ -180,6 +180,7 @@ class Dispatcher:
         self._closed = False
         for profile in self.profiles.values():
             log_store.redact(profile.secrets())
+        log_store.redact(self.preparer.address_secrets())  # bot keys and signing secrets
         self._heartbeat_stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         if heartbeat:

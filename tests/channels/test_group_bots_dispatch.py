@@ -266,3 +266,20 @@ def test_a_dingtalk_block_stops_every_sender_of_that_robot_for_ten_minutes(
     later = [e.at for e in events if e.status is Status.SENDING and e.at > throttled.at]
     assert later and min(later) >= throttled.at + dt.timedelta(minutes=10)
     assert bots.ding.refused == {130101: 1} and bots.ding.rate_refusals == 0
+
+
+def test_a_bot_key_echoed_by_the_provider_is_never_stored(
+    make_bots: Any, store: DeliveryLog
+) -> None:
+    off = {"enabled": False}
+    bots = make_bots(
+        store, rules=1, groups=1, channels={"wecom_urgent": off, "ding": off, "feishu": off}
+    )
+    key = bot_environ()["WECOM_G1"]
+    bots.wecom.mode, bots.wecom.forced = Mode.CODE, (93000, f"invalid webhook url {key}")
+    bots.fire_all()
+    [row] = store.deliveries(channel="wecom")
+    assert (row.status, row.error_class) == (Status.FAILED, ErrorClass.CONFIG)
+    stored = [(e.reason, e.detail) for e in store.events(row.key)]
+    assert "invalid webhook url ***" in row.reason
+    assert not any(key in f"{reason} {detail}" for reason, detail in stored)
