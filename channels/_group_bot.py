@@ -88,6 +88,7 @@ class GroupBotChannel(BaseChannel):
     name: ClassVar[str]
     rate_limit: ClassVar[RateLimit]  # per bot, below the provider's own limit
     code_field: ClassVar[str]  # where the answer's code is: "errcode" or "code"
+    legacy_code_field: ClassVar[str | None] = None  # read when code_field is absent
 
     # -- what a bot channel declares
 
@@ -249,7 +250,11 @@ class GroupBotChannel(BaseChannel):
             data = response.json()
         except ValueError:
             data = None
-        code = data.get(self.code_field) if isinstance(data, dict) else None
+        code = None
+        if isinstance(data, dict):
+            code = data.get(self.code_field)
+            if code is None and self.legacy_code_field:
+                code = data.get(self.legacy_code_field)
         if not isinstance(code, int) or isinstance(code, bool):
             if status in (401, 403, 404):
                 return Result.fail(

@@ -50,6 +50,7 @@ class FeishuBotChannel(GroupBotChannel):
     Settings = FeishuBotSettings
     rate_limit = RateLimit(4, 3.0)  # provider: 100 a minute and 5 a second per bot
     code_field = "code"
+    legacy_code_field = "StatusCode"  # older answers: {"StatusCode": 0, "StatusMessage": …}
     settings: FeishuBotSettings
 
     def max_bytes(self, message: Message) -> int | None:

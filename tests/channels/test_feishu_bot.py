@@ -14,6 +14,7 @@ from broadcaster.channels.feishu_bot import FeishuBotChannel, feishu_sign
 from tests.conftest import NOW
 from tests.fakes.feishu import FeishuFake
 from tests.fakes.group_bot import Mode
+from tests.fakes.http import FakeHTTPServer, Reply
 
 from .bots import BOT_KEY, BOT_SECRET, LONG_TEXT, bot_delivery, make_bot_channel, prepared
 
@@ -183,3 +184,24 @@ def test_500_and_html_are_unknown(
     fake.mode = mode
     [result] = channel(fake, http_session, tmp_path).send([bot_delivery(secret=BOT_SECRET)])
     assert (result.status, result.error_class) == (Status.UNKNOWN, ErrorClass.UNKNOWN)
+
+
+@pytest.mark.parametrize(
+    ("answer", "status"),
+    [
+        ({"StatusCode": 0, "StatusMessage": "success"}, Status.ACCEPTED),
+        ({"code": 0, "msg": "success", "data": {}, "StatusCode": 0}, Status.ACCEPTED),
+        ({"StatusCode": 19001, "StatusMessage": "token invalid"}, Status.FAILED),
+        ({"msg": "success"}, Status.UNKNOWN),
+    ],
+)
+def test_older_answers_carry_statuscode(
+    http_server: FakeHTTPServer,
+    http_session: requests.Session,
+    tmp_path: Path,
+    answer: dict[str, Any],
+    status: Status,
+) -> None:
+    http_server.enqueue(Reply.json(answer))
+    bot = make_bot_channel(FeishuBotChannel, http_session, tmp_path, base_url=http_server.url)
+    assert bot.send([bot_delivery()])[0].status is status
