@@ -1,4 +1,4 @@
-"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] ... [--quick]."""
+"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] [bots] ... [--quick]."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ BENCHES = {
     "web": "bench.web_bench",
     "recipients": "bench.recipients_bench",
     "sms": "bench.sms_bench",
+    "bots": "bench.bots_bench",
 }
 
 

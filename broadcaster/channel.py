@@ -406,15 +406,27 @@ class ScheduledSend:
     message: Message
 
 
+def _no_pacing(endpoint: str) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class ChannelContext:
-    """What the engine hands a channel: its I/O, so tests and virtual time can replace it."""
+    """What the engine hands a channel: its I/O, so tests and virtual time can replace it.
+
+    `pace(endpoint)`: a channel that makes more than one request to an endpoint in one
+    `send()` (a split message's next part) calls it before each further request; it
+    waits for the endpoint's next rate-limit slot, shared with every channel posting
+    there (the engine took the slot of the first request), and answers False when the
+    engine is stopping: send nothing more then.
+    """
 
     instance_id: str
     http: requests.Session  # shared by the channel's threads; configure it in __init__ only
     clock: Callable[[], dt.datetime]  # aware "now"; virtual in simulate and tests
     data_dir: Path  # the channel's own folder for files it writes or serves
     base_dir: Path = Path()  # the campaign folder: relative paths in settings start here
+    pace: Callable[[str], bool] = _no_pacing  # before each further request to one endpoint
 
 
 # --- the protocol ------------------------------------------------------------------------------

@@ -7,7 +7,7 @@ import datetime as dt
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -21,6 +21,7 @@ from broadcaster.cli.labels import occasion_label, theme_label, topic_label, wee
 from broadcaster.cli.labels import when as when_label
 from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import App, key_warnings, state_dir_for
+from broadcaster.engine.fanout import ANSWER_SECONDS, FanOut, FanOutPlanner
 from broadcaster.errors import ConfigError
 from broadcaster.model.calendar import (
     ChinaCalendar,
@@ -378,9 +379,13 @@ def plan(
         table.add_column(column, no_wrap=column == "时间 time")
     shown = total = 0
     deliveries = 0
+    fan = fanout_planner(state, campaign, planner, when)
+    fanned: set[tuple[dt.datetime, str]] = set()  # (time, channel) shown, for the fan-out lines
     for item in items:
         total += 1
         deliveries += item.recipients
+        if fan is not None and fan.wanted(item.channel_id):
+            fanned.add((item.occurrence.at, item.channel_id))
         if shown >= limit:
             continue
         shown += 1
@@ -408,8 +413,70 @@ def plan(
     state.out.print(
         f"共 {total} 项, {deliveries} 次投递 total {total} items, {deliveries} deliveries{more}.  估 = estimated calendar, 停 = channel disabled"
     )
+    if fan is not None and fanned:
+        times = {at for at, _ in fanned}
+        for item in planner.items(start, end, render=False):  # every rule shares the bots
+            if item.occurrence.at in times:
+                fan.add(item)
+        print_fanouts(state, [f for f in fan.results() if (f.at, f.channel_id) in fanned])
     if not (rule or channel or target):
         print_duties(state, check_duties(campaign, first, last, planner))
+
+
+class PlanEnviron(Mapping[str, str]):
+    """The environment as `plan` reads it: every variable set (a placeholder where unset),
+    so channels are sized without their secrets."""
+
+    def __getitem__(self, name: str) -> str:
+        return os.environ.get(name, "plan-placeholder")
+
+    def __contains__(self, name: object) -> bool:
+        return True
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(os.environ)
+
+    def __len__(self) -> int:
+        return len(os.environ)
+
+
+def fanout_planner(
+    state: State, campaign: Campaign, planner: Planner, when: dt.datetime
+) -> FanOutPlanner | None:
+    """A collector of fan-out times when some channel sends to rate-limited bots, else None."""
+    from broadcaster.engine.channels import resolve_channels
+    from broadcaster.engine.registry import Registry
+
+    folder = state_dir_for(state.config, None)
+    profiles, _ = resolve_channels(
+        campaign, registry=Registry(), environ=PlanEnviron(), state_dir=folder, now=when
+    )
+    fan = FanOutPlanner(campaign, profiles, planner, {})
+    if not fan.profiles:
+        return None
+    fan.channels = {
+        cid: p.open_offline(campaign.base_dir, folder, when) for cid, p in fan.profiles.items()
+    }
+    return fan
+
+
+def print_fanouts(state: State, fanouts: list[FanOut]) -> None:
+    """One line per firing time and bot channel: groups, posts (every rule firing then
+    counted: they share the bots) and the time to the last post."""
+    if not fanouts:
+        return
+    state.out.print(
+        f"群发耗时 fan-out time under each bot's limit (假设每次应答 {ANSWER_SECONDS:g} 秒"
+        f" assuming {ANSWER_SECONDS:g} s an answer):",
+        highlight=False,
+    )
+    for f in fanouts:
+        state.out.print(
+            f"  {when_label(f.at)}  {f.channel_id}: {f.groups} 群 groups, {f.posts} 条 posts"
+            f" (最忙的机器人 busiest bot {f.busiest}, 限速 limit {f.limit}): 约 about {f.label()}",
+            highlight=False,
+            markup=False,
+        )
 
 
 # --- preview -------------------------------------------------------------------------------------

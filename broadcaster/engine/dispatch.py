@@ -181,6 +181,7 @@ class Dispatcher:
         self._closed = False
         for profile in self.profiles.values():
             log_store.redact(profile.secrets())
+        log_store.redact(self.preparer.address_secrets())  # bot keys and signing secrets
         self._heartbeat_stop = threading.Event()
         self._heartbeat: threading.Thread | None = None
         if heartbeat:
@@ -203,11 +204,25 @@ class Dispatcher:
                     clock=self.clock.now,
                     data_dir=self.state_dir / "channels" / channel_id,
                     base_dir=self.campaign.base_dir,
+                    pace=self._pacer(profile),
                 )
                 found = profile.open(context)
                 self._channels[channel_id] = found
                 self._sessions[channel_id] = context.http
             return found
+
+    def _pacer(self, profile: ChannelProfile) -> Callable[[str], bool]:
+        """`ChannelContext.pace` for one channel: each further request of a send (a split
+        message's next part) waits for its own slot under the endpoint's limit."""
+        limit = profile.capabilities.rate_limit
+
+        def pace(endpoint: str) -> bool:
+            if self.stopping.is_set():
+                return False
+            self.clock.sleep(self.limiter.reserve(endpoint, limit))
+            return not self.stopping.is_set()
+
+        return pace
 
     def in_flight(self) -> list[str]:
         """Keys whose request is out and whose answer has not been logged yet."""

@@ -138,6 +138,10 @@ def channel_context(
     clock: Callable[[], dt.datetime],
     data_dir: Path,
     base_dir: Path,
+    pace: Callable[[str], bool] | None = None,
 ) -> ChannelContext:
     """The context the engine hands a channel instance (the contract suite uses it too)."""
-    return ChannelContext(instance_id, ChannelSession(concurrency), clock, data_dir, base_dir)
+    session = ChannelSession(concurrency)
+    if pace is None:
+        return ChannelContext(instance_id, session, clock, data_dir, base_dir)
+    return ChannelContext(instance_id, session, clock, data_dir, base_dir, pace)

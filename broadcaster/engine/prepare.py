@@ -93,6 +93,20 @@ class Preparer:
         self._messages: dict[tuple[str, str, str], tuple[Message, str | None]] = {}
         self._lock = threading.Lock()
 
+    def address_secrets(self) -> list[str]:
+        """Values of target addresses read from the environment (bot keys, signing secrets),
+        for the log to scrub wherever a provider echoes them."""
+        found: list[str] = []
+        for node in self.campaign.targets.nodes.values():
+            for channel_id, spec in node.address:
+                if channel_id not in self.profiles or not spec.secret:
+                    continue
+                for _, _, env in spec.parts:
+                    value = self.environ.get(env) if env is not None else None
+                    if value and value.strip():
+                        found.append(value.strip())
+        return found
+
     def recipients(
         self, profile: ChannelProfile, target_id: str, only: ContactFilter | None = None
     ) -> list[Recipient]:

@@ -25,6 +25,9 @@ BUILTINS: dict[str, str] = {
     "voice-call": "broadcaster.channels.voice_call:VoiceCallChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
     "sms-http": "broadcaster.channels.sms_http:SmsHttpChannel",
+    "wecom-bot": "broadcaster.channels.wecom_bot:WeComBotChannel",
+    "dingtalk-bot": "broadcaster.channels.dingtalk_bot:DingTalkBotChannel",
+    "feishu-bot": "broadcaster.channels.feishu_bot:FeishuBotChannel",
 }
 
 _REQUIRED = (

@@ -36,9 +36,13 @@ def mask_number(text: str) -> str:
 class Scrubber:
     """Replaces registered secret values and anything shaped like a secret or a number."""
 
+    INDEXED = 32  # with more secrets than this (a bot key per group), look them up by prefix
+
     def __init__(self, secrets: Iterable[str] = ()):
         self._lock = threading.Lock()
         self._secrets: tuple[str, ...] = ()
+        self._by_prefix: dict[str, tuple[str, ...]] = {}
+        self._prefix = 4
         self.add(secrets)
 
     def add(self, secrets: Iterable[str]) -> None:
@@ -46,13 +50,31 @@ class Scrubber:
         with self._lock:
             found = set(self._secrets) | {s for s in secrets if s and len(s) >= 4}
             self._secrets = tuple(sorted(found, key=len, reverse=True))
+            index: dict[str, list[str]] = {}
+            # the longest prefix every secret has: keys that share a start still spread out
+            self._prefix = min(16, min((len(s) for s in self._secrets), default=4))
+            if len(self._secrets) > self.INDEXED:
+                for secret in self._secrets:  # longest first, as in the plain scan
+                    index.setdefault(secret[: self._prefix], []).append(secret)
+            self._by_prefix = {k: tuple(v) for k, v in index.items()}
+
+    def _present(self, text: str) -> list[str]:
+        """The registered secrets occurring in `text`, longest first."""
+        if not self._by_prefix:
+            return [s for s in self._secrets if s in text]
+        found: set[str] = set()
+        n = self._prefix
+        for i in range(len(text) - n + 1):
+            for secret in self._by_prefix.get(text[i : i + n], ()):
+                if text.startswith(secret, i):
+                    found.add(secret)
+        return sorted(found, key=len, reverse=True)
 
     def __call__(self, text: str, limit: int = 500) -> str:
         if not text:
             return text
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
+        for secret in self._present(text):
+            text = text.replace(secret, "***")
         text = _BEARER.sub(lambda m: f"{m.group(1)} ***", text)
         text = _CREDENTIAL.sub(lambda m: f"{m.group(1)}***", text)
         text = _OPAQUE.sub("***", text)

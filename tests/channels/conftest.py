@@ -11,10 +11,13 @@ from broadcaster.channel import Delivery
 from tests.conftest import NOW
 from tests.fakes.deliveries import delivery
 from tests.fakes.fixtures import (  # noqa: F401
+    dingtalk_fake,
+    feishu_fake,
     http_server,
     http_session,
     sms_gateway,
     webhook_server,
+    wecom_fake,
 )
 
 MakeDelivery = Callable[..., Delivery]

@@ -136,6 +136,19 @@ def voice_call_example(request: pytest.FixtureRequest) -> dict[str, Any]:
     }
 
 
+def bot_example(fixture: str) -> Callable[[pytest.FixtureRequest], dict[str, Any]]:
+    """A group-bot channel aimed at its fake, which knows the bots the suite's deliveries
+    address (their numbers stand in for bot keys)."""
+
+    def example(request: pytest.FixtureRequest) -> dict[str, Any]:
+        server = request.getfixturevalue(fixture)
+        for n in range(1, 17):
+            server.add_bot(delivery(n).recipient.address)
+        return {"base_url": server.url, "timeout": [1, 5]}
+
+    return example
+
+
 # name -> settings dict for a ready channel with a harmless destination
 EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "aliyun-sms": aliyun_sms_example,
@@ -144,6 +157,9 @@ EXAMPLES: dict[str, Callable[[pytest.FixtureRequest], dict[str, Any]]] = {
     "outbox": lambda request: {"folder": "outbox"},
     "webhook": webhook_example,
     "sms-http": sms_http_example,
+    "wecom-bot": bot_example("wecom_fake"),
+    "dingtalk-bot": bot_example("dingtalk_fake"),
+    "feishu-bot": bot_example("feishu_fake"),
 }
 
 

@@ -109,13 +109,16 @@ def test_all_lists_every_plugin_seen() -> None:
     assert [e for e in seen if e[1] in (DIST_NAME, "built-in")] == [
         ("aliyun-sms", "built-in", True),
         ("broken", DIST_NAME, False),
+        ("dingtalk-bot", "built-in", True),
         ("echo", DIST_NAME, True),
+        ("feishu-bot", "built-in", True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
         ("tencent-sms", "built-in", True),
         ("voice-call", "built-in", True),
         ("webhook", "built-in", True),
+        ("wecom-bot", "built-in", True),
     ]
 
 

@@ -247,6 +247,9 @@ class EnvRef(Model):
 AddressPart = str | EnvRef
 
 
+ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
 def _address(value: Any) -> Any:
     if isinstance(value, dict) and "env" not in value and "key" not in value:
         raise _err(
@@ -254,6 +257,17 @@ def _address(value: Any) -> Any:
             "地址缺少 key a structured address needs 'key' (the address itself), e.g."
             " {key: {env: BOT_KEY}, secret: {env: BOT_SECRET}}",
         )
+    parts = value.values() if isinstance(value, dict) and "env" not in value else [value]
+    for part in parts:
+        if isinstance(part, dict) and set(part) == {"env"}:
+            name = part["env"]
+            if not (isinstance(name, str) and ENV_NAME.match(name)):
+                raise _err(
+                    "address",
+                    "环境变量名无效 expected a variable name (letters, digits, _; not starting"
+                    " with a digit), e.g. {env: BOT_KEY}; got {value!r}",
+                    value=name,
+                )
     return value
 
 
