@@ -64,6 +64,7 @@ __all__ = [
     "InboundReply",
     "InboundRequest",
     "InboundRoute",
+    "LinkSigner",
     "Message",
     "MessageKind",
     "Outcome",
@@ -346,6 +347,30 @@ class OutcomePage:
     more: bool = False  # pull again at once
 
 
+class LinkSigner(Protocol):
+    """Signed, expiring, per-person links (`broadcaster.web.links.SignedLinks`).
+
+    `peek()` and `verify()` raise `broadcaster.web.errors.LinkError` (with `reason`:
+    forged, expired, used, person); `verify()` uses a single-use link up.
+    """
+
+    def sign(
+        self,
+        purpose: str,
+        subject: str,
+        *,
+        ttl: dt.timedelta | None = None,
+        data: Mapping[str, Any] | None = None,
+        single_use: bool = True,
+        jti: str | None = None,
+        expires: dt.datetime | None = None,
+    ) -> str: ...
+
+    def peek(self, purpose: str, token: str) -> Any: ...  # LinkClaims; not used up
+
+    def verify(self, purpose: str, token: str, *, subject: str | None = None) -> Any: ...
+
+
 @dataclass(frozen=True)
 class InboundRequest:
     """An HTTP request to a plugin's route, as the web service received it."""
@@ -356,6 +381,8 @@ class InboundRequest:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     remote: str = ""
+    # the service's signed links, which can tell a used link (on `serve`; None elsewhere)
+    links: LinkSigner | None = field(default=None, repr=False, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -412,6 +439,8 @@ class ChannelContext:
     clock: Callable[[], dt.datetime]  # aware "now"; virtual in simulate and tests
     data_dir: Path  # the channel's own folder for files it writes or serves
     base_dir: Path = Path()  # the campaign folder: relative paths in settings start here
+    # signs links that `broadcaster serve` checks (None without the web extra)
+    links: LinkSigner | None = field(default=None, repr=False, compare=False)
 
 
 # --- the protocol ------------------------------------------------------------------------------

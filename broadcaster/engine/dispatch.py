@@ -39,7 +39,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from broadcaster.channel import Channel, Delivery, Result
+from broadcaster.channel import Channel, Delivery, LinkSigner, Result
 from broadcaster.engine.artefacts import FileArtefactStore
 from broadcaster.engine.channels import ChannelProfile
 from broadcaster.engine.clock import Clock
@@ -145,8 +145,10 @@ class Dispatcher:
         owner: str | None = None,
         on_result: Callable[[Delivery, Result], None] | None = None,
         heartbeat: bool = True,
+        links: LinkSigner | None = None,
     ):
         self.campaign = campaign
+        self.links = links  # signs hand-off links (checked by `serve`)
         self.profiles = dict(profiles)
         self.log = log_store
         self.clock = clock
@@ -202,6 +204,7 @@ class Dispatcher:
                     clock=self.clock.now,
                     data_dir=self.state_dir / "channels" / channel_id,
                     base_dir=self.campaign.base_dir,
+                    links=self.links,
                 )
                 found = profile.open(context)
                 self._channels[channel_id] = found

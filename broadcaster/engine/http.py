@@ -19,7 +19,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 
-from broadcaster.channel import ChannelContext
+from broadcaster.channel import ChannelContext, LinkSigner
 
 __all__ = ["ChannelSession", "channel_context"]
 
@@ -127,6 +127,9 @@ def channel_context(
     clock: Callable[[], dt.datetime],
     data_dir: Path,
     base_dir: Path,
+    links: LinkSigner | None = None,
 ) -> ChannelContext:
     """The context the engine hands a channel instance (the contract suite uses it too)."""
-    return ChannelContext(instance_id, ChannelSession(concurrency), clock, data_dir, base_dir)
+    return ChannelContext(
+        instance_id, ChannelSession(concurrency), clock, data_dir, base_dir, links
+    )
