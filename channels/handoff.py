@@ -281,6 +281,13 @@ class HandoffChannel(BaseChannel):
             until=f"{until:%m-%d %H:%M}",
         )
 
+    def companions(self, delivery: Delivery) -> list[tuple[str, str]]:
+        """Deliveries the engine logs and sends beside this one: with `notify`, the
+        person's link through that channel (to the same target's address there)."""
+        if self.settings.notify is None:
+            return []
+        return [(self.settings.notify, self.notification(delivery))]
+
     def _pack_path(self, key: str) -> Path:
         if not re.fullmatch(r"[0-9a-f]{16,64}", key):
             raise ValueError("not a delivery key")

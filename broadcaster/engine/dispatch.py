@@ -265,6 +265,9 @@ class Dispatcher:
             skip=skip,
         )
         handle.keys += [p.record.key for p in chunk]
+        hops = [p.hop for p in chunk if p.hop is not None]
+        if hops:  # before anything is sent: a hop's deadline is known from the start
+            self.log.add_relay_hops(hops)
         failed = [
             Event(p.record.key, Status.FAILED, now, ErrorClass.CONTENT, p.problem)
             for p in chunk

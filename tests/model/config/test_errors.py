@@ -50,7 +50,7 @@ CASES = {
         {},
         {},
         "schedules.yaml:31: rules[0].chanels: 未知字段 unknown key 'chanels'; expected one of id, name, "
-        "channels, targets, when, phases, active, theme, topics, template, enabled (did you mean 'channels'?)",
+        "channels, targets, when, phases, active, theme, topics, template, enabled, relay (did you mean 'channels'?)",
     ),
     "wrong type": (
         MINI.replace("priority: 90", "priority: high"),
@@ -63,7 +63,7 @@ CASES = {
         {},
         {},
         "schedules.yaml:24: channels.handoff.type: 未知的渠道类型 unknown channel type: expected one of "
-        "outbox, webhook; got 'outbx' (did you mean 'outbox'?)",
+        "handoff, outbox, webhook; got 'outbx' (did you mean 'outbox'?)",
     ),
     "missing environment secret": (
         MINI.replace("handoff: {type: outbox, kind: bot}", WEBHOOK_WITH_SECRET),
