@@ -68,7 +68,8 @@ __all__ = ["HandoffChannel", "HandoffSettings", "plain_text"]
 MAX_TEXT = 500  # characters of the copy-ready text
 SHOWN_ZONE = ZoneInfo("Asia/Shanghai")
 CSRF_COOKIE = "bc_handoff"
-TOKEN = re.compile(r"[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")  # itsdangerous: body.signature
+# itsdangerous: body.signature, the body led by "." when it was compressed
+TOKEN = re.compile(r"\.?[A-Za-z0-9_\-]{8,}\.[A-Za-z0-9_\-]{8,}")
 REFUSED_FORGED = "链接无效 this link is not valid (it was changed, or made for another page)"
 CONFIRMED = "forwarded_confirmed"
 SENT = "handoff_sent"
@@ -280,6 +281,11 @@ class HandoffChannel(BaseChannel):
             link=self.link_for(delivery),
             until=f"{until:%m-%d %H:%M}",
         )
+
+    def confirmer(self, delivery: Delivery) -> tuple[str, dt.timedelta]:
+        """Who confirms this delivery by hand, and how long they have (a relay hop's
+        deadline replaces it)."""
+        return self.person(delivery.recipient), dt.timedelta(hours=self.settings.confirm_hours)
 
     def companions(self, delivery: Delivery) -> list[tuple[str, str]]:
         """Deliveries the engine logs and sends beside this one: with `notify`, the

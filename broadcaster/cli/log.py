@@ -61,6 +61,21 @@ __all__ = ["log_command"]
 @click.option(
     "--limit", type=int, default=50, show_default=True, help="表格最多行数 table rows at most."
 )
+@click.option(
+    "--late-relays",
+    is_flag=True,
+    help="逐级转发 relay hops per level, counted apart from direct deliveries; the late ones.",
+)
+@click.option(
+    "--handoffs",
+    is_flag=True,
+    help="群转发 hand-offs by person: unconfirmed past their deadline, and how many confirmed.",
+)
+@click.option(
+    "--now",
+    metavar="TIME",
+    help="以此时判断逾期 judge deadlines at this time (default: now), e.g. 2026-03-03T12:00.",
+)
 @DB_OPTION
 @STATE_OPTION
 @pass_state
@@ -76,6 +91,9 @@ def log_command(
     phone: str | None,
     fmt: str,
     limit: int,
+    late_relays: bool,
+    handoffs: bool,
+    now: str | None,
     db: str | None,
     state_dir: Path | None,
 ) -> None:
@@ -91,6 +109,19 @@ def log_command(
     until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz) if last else None
     folder = state_dir_for(state.config, state_dir)
     store, _ = open_log(db, folder)
+    if late_relays or handoffs:
+        from broadcaster.cli import parse_now
+        from broadcaster.cli.relay import print_handoffs, print_relays, relay_states
+
+        try:
+            states = relay_states(store, campaign_id, parse_now(now, tz), since=since)
+        finally:
+            store.close()
+        if late_relays:
+            print_relays(state, states, tz, late_only=True, limit=limit)
+        if handoffs:
+            print_handoffs(state, states, tz, limit=limit)
+        return
     try:
         recipient_hash = None
         if phone:

@@ -13,6 +13,7 @@ text and payload from the log, the address from the config by its keyed hash.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -151,6 +152,7 @@ class Preparer:
             first: str | None = None
             for p in self._item(occurrence, item, profile, item.template, extra_vars, say):
                 first = first or p.record.key
+                p = self._handoff(occurrence, p)
                 yield p
                 yield from self._companions(occurrence, p)
             if (
@@ -201,13 +203,48 @@ class Preparer:
             )
             keys[hop.target_id] = made[0].record.key if made else up
             for p in made:
-                due = occurrence.at + hop.due_after
+                person = self._confirmer(p)
                 relay_hop = RelayHop(
-                    p.record.key, self.campaign.id, occurrence.id, up, hop.level, hop.tag, due
+                    p.record.key,
+                    self.campaign.id,
+                    occurrence.id,
+                    up,
+                    hop.level,
+                    hop.tag,
+                    occurrence.at + hop.due_after,
+                    person[0] if person else "",
+                    profile.capabilities.late_outcomes,  # a hand-off: when confirmed
                 )
                 prepared = replace(p, hop=relay_hop)
                 yield prepared
                 yield from self._companions(occurrence, prepared)
+
+    def _confirmer(self, prepared: Prepared) -> tuple[str, dt.timedelta] | None:
+        """Who confirms a delivery by hand, and the time they have (a hand-off's person)."""
+        profile = self.profiles[prepared.delivery.channel_id]
+        if not profile.enabled or prepared.problem:
+            return None
+        ask = getattr(self.channel(profile.id), "confirmer", None)
+        return ask(prepared.delivery) if ask is not None else None
+
+    def _handoff(self, occurrence: Occurrence, prepared: Prepared) -> Prepared:
+        """A hand-off sent directly (no relay) is recorded with its person and deadline."""
+        person = self._confirmer(prepared)
+        if person is None:
+            return prepared
+        name, within = person
+        hop = RelayHop(
+            prepared.record.key,
+            self.campaign.id,
+            occurrence.id,
+            "",
+            0,
+            "",
+            occurrence.at + within,
+            name,
+            True,
+        )
+        return replace(prepared, hop=hop)
 
     def _companions(self, occurrence: Occurrence, prepared: Prepared) -> Iterator[Prepared]:
         """Deliveries a channel asks for beside one of its own: a hand-off's notification

@@ -12,7 +12,7 @@ done after it. Coverage counts hops apart from direct deliveries.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -32,9 +32,11 @@ class RelayHop:
     campaign: str
     occurrence_id: str
     parent_key: str
-    level: int  # 1: the first level below the push
-    level_tag: str  # the tag naming the level: village, grid, class
+    level: int  # 1: the first level below the push; 0: a hand-off sent directly
+    level_tag: str  # the tag naming the level: village, grid, class ("" at level 0)
     due_at: dt.datetime  # aware
+    person: str = ""  # who confirms it (a hand-off's grid worker or teacher); "": nobody
+    confirm: bool = True  # done when confirmed (delivered); False: when accepted (a bot)
 
 
 @dataclass(frozen=True)
@@ -88,13 +90,13 @@ def hop_states(
     campaign: str,
     now: dt.datetime,
     *,
-    final_when_accepted: Collection[str],
     late_only: bool = False,
+    relayed_only: bool = False,
     since: dt.datetime | None = None,
     keys: Sequence[str] | None = None,
 ) -> list[HopState]:
-    """Every hop of a campaign (due after `since`), deadline first; `late_only`: the late
-    ones. `final_when_accepted`: channels whose accepted means done (no late outcome)."""
+    """Every hop and hand-off of a campaign (due after `since`), deadline first;
+    `late_only`: the late ones; `relayed_only`: hops of a relay (level 1 and below)."""
     h, d, s = relay_hops, deliveries, delivery_state
     query = (
         sa.select(
@@ -120,15 +122,15 @@ def hop_states(
         query = query.where(h.c.key.in_(list(keys)))
     if late_only:
         query = query.where(h.c.due_at < now)
+    if relayed_only:
+        query = query.where(h.c.level > 0)
     out: list[HopState] = []
     for row in conn.execute(query):
         m = row._mapping
         status = Status(m["status"])
         at = _utc_aware(m["since"])
         due = _utc_aware(m["due_at"])
-        done = status is Status.DELIVERED or (
-            status is Status.ACCEPTED and m["channel_id"] in final_when_accepted
-        )
+        done = status is Status.DELIVERED or (status is Status.ACCEPTED and not m["confirm"])
         late = (at > due) if done else (now > due)
         state = HopState(
             RelayHop(
@@ -139,6 +141,8 @@ def hop_states(
                 m["level"],
                 m["level_tag"],
                 due,
+                m["person"],
+                bool(m["confirm"]),
             ),
             m["rule_id"],
             m["channel_id"],
@@ -179,10 +183,10 @@ class RelayTally:
 
 
 def relay_tally(states: Sequence[HopState]) -> dict[int, RelayTally]:
-    """Per level (and 0: all levels)."""
-    out: dict[int, RelayTally] = {0: RelayTally()}
+    """Per level (0: hand-offs sent directly) and in all (-1)."""
+    out: dict[int, RelayTally] = {-1: RelayTally()}
     for st in states:
-        for level in (0, st.hop.level):
+        for level in (-1, st.hop.level):
             t = out.setdefault(level, RelayTally())
             t.total += 1
             if st.done:

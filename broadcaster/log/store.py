@@ -581,6 +581,8 @@ class DeliveryLog:
                 "level": h.level,
                 "level_tag": h.level_tag,
                 "due_at": h.due_at,
+                "person": h.person,
+                "confirm": h.confirm,
             }
             for h in hops
         }

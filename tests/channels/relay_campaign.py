@@ -26,6 +26,7 @@ __all__ = [
     "AT",
     "ENV",
     "NOTIFY_TOKEN",
+    "confirm_by_link",
     "handoff_live",
     "link_of",
     "relay_live",
@@ -159,3 +160,19 @@ def handoff_live(tmp_path: Path, webhook_server: WebhookFake) -> Iterator[Live]:
 
     url = default_url(tmp_path / "state")
     yield from start_relay_service(tmp_path / "campaign", url, webhook_server)
+
+
+def confirm_by_link(live: Live, key: str) -> None:
+    """What the person does: open the link, press "已转发 forwarded"."""
+    import re
+
+    import requests
+
+    link = link_of(live, key)
+    with requests.Session() as s:
+        page = s.get(link, timeout=10)
+        assert page.status_code == 200, page.text[:300]
+        csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert csrf is not None
+        done = s.post(link, data={"csrf": csrf.group(1)}, timeout=10)
+        assert done.status_code == 200, done.text[:300]

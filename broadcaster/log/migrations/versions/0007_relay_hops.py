@@ -1,6 +1,8 @@
-"""Relay hops: each hop of a push relayed down the hierarchy (按时派发及时转发) is a delivery
-of its own; this append-only table says which delivery it depends on, its level and when
-it is due. Whether it was done, and when, is the delivery's own status.
+"""Relay hops and hand-offs: deliveries that are done only when someone confirms them in
+time. Each hop of a push relayed down the hierarchy (按时派发及时转发) is a delivery of its
+own; this append-only table says which delivery it depends on, its level (0: a hand-off
+sent directly, no relay), when it is due and who confirms it. Whether it was done, and
+when, is the delivery's own status.
 
 Revision ID: 0007
 Revises: 0003
@@ -29,10 +31,12 @@ def upgrade() -> None:
         sa.Column("key", sa.String, primary_key=True),  # deliveries.key of the hop
         sa.Column("campaign", sa.String, nullable=False),
         sa.Column("occurrence_id", sa.String, nullable=False),
-        sa.Column("parent_key", sa.String, nullable=False),  # the delivery one level up
+        sa.Column("parent_key", sa.String, nullable=False),  # one level up ("" at level 0)
         sa.Column("level", sa.Integer, nullable=False),  # 1: the first level below the push
         sa.Column("level_tag", sa.String, nullable=False),
         sa.Column("due_at", When, nullable=False),
+        sa.Column("person", sa.String, nullable=False),  # who confirms it ("" nobody: a bot)
+        sa.Column("confirm", sa.Boolean, nullable=False),  # done when confirmed, not accepted
     )
     op.create_index("ix_relay_hops_campaign_due", TABLE, ["campaign", "due_at"])
     op.create_index("ix_relay_hops_parent", TABLE, ["parent_key"])
