@@ -18,7 +18,8 @@ from broadcaster.cards import FontMissingError, FontSpec, find_cjk_font, render_
 from broadcaster.channels.handoff import MAX_TEXT, HandoffChannel, HandoffSettings, plain_text
 from broadcaster.engine.http import channel_context
 from broadcaster.vocab import ErrorClass, MessageKind, Status
-from tests.channels.relay_campaign import AT, handoff_live, link_of  # noqa: F401
+from tests.channels.relay_campaign import AT, link_of
+from tests.channels.relay_campaign import handoff_live as handoff_live  # the fixture
 from tests.fakes.webhook_server import WebhookFake
 from tests.web.conftest import Live, fire
 
@@ -154,7 +155,7 @@ def handoffs(live: Live, keys: list[str]) -> dict[str, str]:
 
 
 def test_the_phone_page_copies_shows_the_card_and_confirms_once(
-    handoff_live: Live,  # noqa: F811
+    handoff_live: Live,
     browser: Browser,
     tmp_path: Path,
 ) -> None:
@@ -198,7 +199,7 @@ def test_the_phone_page_copies_shows_the_card_and_confirms_once(
     context.close()
 
 
-def test_forged_expired_and_foreign_links_are_refused(handoff_live: Live) -> None:  # noqa: F811
+def test_forged_expired_and_foreign_links_are_refused(handoff_live: Live) -> None:
     live = handoff_live
     keys = fire(live, "case-push", AT)
     key = handoffs(live, keys)["g2"]
@@ -240,7 +241,7 @@ def test_forged_expired_and_foreign_links_are_refused(handoff_live: Live) -> Non
     assert live.service.log.latest([key])[key].status is Status.ACCEPTED
 
 
-def test_an_unconfirmed_hand_off_expires_through_the_sweep(handoff_live: Live) -> None:  # noqa: F811
+def test_an_unconfirmed_hand_off_expires_through_the_sweep(handoff_live: Live) -> None:
     live = handoff_live
     keys = fire(live, "case-push", AT)
     wx = handoffs(live, keys)
@@ -257,7 +258,7 @@ def test_an_unconfirmed_hand_off_expires_through_the_sweep(handoff_live: Live) -
 
 
 def test_the_notification_reaches_the_person_with_a_working_link(
-    handoff_live: Live,  # noqa: F811
+    handoff_live: Live,
     webhook_server: WebhookFake,
 ) -> None:
     live = handoff_live

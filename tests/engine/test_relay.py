@@ -17,13 +17,8 @@ from broadcaster.engine.registry import Registry
 from broadcaster.errors import ConfigError
 from broadcaster.log.relay import HopState, hop_states, relay_tally
 from broadcaster.vocab import ErrorClass, Status
-from tests.channels.relay_campaign import (  # noqa: F401
-    AT,
-    ENV,
-    confirm_by_link,
-    relay_live,
-    relay_yaml,
-)
+from tests.channels.relay_campaign import AT, ENV, confirm_by_link, relay_yaml
+from tests.channels.relay_campaign import relay_live as relay_live  # the fixture
 from tests.conftest import write_campaign
 from tests.web.conftest import Live, fire
 
