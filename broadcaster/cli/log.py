@@ -143,6 +143,13 @@ def log_command(
             **filters, status=Status(status) if status else None, recipient_hash=recipient_hash
         )
         coverage = [] if phone else store.coverage(**filters)
+        hops = []
+        if coverage and campaign_id and fmt == "table":
+            from broadcaster.cli import parse_now
+            from broadcaster.cli.relay import relay_states
+
+            hops = relay_states(store, campaign_id, parse_now(now, tz), since=since)
+            hops = [h for h in hops if until is None or h.hop.due_at < until]
     finally:
         store.close()
     if fmt in ("csv", "json"):
@@ -200,6 +207,11 @@ def log_command(
             state.out.print(line)
         if waiting:
             state.out.print(f"待发送 waiting to be sent (planned, deferred): {waiting}")
+        if any(h.hop.level > 0 for h in hops):
+            from broadcaster.cli.relay import print_relay_tally
+
+            print_relay_tally(state, hops)
+            state.out.print("逾期的转发 late hops: broadcaster log --late-relays")
     keys = status is not None
     table = Table(
         title=("号码查询 lookup by number: " + mask_phone(parse_phone(phone) or phone))

@@ -26,7 +26,13 @@ from broadcaster.vocab import ErrorClass, Status
 if TYPE_CHECKING:
     from broadcaster.log import DeliveryLog
 
-__all__ = ["confirm", "print_handoffs", "print_relays", "relay_states"]
+__all__ = [
+    "confirm",
+    "print_handoffs",
+    "print_relay_tally",
+    "print_relays",
+    "relay_states",
+]
 
 MIN_PREFIX = 8
 
@@ -51,10 +57,8 @@ def _tally_line(level: str, t: RelayTally) -> list[str]:
     ]
 
 
-def print_relays(
-    state: State, states: list[HopState], tz: dt.tzinfo, *, late_only: bool, limit: int
-) -> None:
-    """Hops counted per level apart from direct deliveries, then the hops (late ones)."""
+def print_relay_tally(state: State, states: list[HopState]) -> None:
+    """Hops per level: counted apart from the direct deliveries of the coverage table."""
     hops = [s for s in states if s.hop.level > 0]
     tally = relay_tally(hops)
     table = Table(
@@ -76,6 +80,14 @@ def print_relays(
     if hops:
         table.add_row(*_tally_line("合计 all", tally[-1]))
     state.out.print(fit_table(table, state.out.width, 0))
+
+
+def print_relays(
+    state: State, states: list[HopState], tz: dt.tzinfo, *, late_only: bool, limit: int
+) -> None:
+    """Hops counted per level apart from direct deliveries, then the hops (late ones)."""
+    hops = [s for s in states if s.hop.level > 0]
+    print_relay_tally(state, states)
     shown = [s for s in hops if s.late] if late_only else hops
     listing = Table(
         title="逾期的转发 late hops" if late_only else "转发 hops", title_justify="left"

@@ -183,6 +183,15 @@ def test_the_command_line_lists_late_hops_and_an_operator_confirms(
     assert "逾期 late: 4 / 5 次转发 hops" in out  # v2 and the three grids
     assert found["v2"].key[:12] in out and "吴村干" in out
     assert "李村干" not in out  # v1 was done in time: counted, not listed as late
+    plain = runner.invoke(
+        cli,
+        [*base, "log", "--db", log_url, "--now", "2026-03-03T13:30"],
+        env={"COLUMNS": "200"},
+    )
+    assert plain.exit_code == 0, plain.output
+    # coverage per send and channel, then the hops counted apart from it
+    assert plain.output.index("每次推送覆盖情况") < plain.output.index("逐级转发 relay hops")
+    assert "逾期的转发 late hops: broadcaster log --late-relays" in plain.output
     handoffs = runner.invoke(
         cli,
         [*base, "log", "--handoffs", "--db", log_url, "--now", "2026-03-03T13:30"],
