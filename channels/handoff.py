@@ -186,15 +186,16 @@ class HandoffChannel(BaseChannel):
         from broadcaster.cards import FontMissingError, find_cjk_font
 
         try:
-            import PIL  # noqa: F401
-        except ImportError:
-            return "缺少 Pillow the card needs Pillow: pip install 'broadcaster[web]'"
+            import itsdangerous  # noqa: F401  (the links)
+            import PIL  # noqa: F401  (the cards)
+        except ImportError as exc:
+            return (
+                f"缺少 {exc.name} the hand-off needs the web extra: pip install 'broadcaster[web]'"
+            )
         try:
             find_cjk_font(self.settings.font)
         except FontMissingError as exc:
             return str(exc)
-        if self.context.links is None:
-            return "签名链接不可用 signed links are unavailable: pip install 'broadcaster[web]'"
         return None
 
     def check_message(self, message: Message) -> list[str]:

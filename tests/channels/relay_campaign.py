@@ -104,6 +104,10 @@ channels:
       secrets: {{token: {{env: NOTIFY_TOKEN}}}}
       success: {{json_path: code, equals: OK, id_path: biz_id}}
 rules:
+  - id: grid-weekly
+    channels: [wx]
+    targets: {{tags: [grid]}}
+    when: {{weekdays: [fri], at: "10:00"}}
   - id: case-push
     channels: [town-bot]
     targets: {{tags: [township]}}

@@ -109,6 +109,7 @@ def test_a_text_too_long_to_forward_is_a_validate_problem(tmp_path: Path) -> Non
         "wx", concurrency=1, clock=lambda: AT, data_dir=tmp_path, base_dir=tmp_path
     )
     channel = HandoffChannel(settings, context)
+    assert channel.check() is None  # Pillow, itsdangerous and a CJK font are here
     from broadcaster.channel import Message
 
     long = Message(MessageKind.BOT, "诈" * (MAX_TEXT + 1), "bot/x.j2", "sha")

@@ -34,37 +34,34 @@ def hops(live: Live, now: dt.datetime) -> dict[str, HopState]:
 # --- config ----------------------------------------------------------------------------------
 
 
-RELAY_LINE = 76  # the line of `relay:` in relay_yaml's output (after write_campaign's dedent)
-
-
 @pytest.mark.parametrize(
     ("relay", "expected"),
     [
         (
             "    relay:\n      via: wx\n      levels:\n        - {to: vilage, within: 2h}\n",
-            "schedules.yaml:{n3}: rules[0].relay.levels[0].to: 未知的层级 unknown level 'vilage':"
+            "schedules.yaml:{n3}: rules[1].relay.levels[0].to: 未知的层级 unknown level 'vilage':"
             " a level is a tag some targets carry, e.g. grid, township, village"
             " (did you mean 'village'?)",
         ),
         (
             "    relay:\n      via: wx\n      levels:\n        - {to: village, within: 2 hours}\n",
-            "schedules.yaml:{n3}: rules[0].relay.levels[0].within: 期限格式错误 expected a"
+            "schedules.yaml:{n3}: rules[1].relay.levels[0].within: 期限格式错误 expected a"
             ' deadline such as "90m", "2h" or "1d"; got \'2 hours\'',
         ),
         (
             "    relay:\n      via: wx\n      levels:\n        - {to: village, within: 30d}\n",
-            "schedules.yaml:{n3}: rules[0].relay.levels[0].within: 期限过长 a relay deadline is"
+            "schedules.yaml:{n3}: rules[1].relay.levels[0].within: 期限过长 a relay deadline is"
             " at most 14 days (14d); got '30d'",
         ),
         (
             "    relay:\n      via: wechat\n      levels:\n        - {to: village, within: 2h}\n",
-            "schedules.yaml:{n1}: rules[0].relay.via: 未知的渠道 unknown channel 'wechat';"
+            "schedules.yaml:{n1}: rules[1].relay.via: 未知的渠道 unknown channel 'wechat';"
             " expected one of town-bot, wx, sms",
         ),
         (
             "    relay:\n      via: wx\n      levels:\n        - {to: grid, within: 2h}\n"
             "        - {to: village, within: 2h}\n",
-            "schedules.yaml:{n4}: rules[0].relay.levels[1].to: 层级下没有对象 no target tagged"
+            "schedules.yaml:{n4}: rules[1].relay.levels[1].to: 层级下没有对象 no target tagged"
             " 'village' below level 'grid'",
         ),
     ],
@@ -228,3 +225,54 @@ def test_the_command_line_lists_late_hops_and_an_operator_confirms(
     )
     assert again.exit_code == 2
     assert "没有待确认的转发 no hop or hand-off waits for this key" in again.output
+
+
+def test_targets_without_their_person_or_notification_address_are_refused(
+    tmp_path: Path,
+) -> None:
+    text = relay_yaml("https://fz.example.gov.cn", "http://127.0.0.1:9").replace(
+        "address: {wx: {key: zhou-grid, name: 周网格员}, sms: zhou-grid}", "address: {}"
+    )
+    path = write_campaign(tmp_path, text)
+    line = path.read_text(encoding="utf-8").splitlines().index("            address: {}") + 1
+    with pytest.raises(ConfigError) as info:
+        App.load(path, now=AT, environ=ENV, state_dir=tmp_path / "var", registry=Registry())
+    assert sorted(str(i) for i in info.value.issues if i.severity == "error") == [
+        f"schedules.yaml:{line}: targets[0].children[1].children[0].address: 缺少地址 target"
+        " 'g3' (王家村一网格群) has no address for channel 'wx', which sends to each target's"
+        " own address",
+        f"schedules.yaml:{line}: targets[0].children[1].children[0].address: 缺少地址 target"
+        " 'g3' has no address on channel 'sms', which sends the hand-off link of channel 'wx'"
+        " to its person",
+    ]
+
+
+def test_a_direct_hand_off_is_due_after_confirm_hours_and_listed_by_person(
+    relay_live: Live, log_url: str
+) -> None:
+    live = relay_live
+    friday = dt.datetime(2026, 3, 6, 10, 0, tzinfo=AT.tzinfo)
+    keys = fire(live, "grid-weekly", friday)
+    found = live.service.log.read(lambda conn: hop_states(conn, "relay", friday))
+    assert sorted(s.target_id for s in found) == ["g1", "g2", "g3"]
+    assert {(s.hop.level, s.hop.parent_key, s.hop.due_at) for s in found} == {
+        (0, "", friday + 24 * H)  # confirm_hours: 24
+    }
+    assert set(keys) >= {s.key for s in found}
+    live.clock.set(friday + 2 * H)
+    confirm_by_link(live, next(s.key for s in found if s.target_id == "g1"))
+    runner = CliRunner()
+    base = ["-c", str(live.app.config_path)]
+    out = runner.invoke(
+        cli,
+        [*base, "log", "--handoffs", "--db", log_url, "--now", "2026-03-07T11:00"],
+        env={"COLUMNS": "200"},
+    ).output
+    assert "张网格员" in out and "周网格员" in out and "王网格员" not in out
+    assert "已确认 confirmed: 1 (逾期确认 late: 0); 逾期未确认 overdue: 2 (2 人 people)" in out
+    relays = runner.invoke(
+        cli,
+        [*base, "log", "--late-relays", "--db", log_url, "--now", "2026-03-07T11:00"],
+        env={"COLUMNS": "200"},
+    ).output
+    assert "逾期 late: 0 / 0 次转发 hops" in relays  # direct hand-offs are not relay hops
