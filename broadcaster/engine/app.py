@@ -318,7 +318,11 @@ class _LazyLinks:
                     "签名链接需要 web 组件 signed links need the web extra:"
                     " pip install 'broadcaster[web]'"
                 ) from None
-            self._signer = SignedLinks(web_secret(self.state_dir, self.environ), None, self.clock)
+            try:
+                secret = web_secret(self.state_dir, self.environ)
+            except LogStoreError:  # `serve` made the key file at the same moment: read it
+                secret = web_secret(self.state_dir, self.environ)
+            self._signer = SignedLinks(secret, None, self.clock)
         return self._signer
 
     def sign(self, purpose: str, subject: str, **kw: Any) -> str:

@@ -255,7 +255,19 @@ class Preparer:
         ask = getattr(self.channel(source.id), "companions", None)
         if ask is None:
             return
-        for channel_id, text in ask(prepared.delivery):
+        try:
+            wanted = list(ask(prepared.delivery))
+        except Exception as exc:  # no link can be made: the notification fails, visibly
+            log.exception("companions of %s failed", source.id)
+            notify = getattr(source.settings, "notify", None)
+            if not isinstance(notify, str):
+                return
+            reason = f"无法生成通知 the notification could not be made: {exc}"
+            wanted = [(notify, f"({reason})")]
+            failed: str | None = reason
+        else:
+            failed = None
+        for channel_id, text in wanted:
             profile = self.profiles.get(channel_id)
             if profile is None:
                 continue  # validate refuses an unknown notify channel
@@ -269,6 +281,7 @@ class Preparer:
                     template_sha=hashlib.sha256(template.encode()).hexdigest(),
                 ),
             )
+            problem = problem or failed
             if profile.addressing is Addressing.CONTACTS:
                 problem = (
                     f"通知渠道须按对象发送 notify channel '{channel_id}' must send to the"

@@ -276,3 +276,38 @@ def test_a_direct_hand_off_is_due_after_confirm_hours_and_listed_by_person(
         env={"COLUMNS": "200"},
     ).output
     assert "逾期 late: 0 / 0 次转发 hops" in relays  # direct hand-offs are not relay hops
+
+
+def test_a_notification_whose_link_cannot_be_made_fails_visibly(
+    tmp_path: Path, webhook_server: object
+) -> None:
+    from broadcaster.engine.clock import ManualClock
+    from broadcaster.log import default_url
+    from broadcaster.model.plan import Planner
+
+    path = write_campaign(tmp_path, relay_yaml("https://fz.example.gov.cn", "http://127.0.0.1:9"))
+    environ = {**ENV, "BROADCASTER_WEB_SECRET": "short"}  # refused: too short to sign with
+    app = App.load(path, now=AT, environ=environ, state_dir=tmp_path / "var", registry=Registry())
+    store, key = app.open_log(default_url(tmp_path / "state"))
+    clock = ManualClock(AT)
+    dispatcher = app.dispatcher(store, key, clock=clock, heartbeat=False)
+    try:
+        spec = app.campaign.rule("case-push")
+        occurrence = next(iter(Planner(app.campaign).rule_occurrences(spec, AT, AT + H)))
+        handle = dispatcher.fire(occurrence)
+        handle.wait()
+        states = store.latest(handle.keys)
+        by_channel: dict[str, set[Status]] = {}
+        for s in states.values():
+            by_channel.setdefault(s.channel_id, set()).add(s.status)
+        assert by_channel == {
+            "town-bot": {Status.ACCEPTED},
+            "wx": {Status.ACCEPTED},  # the hand-offs themselves are ready
+            "sms": {Status.FAILED},  # each notification failed, with the reason
+        }
+        reasons = {s.reason for s in states.values() if s.channel_id == "sms"}
+        assert len(reasons) == 1
+        assert "无法生成通知 the notification could not be made" in reasons.pop()
+    finally:
+        dispatcher.close()
+        store.close()
