@@ -360,6 +360,31 @@ def _notify_errors(
                 )
 
 
+def _relay_link_errors(
+    campaign: Campaign, profiles: Mapping[str, ChannelProfile], issues: list[ConfigIssue]
+) -> None:
+    """A relay's hops must be due before the links of its channel expire (`link_hours`)."""
+    for spec in campaign.rules:
+        relay = spec.rule.relay
+        profile = profiles.get(relay.via) if relay is not None else None
+        hours = getattr(profile.settings, "link_hours", None) if profile is not None else None
+        if relay is None or not isinstance(hours, int | float):
+            continue
+        minutes = 0
+        for k, level in enumerate(relay.levels):
+            minutes += level.minutes
+            if minutes > hours * 60:
+                issues.append(
+                    campaign.doc.issue(
+                        ("rules", spec.index, "relay", "levels", k, "within"),
+                        f"期限晚于链接有效期 this level is due {minutes / 60:g} h after the push,"
+                        f" but the links of channel '{relay.via}' expire after {hours:g} h"
+                        " (link_hours)",
+                    )
+                )
+                break
+
+
 def check_campaign(
     campaign: Campaign,
     profiles: Mapping[str, ChannelProfile],
@@ -380,6 +405,7 @@ def check_campaign(
         return opened[cid]
 
     _notify_errors(campaign, profiles, issues)
+    _relay_link_errors(campaign, profiles, issues)
     for rule in campaign.rules:
         if not rule.rule.enabled:
             continue

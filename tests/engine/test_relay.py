@@ -64,8 +64,22 @@ def hops(live: Live, now: dt.datetime) -> dict[str, HopState]:
             "schedules.yaml:{n4}: rules[1].relay.levels[1].to: 层级下没有对象 no target tagged"
             " 'village' below level 'grid'",
         ),
+        (
+            "    relay:\n      via: wx\n      levels:\n        - {to: village, within: 20h}\n"
+            "        - {to: grid, within: 5h}\n",
+            "schedules.yaml:{n4}: rules[1].relay.levels[1].within: 期限晚于链接有效期 this level"
+            " is due 25 h after the push, but the links of channel 'wx' expire after 24 h"
+            " (link_hours)",
+        ),
     ],
-    ids=["unknown level", "bad deadline", "deadline too long", "unknown channel", "empty level"],
+    ids=[
+        "unknown level",
+        "bad deadline",
+        "deadline too long",
+        "unknown channel",
+        "empty level",
+        "after the links expire",
+    ],
 )
 def test_a_bad_relay_is_refused_with_file_and_line(
     tmp_path: Path, relay: str, expected: str
