@@ -52,6 +52,9 @@ def test_the_waiting_page_counts_hops_and_lists_the_late_by_person(handoff_live:
     )
     assert "李村干" not in overdue.group(1)
     assert "群转发 hand-offs: 5，已确认 confirmed 1" in page
+    waiting = re.search(r'<table id="waiting">(.*?)</table>', page, re.S)
+    assert waiting is not None  # still accepted, with the person who must confirm
+    assert "王网格员" in waiting.group(1) and "李村干" not in waiting.group(1)
     # a viewer sees the list but no confirm button, and cannot post one
     vera = live.session("vera")
     assert "/waiting/confirm" not in vera.get(live.url + "/waiting", timeout=30).text

@@ -32,6 +32,7 @@ class Waiting:
     delivery: DeliveryState
     target_name: str
     waited: str
+    person: str = ""  # a hand-off's person; else the masked recipient
 
 
 def waited(seconds: float) -> str:
@@ -63,11 +64,13 @@ def waiting_page(req: ConsoleRequest) -> Response:
     )
     handoffs = [h for h in hops if h.hop.confirm]
     confirmed = sum(1 for h in handoffs if h.done)
+    people = {h.key: h.hop.person for h in hops if h.hop.person}
     rows = [
         Waiting(
             s,
             campaign.targets[s.target_id].name if s.target_id in campaign.targets else s.target_id,
             waited((now - s.status_at).total_seconds()),
+            people.get(s.key, s.recipient_display),
         )
         for s in states
     ]
