@@ -233,6 +233,8 @@ def log_command(
         columns.append("键 key")
     for column in columns:
         table.add_column(column)
+    from broadcaster.log.relay import handoff_label
+
     for r in rows[-limit:]:
         cells = [
             f"{r.scheduled_at.astimezone(tz):%m-%d %H:%M}",
@@ -240,7 +242,7 @@ def log_command(
             r.channel_id,
             r.target_id,
             r.recipient_display,
-            r.status.label,
+            handoff_label(r.status, r.reason),
             _reason(r.error_class, r.reason),
             r.template,
         ]

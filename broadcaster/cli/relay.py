@@ -20,11 +20,11 @@ from broadcaster.cli.campaign import pass_state
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
 from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import open_log, state_dir_for
-from broadcaster.log.relay import HopState, RelayTally, hop_states, relay_tally
 from broadcaster.vocab import ErrorClass, Status
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the log (SQLAlchemy) is imported when a command reads it, not by `plan`
     from broadcaster.log import DeliveryLog
+    from broadcaster.log.relay import HopState, RelayTally
 
 __all__ = [
     "confirm",
@@ -40,6 +40,8 @@ MIN_PREFIX = 8
 def relay_states(
     store: DeliveryLog, campaign: str | None, now: dt.datetime, **kw: object
 ) -> list[HopState]:
+    from broadcaster.log.relay import hop_states
+
     if campaign is None:
         raise click.UsageError("需要活动 --campaign is needed (no config here to read it from)")
     return store.read(lambda conn: hop_states(conn, campaign, now, **kw))  # type: ignore[arg-type]
@@ -59,6 +61,8 @@ def _tally_line(level: str, t: RelayTally) -> list[str]:
 
 def print_relay_tally(state: State, states: list[HopState]) -> None:
     """Hops per level: counted apart from the direct deliveries of the coverage table."""
+    from broadcaster.log.relay import relay_tally
+
     hops = [s for s in states if s.hop.level > 0]
     tally = relay_tally(hops)
     table = Table(

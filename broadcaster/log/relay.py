@@ -21,7 +21,30 @@ from sqlalchemy.engine import Connection
 from broadcaster.log.models import deliveries, delivery_state, relay_hops
 from broadcaster.vocab import ErrorClass, Status
 
-__all__ = ["HopState", "RelayHop", "RelayTally", "hop_states", "relay_tally"]
+__all__ = [
+    "HopState",
+    "RelayHop",
+    "RelayTally",
+    "handoff_label",
+    "hop_states",
+    "relay_tally",
+]
+
+# the outcome names a hand-off's reason starts with (channels/handoff.py, `confirm`)
+HANDOFF_LABELS = {
+    "handoff_sent": "待确认转发 handoff sent",
+    "forwarded_confirmed": "已确认转发 forwarded (confirmed by a person)",
+    "expired": "已过期未确认 expired",
+}
+
+
+def handoff_label(status: Status, reason: str) -> str:
+    """A status as shown: a hand-off's own outcome words (a confirmation is never shown as
+    delivered to the group's members), else the status's label."""
+    word = reason.split(" ", 1)[0]
+    if word in HANDOFF_LABELS and status in (Status.ACCEPTED, Status.DELIVERED, Status.FAILED):
+        return HANDOFF_LABELS[word]
+    return status.label
 
 
 @dataclass(frozen=True)

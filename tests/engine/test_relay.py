@@ -203,6 +203,8 @@ def test_the_command_line_lists_late_hops_and_an_operator_confirms(
     # coverage per send and channel, then the hops counted apart from it
     assert plain.output.index("每次推送覆盖情况") < plain.output.index("逐级转发 relay hops")
     assert "逾期的转发 late hops: broadcaster log --late-relays" in plain.output
+    # a hand-off's status in its own words: never "delivered" to the group's members
+    assert "已确认转发" in plain.output and "待确认转发" in plain.output
     handoffs = runner.invoke(
         cli,
         [*base, "log", "--handoffs", "--db", log_url, "--now", "2026-03-03T13:30"],
