@@ -64,6 +64,7 @@ __all__ = [
     "InboundReply",
     "InboundRequest",
     "InboundRoute",
+    "LinkSigner",
     "Message",
     "MessageKind",
     "Outcome",
@@ -349,6 +350,30 @@ class OutcomePage:
     more: bool = False  # pull again at once
 
 
+class LinkSigner(Protocol):
+    """Signed, expiring, per-person links (`broadcaster.web.links.SignedLinks`).
+
+    `peek()` and `verify()` raise `broadcaster.web.errors.LinkError` (with `reason`:
+    forged, expired, used, person); `verify()` uses a single-use link up.
+    """
+
+    def sign(
+        self,
+        purpose: str,
+        subject: str,
+        *,
+        ttl: dt.timedelta | None = None,
+        data: Mapping[str, Any] | None = None,
+        single_use: bool = True,
+        jti: str | None = None,
+        expires: dt.datetime | None = None,
+    ) -> str: ...
+
+    def peek(self, purpose: str, token: str) -> Any: ...  # LinkClaims; not used up
+
+    def verify(self, purpose: str, token: str, *, subject: str | None = None) -> Any: ...
+
+
 @dataclass(frozen=True)
 class InboundRequest:
     """An HTTP request to a plugin's route, as the web service received it."""
@@ -359,6 +384,8 @@ class InboundRequest:
     headers: Mapping[str, str]  # lower-case names
     body: bytes
     remote: str = ""
+    # the service's signed links, which can tell a used link (on `serve`; None elsewhere)
+    links: LinkSigner | None = field(default=None, repr=False, compare=False)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -427,6 +454,8 @@ class ChannelContext:
     data_dir: Path  # the channel's own folder for files it writes or serves
     base_dir: Path = Path()  # the campaign folder: relative paths in settings start here
     pace: Callable[[str], bool] = _no_pacing  # before each further request to one endpoint
+    # signs links that `broadcaster serve` checks (None without the web extra)
+    links: LinkSigner | None = field(default=None, repr=False, compare=False)
 
 
 # --- the protocol ------------------------------------------------------------------------------

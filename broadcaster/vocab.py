@@ -84,6 +84,7 @@ class ErrorClass(StrEnum):
     DISABLED = "disabled"  # channel not ready
     REMOVED = "removed"  # its rule, target or contact left the config
     OPERATOR = "operator"  # decided by a person
+    EXPIRED = "expired"  # a person was to confirm (a hand-off) and the link expired first
 
     @property
     def label(self) -> str:
@@ -229,6 +230,7 @@ _ERROR_LABELS = {
     ErrorClass.DISABLED: "渠道停用 disabled",
     ErrorClass.REMOVED: "已移除 removed",
     ErrorClass.OPERATOR: "人工处理 operator",
+    ErrorClass.EXPIRED: "已过期未确认 expired",
 }
 _OCCURRENCE_LABELS = {
     OccurrenceStatus.FIRED: "已触发 fired",

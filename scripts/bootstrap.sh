@@ -79,6 +79,10 @@ if [ "$extras" = "dev" ] && { [ ! -f .venv/.installed-dev ] || [ pyproject.toml 
   .venv/bin/python -c "import pytest, psycopg, apprise, mypy"
   touch .venv/.installed-dev
 fi
+# The hand-off channel draws its image cards with a CJK font (Noto Sans CJK from Debian).
+if ! fc-list :lang=zh-cn file 2>/dev/null | grep -q . && [ ! -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
+  apt_install fonts-noto-cjk fontconfig || echo "图片卡片需要中文字体 hand-off cards need a CJK font: apt-get install fonts-noto-cjk" >&2
+fi
 # The console's browser tests drive Debian's Chromium through Playwright (no browser download).
 if [ "$extras" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || echo "浏览器测试需要 browser tests need Debian's chromium: apt-get install chromium" >&2

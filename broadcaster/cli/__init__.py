@@ -235,6 +235,7 @@ from broadcaster.cli import campaign as _campaign  # noqa: E402,F401  (registers
 from broadcaster.cli import delivery as _delivery  # noqa: E402,F401
 from broadcaster.cli import log as _log  # noqa: E402,F401
 from broadcaster.cli import recipients as _recipients  # noqa: E402,F401
+from broadcaster.cli import relay as _relay  # noqa: E402,F401
 from broadcaster.cli import resolve as _resolve  # noqa: E402,F401
 from broadcaster.cli import run as _run  # noqa: E402,F401
 from broadcaster.cli import serve as _serve  # noqa: E402,F401

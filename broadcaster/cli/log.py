@@ -71,6 +71,21 @@ __all__ = ["log_command"]
     type=click.IntRange(1, 10),
     help="区域层级 with --by-area: areas this many levels deep (default: every level).",
 )
+@click.option(
+    "--late-relays",
+    is_flag=True,
+    help="逐级转发 relay hops per level, counted apart from direct deliveries; the late ones.",
+)
+@click.option(
+    "--handoffs",
+    is_flag=True,
+    help="群转发 hand-offs by person: unconfirmed past their deadline, and how many confirmed.",
+)
+@click.option(
+    "--now",
+    metavar="TIME",
+    help="以此时判断逾期 judge deadlines at this time (default: now), e.g. 2026-03-03T12:00.",
+)
 @DB_OPTION
 @STATE_OPTION
 @pass_state
@@ -88,6 +103,9 @@ def log_command(
     limit: int,
     by_area: bool,
     depth: int | None,
+    late_relays: bool,
+    handoffs: bool,
+    now: str | None,
     db: str | None,
     state_dir: Path | None,
 ) -> None:
@@ -103,6 +121,19 @@ def log_command(
     until = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz) if last else None
     folder = state_dir_for(state.config, state_dir)
     store, _ = open_log(db, folder)
+    if late_relays or handoffs:
+        from broadcaster.cli import parse_now
+        from broadcaster.cli.relay import print_handoffs, print_relays, relay_states
+
+        try:
+            states = relay_states(store, campaign_id, parse_now(now, tz), since=since)
+        finally:
+            store.close()
+        if late_relays:
+            print_relays(state, states, tz, late_only=True, limit=limit)
+        if handoffs:
+            print_handoffs(state, states, tz, limit=limit)
+        return
     try:
         recipient_hash = None
         if phone:
@@ -125,6 +156,13 @@ def log_command(
         )
         coverage = [] if phone else store.coverage(**filters)
         areas = store.coverage_by_area(depth=depth, **filters) if by_area and not phone else []
+        hops = []
+        if coverage and campaign_id and fmt == "table":
+            from broadcaster.cli import parse_now
+            from broadcaster.cli.relay import relay_states
+
+            hops = relay_states(store, campaign_id, parse_now(now, tz), since=since)
+            hops = [h for h in hops if until is None or h.hop.due_at < until]
     finally:
         store.close()
     if fmt in ("csv", "json"):
@@ -194,6 +232,11 @@ def log_command(
             state.out.print(line)
         if waiting:
             state.out.print(f"待发送 waiting to be sent (planned, deferred): {waiting}")
+        if any(h.hop.level > 0 for h in hops):
+            from broadcaster.cli.relay import print_relay_tally
+
+            print_relay_tally(state, hops)
+            state.out.print("逾期的转发 late hops: broadcaster log --late-relays")
     keys = status is not None
     table = Table(
         title=("号码查询 lookup by number: " + mask_phone(parse_phone(phone) or phone))
@@ -215,6 +258,8 @@ def log_command(
         columns.append("键 key")
     for column in columns:
         table.add_column(column)
+    from broadcaster.log.relay import handoff_label
+
     for r in rows[-limit:]:
         cells = [
             f"{r.scheduled_at.astimezone(tz):%m-%d %H:%M}",
@@ -222,7 +267,7 @@ def log_command(
             r.channel_id,
             r.target_id,
             r.recipient_display,
-            r.status.label,
+            handoff_label(r.status, r.reason),
             _reason(r.error_class, r.reason),
             r.template,
         ]

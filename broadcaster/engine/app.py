@@ -29,6 +29,7 @@ from broadcaster.model.config.load import build_campaign
 from broadcaster.recipients.store import RecipientStore
 
 if TYPE_CHECKING:
+    from broadcaster.channel import LinkSigner
     from broadcaster.engine.clock import Clock
     from broadcaster.engine.dispatch import Dispatcher
     from broadcaster.engine.executor import Executor
@@ -267,7 +268,12 @@ class App:
             owner=owner,
             on_result=on_result,
             heartbeat=heartbeat,
+            links=self.link_signer(clock),
         )
+
+    def link_signer(self, clock: Clock) -> LinkSigner:
+        """Signs the links `broadcaster serve` checks (the web secret is read on first use)."""
+        return _LazyLinks(self.state_dir, self.environ, clock)
 
     def runner(
         self,
@@ -296,3 +302,39 @@ class App:
             activity=activity,
             lease=self.lease(),
         )
+
+
+class _LazyLinks:
+    """The web service's link signer, made when a channel first signs (needs the web extra)."""
+
+    def __init__(self, state_dir: Path, environ: Mapping[str, str], clock: Clock):
+        self.state_dir = state_dir
+        self.environ = environ
+        self.clock = clock
+        self._signer: Any = None
+
+    def _get(self) -> Any:
+        if self._signer is None:
+            try:
+                from broadcaster.web.links import SignedLinks
+                from broadcaster.web.settings import web_secret
+            except ImportError:
+                raise LogStoreError(
+                    "签名链接需要 web 组件 signed links need the web extra:"
+                    " pip install 'broadcaster[web]'"
+                ) from None
+            try:
+                secret = web_secret(self.state_dir, self.environ)
+            except LogStoreError:  # `serve` made the key file at the same moment: read it
+                secret = web_secret(self.state_dir, self.environ)
+            self._signer = SignedLinks(secret, None, self.clock)
+        return self._signer
+
+    def sign(self, purpose: str, subject: str, **kw: Any) -> str:
+        return str(self._get().sign(purpose, subject, **kw))
+
+    def peek(self, purpose: str, token: str) -> Any:
+        return self._get().peek(purpose, token)
+
+    def verify(self, purpose: str, token: str, *, subject: str | None = None) -> Any:
+        return self._get().verify(purpose, token, subject=subject)

@@ -243,14 +243,25 @@ def resolve_channels(
 
 
 def _users(campaign: Campaign, channel_id: str) -> Iterator[str]:
-    """Targets some enabled rule sends to through `channel_id`."""
+    """Targets some enabled rule sends to through `channel_id` (relay hops included)."""
+    from broadcaster.model.relay import plan_hops
+
     seen: set[str] = set()
     for spec in campaign.rules:
-        if spec.rule.enabled and channel_id in spec.rule.channels:
+        if not spec.rule.enabled:
+            continue
+        if channel_id in spec.rule.channels:
             for tid in spec.targets:
                 if tid not in seen:
                     seen.add(tid)
                     yield tid
+        relay = spec.rule.relay
+        if relay is not None and relay.via == channel_id:
+            for root in spec.targets:
+                for hop in plan_hops(campaign.targets, root, relay)[1]:
+                    if hop.target_id not in seen:
+                        seen.add(hop.target_id)
+                        yield hop.target_id
 
 
 def _missing_address_env(
@@ -304,6 +315,77 @@ def _address_env_errors(
                 )
 
 
+def _notify_errors(
+    campaign: Campaign, profiles: Mapping[str, ChannelProfile], issues: list[ConfigIssue]
+) -> None:
+    """A channel's `notify:` (a hand-off's link sent to its person) names a channel that
+    sends to each target's own address, and every target it is used for has one there."""
+    doc = campaign.doc
+    paths = _target_paths(doc)
+    for cid, profile in profiles.items():
+        notify = getattr(profile.settings, "notify", None)
+        if not isinstance(notify, str):
+            continue
+        where: Path_ = ("channels", cid, "settings", "notify")
+        other = profiles.get(notify)
+        if other is None or notify == cid:
+            issues.append(
+                doc.issue(
+                    where,
+                    f"未知的通知渠道 unknown channel '{notify}'; expected another of"
+                    f" {', '.join(c for c in profiles if c != cid)}",
+                    hint=did_you_mean(notify, [c for c in profiles if c != cid]),
+                )
+            )
+            continue
+        if other.addressing is Addressing.CONTACTS:
+            issues.append(
+                doc.issue(
+                    where,
+                    f"通知渠道须按对象发送 channel '{notify}' sends to contact lists; the link"
+                    " must go to each target's responsible person: give it addressing: target"
+                    " and an address on each target",
+                )
+            )
+            continue
+        if not other.capabilities.requires_address:
+            continue
+        for tid in _users(campaign, cid):
+            if dict(campaign.targets[tid].address).get(notify) is None:
+                issues.append(
+                    doc.issue(
+                        (*paths.get(tid, ("targets",)), "address"),
+                        f"缺少地址 target '{tid}' has no address on channel '{notify}', which"
+                        f" sends the hand-off link of channel '{cid}' to its person",
+                    )
+                )
+
+
+def _relay_link_errors(
+    campaign: Campaign, profiles: Mapping[str, ChannelProfile], issues: list[ConfigIssue]
+) -> None:
+    """A relay's hops must be due before the links of its channel expire (`link_hours`)."""
+    for spec in campaign.rules:
+        relay = spec.rule.relay
+        profile = profiles.get(relay.via) if relay is not None else None
+        hours = getattr(profile.settings, "link_hours", None) if profile is not None else None
+        if relay is None or not isinstance(hours, int | float):
+            continue
+        minutes = 0
+        for k, level in enumerate(relay.levels):
+            minutes += level.minutes
+            if minutes > hours * 60:
+                issues.append(
+                    campaign.doc.issue(
+                        ("rules", spec.index, "relay", "levels", k, "within"),
+                        f"期限晚于链接有效期 this level is due {minutes / 60:g} h after the push,"
+                        f" but the links of channel '{relay.via}' expire after {hours:g} h"
+                        " (link_hours)",
+                    )
+                )
+                break
+
+
 def check_campaign(
     campaign: Campaign,
     profiles: Mapping[str, ChannelProfile],
@@ -323,6 +405,8 @@ def check_campaign(
             opened[cid] = profiles[cid].open_offline(base_dir, state_dir, now)
         return opened[cid]
 
+    _notify_errors(campaign, profiles, issues)
+    _relay_link_errors(campaign, profiles, issues)
     for rule in campaign.rules:
         if not rule.rule.enabled:
             continue

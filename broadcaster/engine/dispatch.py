@@ -39,7 +39,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from broadcaster.channel import Channel, Delivery, Result
+from broadcaster.channel import Channel, Delivery, LinkSigner, Result
 from broadcaster.engine.artefacts import FileArtefactStore
 from broadcaster.engine.channels import ChannelProfile
 from broadcaster.engine.clock import Clock
@@ -146,8 +146,10 @@ class Dispatcher:
         owner: str | None = None,
         on_result: Callable[[Delivery, Result], None] | None = None,
         heartbeat: bool = True,
+        links: LinkSigner | None = None,
     ):
         self.campaign = campaign
+        self.links = links  # signs hand-off links (checked by `serve`)
         self.profiles = dict(profiles)
         self.log = log_store
         self.clock = clock
@@ -205,6 +207,7 @@ class Dispatcher:
                     data_dir=self.state_dir / "channels" / channel_id,
                     base_dir=self.campaign.base_dir,
                     pace=self._pacer(profile),
+                    links=self.links,
                 )
                 found = profile.open(context)
                 self._channels[channel_id] = found
@@ -279,6 +282,9 @@ class Dispatcher:
             skip=skip,
         )
         handle.keys += [p.record.key for p in chunk]
+        hops = [p.hop for p in chunk if p.hop is not None]
+        if hops:  # before anything is sent: a hop's deadline is known from the start
+            self.log.add_relay_hops(hops)
         failed = [
             Event(p.record.key, Status.FAILED, now, ErrorClass.CONTENT, p.problem)
             for p in chunk

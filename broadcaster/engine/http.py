@@ -20,7 +20,7 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar
 
-from broadcaster.channel import ChannelContext
+from broadcaster.channel import ChannelContext, LinkSigner
 
 __all__ = ["ChannelSession", "channel_context"]
 
@@ -139,9 +139,10 @@ def channel_context(
     data_dir: Path,
     base_dir: Path,
     pace: Callable[[str], bool] | None = None,
+    links: LinkSigner | None = None,
 ) -> ChannelContext:
     """The context the engine hands a channel instance (the contract suite uses it too)."""
     session = ChannelSession(concurrency)
     if pace is None:
-        return ChannelContext(instance_id, session, clock, data_dir, base_dir)
-    return ChannelContext(instance_id, session, clock, data_dir, base_dir, pace)
+        return ChannelContext(instance_id, session, clock, data_dir, base_dir, links=links)
+    return ChannelContext(instance_id, session, clock, data_dir, base_dir, pace, links)

@@ -13,6 +13,7 @@ text and payload from the log, the address from the config by its keyed hash.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import hmac
 import json
@@ -27,8 +28,10 @@ from broadcaster.channel import Artefact, Channel, Delivery, Message, Recipient
 from broadcaster.engine.artefacts import FileArtefactStore
 from broadcaster.engine.channels import ChannelProfile
 from broadcaster.log import DeliveryLog, DeliveryRecord, DeliveryState
+from broadcaster.log.relay import RelayHop
 from broadcaster.model.campaign import Campaign, RuleSpec
-from broadcaster.model.plan import Occurrence, Planner
+from broadcaster.model.plan import Occurrence, PlanItem, Planner
+from broadcaster.model.relay import PlannedHop, plan_hops
 from broadcaster.model.targets import Contact, ContactFilter, contact_filter, reachable
 from broadcaster.vocab import Addressing, ErrorClass, MessageKind
 
@@ -66,6 +69,7 @@ class Prepared:
     endpoint: str  # the real endpoint (may hold a key): never logged, only its hash
     problem: str | None = None
     suppress: tuple[ErrorClass, str] | None = None  # logged skipped, never sent (an opt-out)
+    hop: RelayHop | None = None  # a relayed hop: the delivery it depends on, its deadline
 
 
 class Preparer:
@@ -171,90 +175,283 @@ class Preparer:
         """Every delivery of one occurrence, one at a time (a fan-out to 100,000 numbers is
         never all in memory)."""
         campaign = self.campaign
-        renderer = campaign.renderer
-        spec = rule or next((r for r in campaign.rules if r.id == occurrence.rule_id), None)
-        only = contact_filter(spec.rule) if spec is not None else None
+        if rule is None:
+            rule = next((r for r in campaign.rules if r.id == occurrence.rule_id), None)
+        only = contact_filter(rule.rule) if rule is not None else None
+        relay = rule.rule.relay if rule is not None else None
+        relayed: set[str] = set()  # targets whose hops are made
         for item in self.planner.expand(occurrence, render=False, spec=rule):
             if item.template is None:
                 continue  # validate refuses such a config; nothing to render
             profile = self.profiles[item.channel_id]
-            text, params = self.planner.text_and_params(
-                item.template,
-                occurrence,
-                item.channel_id,
-                item.target_id,
-                item.theme,
-                item.occasion,
-                item.topic,
-                extra_vars=extra_vars,
+            say, hops = "", list[PlannedHop]()
+            if relay is not None:
+                say, hops = plan_hops(campaign.targets, item.target_id, relay)
+            first: str | None = None
+            for p in self._item(
+                occurrence, item, profile, item.template, extra_vars, say, only=only
+            ):
+                first = first or p.record.key
+                p = self._handoff(occurrence, p)
+                yield p
+                yield from self._companions(occurrence, p)
+            if (
+                relay is not None
+                and rule is not None
+                and first is not None
+                and item.channel_id == rule.rule.channels[0]  # the push the hops depend on
+                and item.target_id not in relayed
+            ):
+                relayed.add(item.target_id)
+                yield from self._hops(occurrence, item, rule, first, hops, extra_vars)
+
+    def _hops(
+        self,
+        occurrence: Occurrence,
+        item: PlanItem,
+        rule: RuleSpec,
+        parent: str,
+        hops: list[PlannedHop],
+        extra_vars: dict[str, Any] | None,
+    ) -> Iterator[Prepared]:
+        """The relayed hops below one pushed target, each depending on the one above."""
+        relay = rule.rule.relay
+        assert relay is not None
+        profile = self.profiles.get(relay.via)
+        if profile is None:
+            return
+        keys: dict[str, str] = {item.target_id: parent}
+        renderer = self.campaign.renderer
+        name = rule.rule.template or item.topic
+        for hop in hops:
+            node = self.campaign.targets[hop.target_id]
+            template = renderer.template_name(profile.kind, name, node.audience) if name else None
+            up = keys.get(hop.parent_target, parent)
+            if template is None:
+                keys[hop.target_id] = up
+                continue
+            made = list(
+                self._item(
+                    occurrence,
+                    replace(item, channel_id=profile.id, target_id=hop.target_id),
+                    profile,
+                    template,
+                    extra_vars,
+                    hop.say,
+                    marker=f"relay:{hop.level}",
+                )
             )
+            keys[hop.target_id] = made[0].record.key if made else up
+            for p in made:
+                person = self._confirmer(p)
+                relay_hop = RelayHop(
+                    p.record.key,
+                    self.campaign.id,
+                    occurrence.id,
+                    up,
+                    hop.level,
+                    hop.tag,
+                    occurrence.at + hop.due_after,
+                    person[0] if person else "",
+                    profile.capabilities.late_outcomes,  # a hand-off: when confirmed
+                )
+                prepared = replace(p, hop=relay_hop)
+                yield prepared
+                yield from self._companions(occurrence, prepared)
+
+    def _confirmer(self, prepared: Prepared) -> tuple[str, dt.timedelta] | None:
+        """Who confirms a delivery by hand, and the time they have (a hand-off's person)."""
+        profile = self.profiles[prepared.delivery.channel_id]
+        if not profile.enabled or prepared.problem:
+            return None
+        ask = getattr(self.channel(profile.id), "confirmer", None)
+        return ask(prepared.delivery) if ask is not None else None
+
+    def _handoff(self, occurrence: Occurrence, prepared: Prepared) -> Prepared:
+        """A hand-off sent directly (no relay) is recorded with its person and deadline."""
+        person = self._confirmer(prepared)
+        if person is None:
+            return prepared
+        name, within = person
+        hop = RelayHop(
+            prepared.record.key,
+            self.campaign.id,
+            occurrence.id,
+            "",
+            0,
+            "",
+            occurrence.at + within,
+            name,
+            True,
+        )
+        return replace(prepared, hop=hop)
+
+    def _companions(self, occurrence: Occurrence, prepared: Prepared) -> Iterator[Prepared]:
+        """Deliveries a channel asks for beside one of its own: a hand-off's notification
+        with the person's link, through another (target-addressed) channel."""
+        source = self.profiles[prepared.delivery.channel_id]
+        if not source.enabled or prepared.problem:
+            return
+        ask = getattr(self.channel(source.id), "companions", None)
+        if ask is None:
+            return
+        try:
+            wanted = list(ask(prepared.delivery))
+        except Exception as exc:  # no link can be made: the notification fails, visibly
+            log.exception("companions of %s failed", source.id)
+            notify = getattr(source.settings, "notify", None)
+            if not isinstance(notify, str):
+                return
+            reason = f"无法生成通知 the notification could not be made: {exc}"
+            wanted = [(notify, f"({reason})")]
+            failed: str | None = reason
+        else:
+            failed = None
+        for channel_id, text in wanted:
+            profile = self.profiles.get(channel_id)
+            if profile is None:
+                continue  # validate refuses an unknown notify channel
+            template = f"{source.id}:{channel_id}"
             message, problem = self.message(
                 profile,
                 Message(
                     kind=profile.kind,
                     text=text,
-                    template=item.template,
-                    template_sha=renderer.sha(item.template),
-                    theme=item.theme,
-                    topic=item.topic,
-                    title=title_of(profile.kind, text),
-                    params=params,
+                    template=template,
+                    template_sha=hashlib.sha256(template.encode()).hexdigest(),
                 ),
             )
-            payload = _payload(message)
-            text_sha = message.text_sha256  # once per message, not once per recipient
-            payload_sha = hashlib.sha256(payload.encode("utf-8")).hexdigest() if payload else None
-            node = campaign.targets[item.target_id]
-            channel = self.channel(profile.id) if profile.enabled else None
-            node_path = "/".join(node.path)
-            for recipient, contact in self._addressed(profile, item.target_id, only):
-                target_path = node_path
-                suppress = None
-                if contact is not None:
-                    if contact.area:
-                        target_path = f"{node_path}/{contact.area.strip('/')}"
-                    if contact.optout:
-                        suppress = (ErrorClass.OPTOUT, OPTOUT_REASON)
-                key = delivery_key(
-                    self.hash_key,
-                    campaign.id,
-                    occurrence.id,
-                    profile.id,
-                    item.target_id,
-                    recipient.address,
+            problem = problem or failed
+            if profile.addressing is Addressing.CONTACTS:
+                problem = (
+                    f"通知渠道须按对象发送 notify channel '{channel_id}' must send to the"
+                    " target's own address (addressing: target), not to its contact list"
                 )
-                endpoint = channel.endpoint(recipient) if channel is not None else profile.id
-                delivery = Delivery(
-                    key,
-                    occurrence.id,
-                    occurrence.rule_id,
-                    profile.id,
-                    recipient,
-                    message,
-                    occurrence.at,
-                    campaign=campaign.id,
-                )
-                record = DeliveryRecord(
-                    key=key,
-                    campaign=campaign.id,
-                    occurrence_id=occurrence.id,
-                    rule_id=occurrence.rule_id,
-                    channel_id=profile.id,
-                    endpoint=endpoint_hash(endpoint),
-                    target_id=item.target_id,
-                    recipient_display=recipient.display,
-                    recipient_hash=self.log.recipient_hash(recipient.address),
-                    kind=profile.kind.value,
-                    template=item.template,
-                    template_sha=message.template_sha,
-                    text_sha256=text_sha,
-                    text=text,
-                    scheduled_at=occurrence.at,
-                    target_path=target_path,
-                    payload=payload,
-                    payload_sha256=payload_sha,
-                )
-                yield Prepared(delivery, record, endpoint, problem, suppress)
+            yield from self._deliveries(
+                occurrence,
+                profile,
+                prepared.delivery.recipient.target_id,
+                message,
+                text,
+                template,
+                problem,
+                marker=f"notify:{prepared.record.key}",
+            )
+
+    def _item(
+        self,
+        occurrence: Occurrence,
+        item: PlanItem,
+        profile: ChannelProfile,
+        template: str,
+        extra_vars: dict[str, Any] | None,
+        say: str,
+        marker: str = "",
+        only: ContactFilter | None = None,
+    ) -> Iterator[Prepared]:
+        """The deliveries of one plan item (one channel, one target; `only`: a rule's filter
+        of the target's contacts)."""
+        campaign = self.campaign
+        renderer = campaign.renderer
+        text, params = self.planner.text_and_params(
+            template,
+            occurrence,
+            item.channel_id,
+            item.target_id,
+            item.theme,
+            item.occasion,
+            item.topic,
+            extra_vars=extra_vars,
+        )
+        if say:  # the relay instruction for the level below
+            text = f"{text.rstrip()}\n\n{say}"
+        message, problem = self.message(
+            profile,
+            Message(
+                kind=profile.kind,
+                text=text,
+                template=template,
+                template_sha=renderer.sha(template),
+                theme=item.theme,
+                topic=item.topic,
+                title=title_of(profile.kind, text),
+                params=params,
+            ),
+        )
+        yield from self._deliveries(
+            occurrence, profile, item.target_id, message, text, template, problem, marker, only
+        )
+
+    def _deliveries(
+        self,
+        occurrence: Occurrence,
+        profile: ChannelProfile,
+        target_id: str,
+        message: Message,
+        text: str,
+        template: str,
+        problem: str | None,
+        marker: str = "",
+        only: ContactFilter | None = None,
+    ) -> Iterator[Prepared]:
+        """One delivery per recipient of a target on a channel, keyed (with `marker` when the
+        same target and channel may also be sent to directly: a hop, a notification); an
+        opted-out contact's delivery is logged skipped, never sent."""
+        campaign = self.campaign
+        payload = _payload(message)
+        text_sha = message.text_sha256  # once per message, not once per recipient
+        payload_sha = hashlib.sha256(payload.encode("utf-8")).hexdigest() if payload else None
+        node = campaign.targets[target_id]
+        channel = self.channel(profile.id) if profile.enabled else None
+        node_path = "/".join(node.path)
+        for recipient, contact in self._addressed(profile, target_id, only):
+            target_path = node_path
+            suppress = None
+            if contact is not None:
+                if contact.area:
+                    target_path = f"{node_path}/{contact.area.strip('/')}"
+                if contact.optout:
+                    suppress = (ErrorClass.OPTOUT, OPTOUT_REASON)
+            key = delivery_key(
+                self.hash_key,
+                campaign.id,
+                occurrence.id,
+                profile.id,
+                target_id,
+                f"{recipient.address}\x1f{marker}" if marker else recipient.address,
+            )
+            endpoint = channel.endpoint(recipient) if channel is not None else profile.id
+            delivery = Delivery(
+                key,
+                occurrence.id,
+                occurrence.rule_id,
+                profile.id,
+                recipient,
+                message,
+                occurrence.at,
+                campaign=campaign.id,
+            )
+            record = DeliveryRecord(
+                key=key,
+                campaign=campaign.id,
+                occurrence_id=occurrence.id,
+                rule_id=occurrence.rule_id,
+                channel_id=profile.id,
+                endpoint=endpoint_hash(endpoint),
+                target_id=target_id,
+                recipient_display=recipient.display,
+                recipient_hash=self.log.recipient_hash(recipient.address),
+                kind=profile.kind.value,
+                template=template,
+                template_sha=message.template_sha,
+                text_sha256=text_sha,
+                text=text,
+                scheduled_at=occurrence.at,
+                target_path=target_path,
+                payload=payload,
+                payload_sha256=payload_sha,
+            )
+            yield Prepared(delivery, record, endpoint, problem, suppress)
 
 
 def _payload(message: Message) -> str | None:

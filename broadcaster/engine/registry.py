@@ -28,6 +28,7 @@ BUILTINS: dict[str, str] = {
     "wecom-bot": "broadcaster.channels.wecom_bot:WeComBotChannel",
     "dingtalk-bot": "broadcaster.channels.dingtalk_bot:DingTalkBotChannel",
     "feishu-bot": "broadcaster.channels.feishu_bot:FeishuBotChannel",
+    "handoff": "broadcaster.channels.handoff:HandoffChannel",
 }
 
 _REQUIRED = (

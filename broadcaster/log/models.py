@@ -11,6 +11,7 @@ Append-only (the database refuses UPDATE and DELETE, and on SQLite a REPLACE):
     delivery_events   id (global order), delivery_id, status...  one row per status change
     occurrences       id, campaign, occurrence_id, status, ...   one row per occurrence record
     log_meta          name (PK), value                           the key id, written once
+    relay_hops        key (PK), parent_key, level, due_at, person  hops, hand-offs (0007)
 
 Kept by the writer beside them (derived, may be rebuilt from the events):
     delivery_state    one row per delivery: latest status, next check, the claim (lease)
@@ -48,6 +49,7 @@ __all__ = [
     "metadata",
     "occurrences",
     "payloads",
+    "relay_hops",
 ]
 
 APPEND_ONLY = (
@@ -57,6 +59,7 @@ APPEND_ONLY = (
     "delivery_events",
     "occurrences",
     "log_meta",
+    "relay_hops",
 )
 
 
@@ -317,3 +320,23 @@ sa.Index(
     deliveries.c.scheduled_at,
     deliveries.c.id,
 )
+
+# --- relay hops (migration 0007) ------------------------------------------------------------------
+#   relay_hops        key (PK) = deliveries.key, the delivery one level up, level (0: a hand-off
+#                     sent directly), due time, who confirms it, whether it needs confirming
+
+relay_hops = sa.Table(
+    "relay_hops",
+    metadata,
+    sa.Column("key", sa.String, primary_key=True),
+    sa.Column("campaign", sa.String, nullable=False),
+    sa.Column("occurrence_id", sa.String, nullable=False),
+    sa.Column("parent_key", sa.String, nullable=False),
+    sa.Column("level", sa.Integer, nullable=False),
+    sa.Column("level_tag", sa.String, nullable=False),
+    sa.Column("due_at", UTCDateTime, nullable=False),
+    sa.Column("person", sa.String, nullable=False),
+    sa.Column("confirm", sa.Boolean, nullable=False),
+)
+sa.Index("ix_relay_hops_campaign_due", relay_hops.c.campaign, relay_hops.c.due_at)
+sa.Index("ix_relay_hops_parent", relay_hops.c.parent_key)

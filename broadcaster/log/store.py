@@ -52,6 +52,7 @@ from broadcaster.log.models import (
     messages,
     occurrences,
     payloads,
+    relay_hops,
 )
 from broadcaster.log.records import (
     AreaCoverageRow,
@@ -64,6 +65,7 @@ from broadcaster.log.records import (
     OccurrenceState,
     roll_up,
 )
+from broadcaster.log.relay import RelayHop
 from broadcaster.log.scrub import Scrubber
 from broadcaster.log.writer import GroupWriter, Job
 from broadcaster.vocab import UNFINISHED, ErrorClass, OccurrenceStatus, Status, can_follow
@@ -568,6 +570,28 @@ class DeliveryLog:
             {k: s for k, s in states.items() if k in held},
             {k: s for k, s in states.items() if k not in held},
         )
+
+    def add_relay_hops(self, hops: Sequence[RelayHop]) -> None:
+        """Record where relayed deliveries stand (parent, level, deadline); once per key."""
+        for h in hops:
+            _aware(h.due_at, "due_at")
+        rows = {
+            h.key: {
+                "campaign": h.campaign,
+                "occurrence_id": h.occurrence_id,
+                "parent_key": h.parent_key,
+                "level": h.level,
+                "level_tag": h.level_tag,
+                "due_at": h.due_at,
+                "person": h.person,
+                "confirm": h.confirm,
+            }
+            for h in hops
+        }
+        if rows:
+            self._writer.submit(
+                Job(work=lambda conn, scratch: _insert_missing(conn, relay_hops, "key", rows))
+            )
 
     def append(self, events: Sequence[Event], *, wait: bool = True) -> list[str | None]:
         """Append status changes; durable when this returns. Safe from many threads.

@@ -120,6 +120,7 @@ class HookTable:
             headers={k.lower(): v for k, v in request.headers.items()},
             body=body,
             remote=request.client.host if request.client else "",
+            links=self.service.links,
         )
         _, _, recovery = self.service.source.current()
         try:

@@ -51,7 +51,8 @@ class LinkClaims:
 class SignedLinks:
     """Signs and checks links; single use is recorded in the console store."""
 
-    def __init__(self, secret: bytes, store: ConsoleStore, clock: Clock):
+    def __init__(self, secret: bytes, store: ConsoleStore | None, clock: Clock):
+        """`store` None: a signer only (the scheduler's side), which cannot tell a used link."""
         self._secret = secret
         self.store = store
         self.clock = clock
@@ -64,16 +65,24 @@ class SignedLinks:
         purpose: str,
         subject: str,
         *,
-        ttl: dt.timedelta,
+        ttl: dt.timedelta | None = None,
         data: Mapping[str, Any] | None = None,
         single_use: bool = True,
+        jti: str | None = None,
+        expires: dt.datetime | None = None,
     ) -> str:
-        """A URL-safe token for `subject`, valid for `ttl` from now."""
-        expires = self.clock.now() + ttl
+        """A URL-safe token for `subject`, valid for `ttl` from now (or until `expires`).
+
+        Given `jti` and `expires`, the same link comes out every time (a hand-off link
+        made again after a restart is the one already sent)."""
+        if expires is None:
+            if ttl is None:
+                raise ValueError("sign() needs ttl or expires")
+            expires = self.clock.now() + ttl
         body = {
             "s": subject,
             "e": int(expires.timestamp()),
-            "j": secrets.token_urlsafe(12),
+            "j": jti or secrets.token_urlsafe(12),
             "u": 1 if single_use else 0,
             "d": dict(data or {}),
         }
@@ -95,7 +104,7 @@ class SignedLinks:
             raise LinkError("forged", REFUSALS["forged"]) from None
         if self.clock.now() >= claims.expires:
             raise LinkError("expired", REFUSALS["expired"])
-        if claims.single_use and self.store.link_used(claims.jti):
+        if claims.single_use and self.store is not None and self.store.link_used(claims.jti):
             raise LinkError("used", REFUSALS["used"])
         return claims
 
@@ -106,6 +115,9 @@ class SignedLinks:
         claims = self.peek(purpose, token)
         if subject is not None and claims.subject != subject:
             raise LinkError("person", REFUSALS["person"])
-        if claims.single_use and not self.store.use_link(claims.jti, purpose, claims.subject):
-            raise LinkError("used", REFUSALS["used"])
+        if claims.single_use:
+            if self.store is None:
+                raise RuntimeError("a signer without the console store cannot use links up")
+            if not self.store.use_link(claims.jti, purpose, claims.subject):
+                raise LinkError("used", REFUSALS["used"])
         return claims

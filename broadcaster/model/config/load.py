@@ -445,8 +445,69 @@ class _Builder(TargetChecks, RenderChecks):
                     [tree[t].audience for t in targets],
                     (*path, "template" if rule.template else "channels"),
                 )
+            if rule.relay is not None:
+                self._relay(tree, channels, rule, targets, path, renderer)
             out.append(RuleSpec(i, rule, targets))
         return out
+
+    def _relay(
+        self,
+        tree: TargetTree,
+        channels: dict[str, ChannelSpec],
+        rule: Any,
+        targets: tuple[str, ...],
+        path: Path_,
+        renderer: Renderer,
+    ) -> None:
+        """A relay's channel and levels exist, and every level finds targets below the one
+        above (checked against the tree: a level no target carries is a typo)."""
+        from broadcaster.model.relay import plan_hops
+
+        relay = rule.relay
+        where: Path_ = (*path, "relay")
+        ok = True
+        if relay.via not in self.config.channels:
+            ok = False
+            self.error(
+                (*where, "via"),
+                f"未知的渠道 unknown channel '{relay.via}'; expected one of"
+                f" {', '.join(self.config.channels)}",
+                did_you_mean(relay.via, self.config.channels),
+            )
+        for k, level in enumerate(relay.levels):
+            if level.to not in tree.tags:
+                ok = False
+                self.error(
+                    (*where, "levels", k, "to"),
+                    f"未知的层级 unknown level '{level.to}': a level is a tag some targets carry,"
+                    f" e.g. {', '.join(sorted(tree.tags)[:6])}",
+                    did_you_mean(level.to, tree.tags),
+                )
+        if not ok or not targets:
+            return
+        found: dict[int, set[str]] = {}
+        for root in targets:
+            for hop in plan_hops(tree, root, relay)[1]:
+                found.setdefault(hop.level, set()).add(hop.target_id)
+        for k, level in enumerate(relay.levels):
+            if not found.get(k + 1):
+                above = "the rule's targets" if k == 0 else f"level '{relay.levels[k - 1].to}'"
+                self.error(
+                    (*where, "levels", k, "to"),
+                    f"层级下没有对象 no target tagged '{level.to}' below {above}",
+                )
+                return
+        spec = channels.get(relay.via)
+        if spec is not None:
+            every = set().union(*found.values())
+            self._template_presence(
+                renderer,
+                spec,
+                rule.template,
+                self._rule_topics(rule),
+                [tree[t].audience for t in every],
+                (*where, "via"),
+            )
 
     def _rule_topics(self, rule: Any) -> list[str]:
         config = self.config

@@ -34,6 +34,8 @@ __all__ = [
     "Occasion",
     "Phase",
     "RecipientFilter",
+    "Relay",
+    "RelayLevel",
     "Rule",
     "Selector",
     "Target",
@@ -472,6 +474,51 @@ class When(Model):
         return self
 
 
+DURATION = re.compile(r"(\d+)\s*(m|h|d)")
+
+
+def _deadline(value: Any) -> Any:
+    m = DURATION.fullmatch(str(value).strip()) if isinstance(value, str | int) else None
+    if m is None or int(m.group(1)) == 0:
+        raise _err(
+            "deadline",
+            '期限格式错误 expected a deadline such as "90m", "2h" or "1d"; got {value!r}',
+            value=value,
+        )
+    minutes = int(m.group(1)) * {"m": 1, "h": 60, "d": 1440}[m.group(2)]
+    if minutes > 14 * 1440:
+        raise _err(
+            "deadline",
+            "期限过长 a relay deadline is at most 14 days (14d); got {value!r}",
+            value=value,
+        )
+    return value
+
+
+Deadline = Annotated[str, BeforeValidator(_deadline)]
+
+
+class RelayLevel(Model):
+    """One level a push is relayed down to: the targets tagged `to` below the one above."""
+
+    to: str  # a tag naming the level: village, grid, class
+    within: Deadline  # each hop of this level is due this long after the hop above is due
+    say: str | None = None  # the instruction carried down; default: 请于…内转发至…
+
+    @property
+    def minutes(self) -> int:
+        m = DURATION.fullmatch(self.within.strip())
+        assert m
+        return int(m.group(1)) * {"m": 1, "h": 60, "d": 1440}[m.group(2)]
+
+
+class Relay(Model):
+    """按时派发及时转发: the push carries an instruction down the hierarchy, each hop logged."""
+
+    via: str  # the channel every hop goes through (a hand-off channel, or a group bot)
+    levels: list[RelayLevel] = Field(min_length=1, max_length=6)
+
+
 class Rule(Model):
     id: Slug
     name: str = ""
@@ -485,6 +532,7 @@ class Rule(Model):
     template: str | None = None  # a fixed template (e.g. report reminders), no topics
     recipients: RecipientFilter | None = None  # only these people of each target's lists
     enabled: bool = True
+    relay: Relay | None = None  # relayed down the hierarchy, every hop with its deadline
 
     @field_validator("channels", mode="before")
     @classmethod
