@@ -19,6 +19,7 @@ ENTRY_POINT_GROUP = "broadcaster.channels"
 
 # name -> "module:Class"; the module, the name and the entry point agree.
 BUILTINS: dict[str, str] = {
+    "led": "broadcaster.channels.led:LedChannel",
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
 }

@@ -72,6 +72,7 @@ class ScreenSpec:
     own: tuple[OwnItem, ...] = ()
     token_env: str | None = None  # the environment variable holding its fetch token
     stale_after: float = 7200.0  # seconds without a fetch before it is reported stale
+    channel: str = ""  # the led channel serving it
 
     def geometry(self) -> dict[str, Any]:
         return {
@@ -338,8 +339,29 @@ def prove(
     problems: list[str] = []
     seen: set[str] = set()
     who = f"显示屏 screen '{screen.id}' ({screen.name})"
+    checked: set[tuple[tuple[str, str], ...]] = set()
+    # sweep the moments in order, keeping the active items (by position) as they start and end
+    starts = sorted(range(len(items)), key=lambda k: items[k].valid_from or start)
+    ends = sorted(
+        (k for k in range(len(items)) if items[k].valid_until is not None),
+        key=lambda k: items[k].valid_until or end,
+    )
+    live: set[int] = set()
+    s_at = e_at = 0
     for now in sorted(moments):
-        playlist = build_playlist(screen, items, now)
+        while s_at < len(starts) and (items[starts[s_at]].valid_from or start) <= now:
+            live.add(starts[s_at])
+            s_at += 1
+        while e_at < len(ends) and (items[ends[e_at]].valid_until or end) <= now:
+            live.discard(ends[e_at])
+            e_at += 1
+        active = [items[k] for k in sorted(live) if items[k].valid_at(now)]
+        # the loop's shape depends on the active items' roles and texts only: check each once
+        shape = tuple(sorted((i.role, i.text) for i in active))
+        if shape in checked:
+            continue
+        checked.add(shape)
+        playlist = build_playlist(screen, active, now)
         found = list(playlist.problems)
         if not playlist.anti_fraud and not found:
             found.append(
