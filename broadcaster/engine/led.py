@@ -1,0 +1,440 @@
+"""LED feeds: each screen's playlist built from the delivery log and the calendar, handed
+to screens (`/led/{screen}/playlist`), files and bridges, and recorded.
+
+What a screen is offered comes from the log, not from process memory, so `serve`, `run`
+and `led export` agree wherever they run: the warnings and alerts the `led` channels
+accepted for it (their text is logged), the slogan of the day's theme, the hotline.
+A screen that fetches a version it has not had before is recorded in `led_fetches`
+(screen, version, time, items; append-only) and the deliveries it carried become
+delivered; every fetch refreshes `led_seen`, from which stale screens are reported.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from broadcaster.led.files import playlist_json, playlist_text
+from broadcaster.led.offer import FeedSettings, Sent, is_alert, items_at
+from broadcaster.led.playlist import FeedItem, Playlist, ScreenSpec, build_playlist
+from broadcaster.led.text import unencodable
+from broadcaster.log import DeliveryLog, Event
+from broadcaster.log.models import deliveries, delivery_state, led_fetches, led_seen, messages
+from broadcaster.model.themes import ThemeBook
+from broadcaster.vocab import Status
+
+if TYPE_CHECKING:
+    from broadcaster.engine.app import App
+
+__all__ = ["FetchRecord", "LedFeed", "ScreenStatus", "Served", "feed_settings"]
+
+log = logging.getLogger("broadcaster.led")
+SEEN_EVERY = 60.0  # seconds: how often a screen's unchanged fetches refresh led_seen
+
+
+def feed_settings(app: App, channel_id: str) -> FeedSettings:
+    profile = app.channels.get(channel_id)
+    settings = getattr(profile, "settings", None)
+    feed = getattr(settings, "feed", None)
+    return feed() if callable(feed) else FeedSettings()
+
+
+def _refresh_seconds(app: App) -> float:
+    found = [
+        float(getattr(p.settings, "refresh_seconds", 5.0))
+        for p in app.channels.values()
+        if p.type == "led"
+    ]
+    return min(found) if found else 5.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """A playlist with its bodies rendered once, as served until it changes."""
+
+    playlist: Playlist
+    json: bytes
+    text: bytes
+    etag: str
+    built_at: dt.datetime
+    generation: int
+    day: dt.date
+    dropped: tuple[str, ...] = ()  # items left out: not encodable in the screen's charset
+
+    def fresh(self, now: dt.datetime, generation: int, day: dt.date) -> bool:
+        until = self.playlist.valid_until
+        return self.generation == generation and self.day == day and (until is None or now < until)
+
+
+@dataclass(frozen=True)
+class ScreenStatus:
+    screen: ScreenSpec
+    last_seen: dt.datetime | None
+    version: str | None
+    stale: bool
+
+
+@dataclass(frozen=True)
+class FetchRecord:
+    screen_id: str
+    version: str
+    at: dt.datetime
+    via: str
+    items: list[dict[str, Any]]
+
+
+class LedFeed:
+    """Playlists of the current campaign's screens; safe to share between threads."""
+
+    def __init__(self, store: DeliveryLog | None) -> None:
+        self.store = store
+        self._lock = threading.Lock()
+        self._app: App | None = None
+        self._themes: ThemeBook | None = None
+        self._sent: dict[str, list[Sent]] = {}
+        self._sent_digest = ""
+        self._sent_read: dt.datetime | None = None
+        self._generation = 0
+        self._served: dict[str, Served] = {}
+        self._seen: dict[tuple[str, str], tuple[str, dt.datetime]] = {}
+        self._seen_loaded: set[str] = set()
+
+    # -- building
+
+    def _follow(self, app: App, now: dt.datetime) -> int:
+        """Re-read what was sent when the config changed or `refresh_seconds` passed."""
+        with self._lock:
+            if app is not self._app:
+                self._app, self._themes = app, ThemeBook(app.campaign)
+                self._served.clear()
+                self._sent_read = None
+                self._generation += 1
+            due = self._sent_read is None or (
+                (now - self._sent_read).total_seconds() >= _refresh_seconds(app)
+            )
+            if due:
+                self._sent_read = now
+        if due:
+            sent = self.read_sent(app, now)
+            digest = hashlib.sha256(
+                repr(sorted((k, [(s.key, s.at) for s in v]) for k, v in sent.items())).encode()
+            ).hexdigest()
+            with self._lock:
+                if digest != self._sent_digest:
+                    self._sent, self._sent_digest = sent, digest
+                    self._generation += 1
+        return self._generation
+
+    def read_sent(self, app: App, now: dt.datetime) -> dict[str, list[Sent]]:
+        """Warnings and alerts the led channels accepted for each screen, still in force."""
+        if self.store is None:
+            return {}
+        led = [cid for cid, p in app.channels.items() if p.type == "led"]
+        screens = app.campaign.screens
+        if not led or not screens:
+            return {}
+        window = max(
+            max(feed_settings(app, c).warning_seconds, feed_settings(app, c).alert_seconds)
+            for c in led
+        )
+        since = now - dt.timedelta(seconds=window)
+        query = (
+            sa.select(
+                deliveries.c.key,
+                deliveries.c.target_id,
+                deliveries.c.template,
+                deliveries.c.scheduled_at,
+                messages.c.text,
+            )
+            .join(delivery_state, delivery_state.c.delivery_id == deliveries.c.id)
+            .join(messages, messages.c.sha256 == deliveries.c.text_sha256)
+            .where(
+                deliveries.c.campaign == app.campaign.id,
+                deliveries.c.channel_id.in_(led),
+                deliveries.c.scheduled_at >= since,
+                deliveries.c.scheduled_at <= now,
+                delivery_state.c.status.in_([Status.ACCEPTED.value, Status.DELIVERED.value]),
+            )
+        )
+        rows = self.store.read(lambda conn: conn.execute(query).all())
+        tz = app.campaign.tz
+        out: dict[str, list[Sent]] = {}
+        for key, target, template, at, text in rows:
+            if target in screens:
+                out.setdefault(target, []).append(
+                    Sent(key, at.astimezone(tz), text, template, None, is_alert(template))
+                )
+        return out
+
+    def theme_of(self, app: App, screen: ScreenSpec, day: dt.date) -> str:
+        """The theme in force for the screen's target on `day` (occasion, phase, default)."""
+        book = self._themes if self._themes is not None and self._app is app else None
+        book = book or ThemeBook(app.campaign)
+        target = app.campaign.targets[screen.id]
+        for span in book.on(day):
+            if book.applies(span.occasion, target):
+                return span.occasion.theme
+        phase = app.campaign.phase_on(day)
+        return phase.theme if phase and phase.theme else app.campaign.config.default_theme
+
+    def build(
+        self, app: App, screen: ScreenSpec, now: dt.datetime, sent: Sequence[Sent] = ()
+    ) -> Served:
+        tz = app.campaign.tz
+        day = now.astimezone(tz).date()
+        midnight = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tzinfo=tz)
+        settings = feed_settings(app, screen.channel)
+        items = items_at(sent, self.theme_of(app, screen, day), midnight, settings)
+        shown, dropped = _showable(screen, items)
+        playlist = build_playlist(screen, shown, now)
+        return Served(
+            playlist,
+            playlist_json(playlist, now),
+            playlist_text(playlist),
+            f'"{playlist.version}"',
+            now,
+            self._generation,
+            day,
+            tuple(dropped),
+        )
+
+    def cached(self, app: App, screen_id: str, now: dt.datetime) -> Served | None:
+        """The cached playlist when nothing needs reading or building (else None)."""
+        if app is not self._app or self._sent_read is None:
+            return None
+        if (now - self._sent_read).total_seconds() >= _refresh_seconds(app):
+            return None
+        hit = self._served.get(screen_id)
+        if hit is None:
+            return None
+        day = now.astimezone(app.campaign.tz).date()
+        return hit if hit.fresh(now, self._generation, day) else None
+
+    def seen_lately(self, app: App, served: Served, now: dt.datetime) -> bool:
+        """Whether this fetch has nothing to record (same version, seen within SEEN_EVERY)."""
+        last = self._seen.get((app.campaign.id, served.playlist.screen.id))
+        return (
+            last is not None
+            and last[0] == served.playlist.version
+            and (now - last[1]).total_seconds() < SEEN_EVERY
+        )
+
+    def served(self, app: App, screen_id: str, now: dt.datetime) -> Served | None:
+        """The screen's current playlist (None: no such screen), rebuilt only when it changed."""
+        screen = app.campaign.screens.get(screen_id)
+        if screen is None:
+            return None
+        generation = self._follow(app, now)
+        day = now.astimezone(app.campaign.tz).date()
+        hit = self._served.get(screen_id)
+        if hit is not None and hit.fresh(now, generation, day):
+            return hit
+        built = self.build(app, screen, now, self._sent.get(screen_id, ()))
+        if built.dropped:
+            log.warning("screen %s: items left out: %s", screen_id, "; ".join(built.dropped))
+        self._served[screen_id] = built
+        return built
+
+    def rebuild_all(self, app: App, now: dt.datetime) -> dict[str, Served]:
+        """Every screen's playlist, recomputed now (after a calendar or template change)."""
+        self._follow(app, now)
+        with self._lock:
+            self._served.clear()
+        return {sid: s for sid in app.campaign.screens if (s := self.served(app, sid, now))}
+
+    # -- records
+
+    def _load_seen(self, campaign: str) -> None:
+        if campaign in self._seen_loaded or self.store is None:
+            return
+        query = sa.select(led_seen.c.screen_id, led_seen.c.version, led_seen.c.at).where(
+            led_seen.c.campaign == campaign
+        )
+        rows = self.store.read(lambda conn: conn.execute(query).all())
+        with self._lock:
+            for sid, version, at in rows:
+                self._seen.setdefault((campaign, sid), (version, at))
+            self._seen_loaded.add(campaign)
+
+    def fetched(
+        self, app: App, served: Served, now: dt.datetime, *, via: str = "fetch", remote: str = ""
+    ) -> bool:
+        """Record that the screen got this version; True when it was new to the screen."""
+        if self.store is None:
+            return False
+        campaign = app.campaign.id
+        screen = served.playlist.screen
+        self._load_seen(campaign)
+        key = (campaign, screen.id)
+        with self._lock:
+            last = self._seen.get(key)
+            new = last is None or last[0] != served.playlist.version
+            refresh = last is None or last[0] != served.playlist.version
+            refresh = refresh or (
+                last is not None and (now - last[1]).total_seconds() >= SEEN_EVERY
+            )
+            if refresh:
+                self._seen[key] = (served.playlist.version, now)
+        if new:
+            self.record_version(app, served.playlist, now, via=via, remote=remote)
+        elif refresh:  # the screen is alive: not worth a wait
+            self.store.write(
+                lambda conn: _upsert_seen(
+                    conn, campaign, screen.id, now, served.playlist.version, remote
+                ),
+                wait=False,
+            )
+        return new
+
+    def record_version(
+        self, app: App, playlist: Playlist, now: dt.datetime, *, via: str, remote: str = ""
+    ) -> None:
+        """A new version reached the screen: the fetch row, last seen, delivered deliveries."""
+        assert self.store is not None
+        campaign, screen = app.campaign.id, playlist.screen
+        items = json.dumps(
+            [{**e.as_json(), "delivery_key": e.delivery_key} for e in playlist.entries],
+            ensure_ascii=False,
+            separators=(",", ":"),
+        )
+
+        def work(conn: Any) -> None:
+            conn.execute(
+                led_fetches.insert().values(
+                    campaign=campaign,
+                    screen_id=screen.id,
+                    channel_id=screen.channel,
+                    version=playlist.version,
+                    at=now,
+                    via=via[:64],
+                    remote=remote[:64],
+                    items=items,
+                )
+            )
+            if via == "fetch":
+                _upsert_seen(conn, campaign, screen.id, now, playlist.version, remote)
+
+        self.store.write(work)
+        keys = sorted({e.delivery_key for e in playlist.entries if e.delivery_key})
+        if keys:
+            reason = f"显示屏已取得 fetched by the screen ({via}), version {playlist.version}"
+            self.store.record_outcomes(
+                screen.channel,
+                [(Event("", Status.DELIVERED, now, reason=reason), k, None, None) for k in keys],
+                now,
+            )
+
+    def statuses(self, app: App, now: dt.datetime) -> list[ScreenStatus]:
+        """Every screen with when it last fetched, and whether that is too long ago."""
+        seen: dict[str, tuple[dt.datetime, str]] = {}
+        if self.store is not None:
+            query = sa.select(led_seen.c.screen_id, led_seen.c.at, led_seen.c.version).where(
+                led_seen.c.campaign == app.campaign.id
+            )
+            rows = self.store.read(lambda conn: conn.execute(query).all())
+            seen = {sid: (at, version) for sid, at, version in rows}
+        out = []
+        for sid, screen in app.campaign.screens.items():
+            at, version = seen.get(sid, (None, None))
+            stale = at is None or (now - at).total_seconds() > screen.stale_after
+            out.append(ScreenStatus(screen, at, version, stale))
+        return out
+
+    def fetches(
+        self,
+        campaign: str,
+        screen_ids: Iterable[str] | None,
+        since: dt.datetime | None,
+        until: dt.datetime,
+        *,
+        carried_in: bool = True,
+    ) -> list[FetchRecord]:
+        """Versions recorded in [since, until), oldest first; with `carried_in`, also the one
+        each screen had at `since` (recorded before it)."""
+        if self.store is None:
+            return []
+        wanted = list(screen_ids) if screen_ids is not None else None
+        f = led_fetches.c
+        base = sa.select(f.screen_id, f.version, f.at, f.via, f["items"]).where(
+            f.campaign == campaign
+        )
+        if wanted is not None:
+            base = base.where(f.screen_id.in_(wanted))
+        query = base.where(f.at < until)
+        if since is not None:
+            query = query.where(f.at >= since)
+        rows = list(self.store.read(lambda conn: conn.execute(query.order_by(f.at, f.id)).all()))
+        if carried_in and since is not None:
+            latest = (
+                sa.select(f.screen_id, sa.func.max(f.id).label("id"))
+                .where(f.campaign == campaign, f.at < since, f.via == "fetch")
+                .group_by(f.screen_id)
+            )
+            if wanted is not None:
+                latest = latest.where(f.screen_id.in_(wanted))
+            sub = latest.subquery()
+            before = base.join(sub, f.id == sub.c.id)
+            rows = list(self.store.read(lambda conn: conn.execute(before).all())) + rows
+        return [FetchRecord(r[0], r[1], r[2], r[3], json.loads(r[4])) for r in rows]
+
+    def last_pushed(self, campaign: str, via: str) -> dict[str, str]:
+        """Screen id -> the last version pushed through one bridge."""
+        if self.store is None:
+            return {}
+        f = led_fetches.c
+        sub = (
+            sa.select(sa.func.max(f.id).label("id"))
+            .where(f.campaign == campaign, f.via == via)
+            .group_by(f.screen_id)
+            .subquery()
+        )
+        query = sa.select(f.screen_id, f.version).join(sub, f.id == sub.c.id)
+        rows = self.store.read(lambda conn: conn.execute(query).all())
+        return {sid: version for sid, version in rows}
+
+
+def _showable(screen: ScreenSpec, items: Sequence[FeedItem]) -> tuple[list[FeedItem], list[str]]:
+    """Items the screen's charset can show; the others are left out, with why (a send-now
+    alert with an emoji, say: the config checks cannot see its variables)."""
+    shown, dropped = [], []
+    for item in items:
+        bad = unencodable(item.text, screen.charset)
+        if bad:
+            dropped.append(f"{item.id}: {bad[0].describe()}")
+        else:
+            shown.append(item)
+    return shown, dropped
+
+
+def _upsert_seen(
+    conn: Any, campaign: str, screen_id: str, at: dt.datetime, version: str, remote: str
+) -> None:
+    row: Mapping[str, Any] = {
+        "campaign": campaign,
+        "screen_id": screen_id,
+        "at": at,
+        "version": version,
+        "remote": remote[:64],
+    }
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(led_seen).values(**row)
+    conn.execute(
+        stmt.on_conflict_do_update(
+            index_elements=["campaign", "screen_id"],
+            set_={
+                "at": stmt.excluded.at,
+                "version": stmt.excluded.version,
+                "remote": stmt.excluded.remote,
+            },
+        )
+    )
