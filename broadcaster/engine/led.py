@@ -34,7 +34,15 @@ from broadcaster.vocab import Status
 if TYPE_CHECKING:
     from broadcaster.engine.app import App
 
-__all__ = ["FetchRecord", "LedFeed", "ScreenStatus", "Served", "feed_settings"]
+__all__ = [
+    "FetchRecord",
+    "LedFeed",
+    "PushOutcome",
+    "ScreenStatus",
+    "Served",
+    "feed_settings",
+    "push_all",
+]
 
 log = logging.getLogger("broadcaster.led")
 SEEN_EVERY = 60.0  # seconds: how often a screen's unchanged fetches refresh led_seen
@@ -438,3 +446,61 @@ def _upsert_seen(
             },
         )
     )
+
+
+@dataclass(frozen=True)
+class PushOutcome:
+    bridge: str
+    screen_id: str
+    version: str
+    status: str  # pushed, unchanged, failed, retry
+    reason: str = ""
+
+
+def push_all(
+    feed: LedFeed,
+    app: App,
+    http: Any,
+    now: dt.datetime,
+    screens: Iterable[str] | None = None,
+) -> list[PushOutcome]:
+    """Push every screen's current playlist through its channel's bridges; a version a
+    bridge already took is not pushed again, an accepted push is recorded like a fetch."""
+    from broadcaster.led.bridge import load_bridge
+
+    wanted = set(screens) if screens is not None else None
+    out: list[PushOutcome] = []
+    environ = dict(app.environ)
+    for cid, profile in app.channels.items():
+        if profile.type != "led" or not profile.enabled:
+            continue
+        for spec in getattr(profile.settings, "bridges", []):
+            via = f"bridge:{spec.label}"
+            bridge = load_bridge(spec.type)(dict(spec.options), http, environ)
+            problem = bridge.check()
+            done = feed.last_pushed(app.campaign.id, via)
+            for sid, screen in app.campaign.screens.items():
+                if screen.channel != cid or (wanted is not None and sid not in wanted):
+                    continue
+                if spec.screens is not None and sid not in spec.screens:
+                    continue
+                served = feed.served(app, sid, now)
+                assert served is not None
+                version = served.playlist.version
+                if problem is not None:
+                    out.append(PushOutcome(spec.label, sid, version, "failed", problem))
+                    continue
+                if done.get(sid) == version:
+                    out.append(PushOutcome(spec.label, sid, version, "unchanged"))
+                    continue
+                text = getattr(spec, "options", {}).get("format") == "text"
+                body = served.text if text else served.json
+                media = f"text/plain; charset={screen.charset}" if text else "application/json"
+                result = bridge.push(served.playlist, body, media)
+                if result.ok:
+                    feed.record_version(app, served.playlist, now, via=via)
+                    out.append(PushOutcome(spec.label, sid, version, "pushed"))
+                else:
+                    status = "retry" if result.retryable else "failed"
+                    out.append(PushOutcome(spec.label, sid, version, status, result.reason))
+    return out
