@@ -251,6 +251,8 @@ def history(
                 for item in record.items:
                     if item["role"] == "own" and not all_items:
                         continue
+                    if not _valid_during(item, start, end):
+                        continue  # the screen dropped it on its own before this day
                     writer.writerow(
                         {
                             k: _csv_safe(v)
@@ -274,6 +276,13 @@ def history(
             d += dt.timedelta(days=1)
     finally:
         store.close()
+
+
+def _valid_during(item: dict[str, object], start: dt.datetime, end: dt.datetime) -> bool:
+    since, until = item.get("valid_from"), item.get("valid_until")
+    if isinstance(until, str) and dt.datetime.fromisoformat(until) <= start:
+        return False
+    return not (isinstance(since, str) and dt.datetime.fromisoformat(since) >= end)
 
 
 def _csv_safe(value: object) -> object:

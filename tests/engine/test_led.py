@@ -110,7 +110,7 @@ def test_an_alert_pre_empts_then_expires(feed_setup: tuple) -> None:  # type: ig
 
 
 def test_stale_screens(feed_setup: tuple) -> None:  # type: ignore[type-arg]
-    app, store, key = feed_setup
+    app, store, _ = feed_setup
     feed = LedFeed(store)
     door = feed.served(app, "door", T8)
     assert door is not None
