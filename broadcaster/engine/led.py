@@ -45,7 +45,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("broadcaster.led")
-SEEN_EVERY = 60.0  # seconds: how often a screen's unchanged fetches refresh led_seen
+SEEN_FLUSH = 5.0  # seconds: unchanged fetches are written to led_seen in batches this often
 
 
 def feed_settings(app: App, channel_id: str) -> FeedSettings:
@@ -114,31 +114,50 @@ class LedFeed:
         self._served: dict[str, Served] = {}
         self._seen: dict[tuple[str, str], tuple[str, dt.datetime]] = {}
         self._seen_loaded: set[str] = set()
+        self._reading = False  # a thread is reading the log
+        self._pending: dict[tuple[str, str], tuple[str, dt.datetime, str]] = {}
+        self._flushed = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self._ready = threading.Event()  # the current config's first read is done
 
     # -- building
 
     def _follow(self, app: App, now: dt.datetime) -> int:
-        """Re-read what was sent when the config changed or `refresh_seconds` passed."""
+        """Re-read what was sent when the config changed or `refresh_seconds` passed. One
+        thread reads; the others go on with what was read before, or wait for the first
+        read of a new config (never build a playlist from nothing)."""
         with self._lock:
             if app is not self._app:
                 self._app, self._themes = app, ThemeBook(app.campaign)
                 self._served.clear()
-                self._sent_read = None
+                self._sent, self._sent_digest, self._sent_read = {}, "", None
+                self._ready = threading.Event()
                 self._generation += 1
-            due = self._sent_read is None or (
-                (now - self._sent_read).total_seconds() >= _refresh_seconds(app)
+            due = not self._reading and (
+                self._sent_read is None
+                or (now - self._sent_read).total_seconds() >= _refresh_seconds(app)
             )
             if due:
-                self._sent_read = now
-        if due:
+                self._sent_read, self._reading = now, True
+            ready = self._ready
+        if not due:
+            ready.wait()
+            return self._generation
+        try:
             sent = self.read_sent(app, now)
-            digest = hashlib.sha256(
-                repr(sorted((k, [(s.key, s.at) for s in v]) for k, v in sent.items())).encode()
-            ).hexdigest()
+        except BaseException:
             with self._lock:
-                if digest != self._sent_digest:
-                    self._sent, self._sent_digest = sent, digest
-                    self._generation += 1
+                self._sent_read, self._reading = None, False
+            ready.set()  # the waiting requests fail on their own read
+            raise
+        digest = hashlib.sha256(
+            repr(sorted((k, [(s.key, s.at) for s in v]) for k, v in sent.items())).encode()
+        ).hexdigest()
+        with self._lock:
+            if digest != self._sent_digest:
+                self._sent, self._sent_digest = sent, digest
+                self._generation += 1
+            self._reading = False
+        ready.set()
         return self._generation
 
     def read_sent(self, app: App, now: dt.datetime) -> dict[str, list[Sent]]:
@@ -216,7 +235,7 @@ class LedFeed:
 
     def cached(self, app: App, screen_id: str, now: dt.datetime) -> Served | None:
         """The cached playlist when nothing needs reading or building (else None)."""
-        if app is not self._app or self._sent_read is None:
+        if app is not self._app or self._sent_read is None or not self._ready.is_set():
             return None
         if (now - self._sent_read).total_seconds() >= _refresh_seconds(app):
             return None
@@ -226,14 +245,25 @@ class LedFeed:
         day = now.astimezone(app.campaign.tz).date()
         return hit if hit.fresh(now, self._generation, day) else None
 
-    def seen_lately(self, app: App, served: Served, now: dt.datetime) -> bool:
-        """Whether this fetch has nothing to record (same version, seen within SEEN_EVERY)."""
-        last = self._seen.get((app.campaign.id, served.playlist.screen.id))
-        return (
-            last is not None
-            and last[0] == served.playlist.version
-            and (now - last[1]).total_seconds() < SEEN_EVERY
-        )
+    def seen_lately(self, app: App, served: Served, now: dt.datetime, remote: str = "") -> bool:
+        """For a fetch of the version the screen already had: note it (written to led_seen
+        in a batch every SEEN_FLUSH seconds, without waiting) and answer True. False when
+        the version is new to the screen (or unknown here): call `fetched()`."""
+        key = (app.campaign.id, served.playlist.screen.id)
+        version = served.playlist.version
+        with self._lock:
+            last = self._seen.get(key)
+            if last is None or last[0] != version:
+                return False
+            self._seen[key] = (version, now)
+            self._pending[key] = (version, now, remote)
+            due = (now - self._flushed).total_seconds() >= SEEN_FLUSH
+            batch = self._pending if due else {}
+            if due:
+                self._pending, self._flushed = {}, now
+        if batch and self.store is not None:
+            self.store.write(lambda conn: _upsert_seen_many(conn, batch), wait=False)
+        return True
 
     def served(self, app: App, screen_id: str, now: dt.datetime) -> Served | None:
         """The screen's current playlist (None: no such screen), rebuilt only when it changed."""
@@ -285,22 +315,20 @@ class LedFeed:
         with self._lock:
             last = self._seen.get(key)
             new = last is None or last[0] != served.playlist.version
-            refresh = last is None or last[0] != served.playlist.version
-            refresh = refresh or (
-                last is not None and (now - last[1]).total_seconds() >= SEEN_EVERY
-            )
-            if refresh:
+            if new:
                 self._seen[key] = (served.playlist.version, now)
         if new:
             self.record_version(app, served.playlist, now, via=via, remote=remote)
-        elif refresh:  # the screen is alive: not worth a wait
-            self.store.write(
-                lambda conn: _upsert_seen(
-                    conn, campaign, screen.id, now, served.playlist.version, remote
-                ),
-                wait=False,
-            )
+        else:
+            self.seen_lately(app, served, now, remote)
         return new
+
+    def flush_seen(self) -> None:
+        """Write the fetches noted since the last batch (on shutdown, and in tests)."""
+        with self._lock:
+            batch, self._pending = self._pending, {}
+        if batch and self.store is not None:
+            self.store.write(lambda conn: _upsert_seen_many(conn, batch))
 
     def record_version(
         self, app: App, playlist: Playlist, now: dt.datetime, *, via: str, remote: str = ""
@@ -420,6 +448,13 @@ def _showable(screen: ScreenSpec, items: Sequence[FeedItem]) -> tuple[list[FeedI
         else:
             shown.append(item)
     return shown, dropped
+
+
+def _upsert_seen_many(
+    conn: Any, batch: Mapping[tuple[str, str], tuple[str, dt.datetime, str]]
+) -> None:
+    for (campaign, screen_id), (version, at, remote) in batch.items():
+        _upsert_seen(conn, campaign, screen_id, at, version, remote)
 
 
 def _upsert_seen(

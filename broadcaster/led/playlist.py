@@ -19,11 +19,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from typing import Any, Literal
 
 from broadcaster.led.text import columns_of, unencodable, wrap
@@ -122,9 +121,13 @@ class Entry:
 
     @property
     def sha256(self) -> str:
-        return hashlib.sha256(self.text.encode("utf-8")).hexdigest()
+        return _sha(self.text)
 
     def as_json(self) -> dict[str, Any]:
+        return dict(self._json)
+
+    @cached_property
+    def _json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "kind": "anti_fraud" if self.anti_fraud else "own",
@@ -158,16 +161,24 @@ class Playlist:
     @cached_property
     def version(self) -> str:
         """A hash of what the screen shows: the same content, the same version (ETag)."""
-        body = json.dumps(
-            {
-                "screen": self.screen.geometry(),
-                "max_gap": self.screen.max_gap,
-                "entries": [e.as_json() for e in self.entries],
-                "valid_until": _iso(self.valid_until),
-            },
-            sort_keys=True,
-            ensure_ascii=False,
-            separators=(",", ":"),
+        body = repr(
+            (
+                tuple(sorted(self.screen.geometry().items())),
+                self.screen.max_gap,
+                tuple(
+                    (
+                        e.id,
+                        e.role,
+                        e.text,
+                        e.pages,
+                        e.seconds,
+                        _iso(e.valid_from),
+                        _iso(e.valid_until),
+                    )
+                    for e in self.entries
+                ),
+                _iso(self.valid_until),
+            )
         )
         return hashlib.sha256(body.encode()).hexdigest()[:20]
 
@@ -197,15 +208,25 @@ class Playlist:
         }
 
 
+@lru_cache(maxsize=16384)
+def _sha(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=4096)
 def _iso(t: dt.datetime | None) -> str | None:
     return None if t is None else t.isoformat(timespec="seconds")
 
 
 def _pages(screen: ScreenSpec, text: str) -> tuple[tuple[str, ...], ...]:
-    lines = wrap(text, screen.width)
+    return _paged(text, screen.width, screen.lines)
+
+
+@lru_cache(maxsize=16384)
+def _paged(text: str, width: int, n: int) -> tuple[tuple[str, ...], ...]:
+    lines = wrap(text, width)
     if not lines:
         return ((),)
-    n = screen.lines
     return tuple(tuple(lines[i : i + n]) for i in range(0, len(lines), n))
 
 

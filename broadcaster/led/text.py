@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass
+from functools import lru_cache
 
 __all__ = [
     "CHARSETS",
@@ -85,6 +86,7 @@ def codec_of(charset: str) -> str:
     return "utf-8" if charset == "utf-8" else "gbk"
 
 
+@lru_cache(maxsize=65536)
 def _in_gbk(char: str) -> bool:
     try:
         data = char.encode("gbk")
@@ -93,6 +95,7 @@ def _in_gbk(char: str) -> bool:
     return len(data) == 2 or data[0] < 0x80  # cp936's single byte 0x80 (€) is not GBK
 
 
+@lru_cache(maxsize=65536)
 def _in_gb2312(char: str) -> bool:
     try:
         data = char.encode("gbk")
@@ -105,8 +108,13 @@ def _in_gb2312(char: str) -> bool:
 
 def unencodable(text: str, charset: str) -> list[BadCharacter]:
     """Every character of `text` the charset cannot show, in order (once each)."""
-    if charset == "utf-8":
-        return []
+    return list(_unencodable(text, charset))
+
+
+@lru_cache(maxsize=16384)
+def _unencodable(text: str, charset: str) -> tuple[BadCharacter, ...]:
+    if charset == "utf-8" or text.isascii():
+        return ()
     check = _in_gb2312 if charset == "gb2312" else _in_gbk
     seen: set[str] = set()
     out: list[BadCharacter] = []
@@ -116,7 +124,7 @@ def unencodable(text: str, charset: str) -> list[BadCharacter]:
         if not check(ch):
             seen.add(ch)
             out.append(BadCharacter(ch, i, charset))
-    return out
+    return tuple(out)
 
 
 def encode(text: str, charset: str) -> bytes:
@@ -129,7 +137,9 @@ def encode(text: str, charset: str) -> bytes:
 
 def columns_of(text: str) -> int:
     """Half-width columns: ASCII takes one, everything else two."""
-    return sum(1 if ord(ch) < 0x80 else 2 for ch in text)
+    if len(text) == 1:
+        return 1 if ord(text) < 0x80 else 2
+    return 2 * len(text) - sum(1 for ch in text if ord(ch) < 0x80)
 
 
 # no line starts with these (Chinese line-breaking: 避头): they stay with the character before
@@ -154,6 +164,12 @@ def _tokens(line: str) -> list[str]:
 
 
 def wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` full-width characters; see `_wrap`."""
+    return list(_wrap(text, width))
+
+
+@lru_cache(maxsize=16384)
+def _wrap(text: str, width: int) -> tuple[str, ...]:
     """Lines of at most `width` full-width characters (2 × width columns), never cutting a
     character, keeping ASCII words whole when they fit a line and punctuation off line starts.
     The text's own line breaks are kept; blank lines dropped."""
@@ -191,4 +207,4 @@ def wrap(text: str, width: int) -> list[str]:
             used += size
         if current:
             lines.append(current)
-    return lines
+    return tuple(lines)

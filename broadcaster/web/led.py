@@ -91,7 +91,7 @@ class LedRoute:
             assert served is not None
             etag = served.etag if fmt == "json" else served.etag[:-1] + '-t"'
             remote = request.client.host if request.client else ""
-            if not feed.seen_lately(app, served, now):
+            if not feed.seen_lately(app, served, now, remote):
                 await run_in_threadpool(feed.fetched, app, served, now, remote=remote)
         except LogStoreError:
             response = _error(

@@ -167,6 +167,11 @@ class WebService:
         )
 
     def close(self) -> None:
+        if self.led is not None:
+            try:
+                self.led.feed.flush_seen()  # screens seen since the last batch
+            except Exception:  # the log may be gone already: staleness is a hint, not a record
+                log.warning("could not write the last LED fetch times")
         self.store.close()
 
 
