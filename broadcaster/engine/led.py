@@ -150,7 +150,7 @@ class LedFeed:
             ready.set()  # the waiting requests fail on their own read
             raise
         digest = hashlib.sha256(
-            repr(sorted((k, [(s.key, s.at) for s in v]) for k, v in sent.items())).encode()
+            "\n".join(sorted(s.key for v in sent.values() for s in v)).encode()
         ).hexdigest()
         with self._lock:
             if digest != self._sent_digest:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -124,10 +125,6 @@ class Entry:
         return _sha(self.text)
 
     def as_json(self) -> dict[str, Any]:
-        return dict(self._json)
-
-    @cached_property
-    def _json(self) -> dict[str, Any]:
         return {
             "id": self.id,
             "kind": "anti_fraud" if self.anti_fraud else "own",
@@ -139,6 +136,32 @@ class Entry:
             "valid_until": _iso(self.valid_until),
             "sha256": self.sha256,
         }
+
+    def json_text(self) -> str:
+        """`as_json()` as compact JSON text, made once per distinct content."""
+        return _entry_json(
+            self.id,
+            self.role,
+            self.text,
+            self.pages,
+            self.seconds,
+            self.valid_from,
+            self.valid_until,
+        )
+
+
+@lru_cache(maxsize=65536)
+def _entry_json(
+    id: str,
+    role: Role,
+    text: str,
+    pages: tuple[tuple[str, ...], ...],
+    seconds: float,
+    valid_from: dt.datetime | None,
+    valid_until: dt.datetime | None,
+) -> str:
+    entry = Entry(id, role, text, pages, seconds, valid_from, valid_until)
+    return json.dumps(entry.as_json(), ensure_ascii=False, separators=(",", ":"))
 
 
 @dataclass(frozen=True)
@@ -161,26 +184,20 @@ class Playlist:
     @cached_property
     def version(self) -> str:
         """A hash of what the screen shows: the same content, the same version (ETag)."""
-        body = repr(
+        body = "\n".join(
             (
-                tuple(sorted(self.screen.geometry().items())),
-                self.screen.max_gap,
-                tuple(
-                    (
-                        e.id,
-                        e.role,
-                        e.text,
-                        e.pages,
-                        e.seconds,
-                        _iso(e.valid_from),
-                        _iso(e.valid_until),
-                    )
-                    for e in self.entries
-                ),
-                _iso(self.valid_until),
+                repr(sorted(self.screen.geometry().items())),
+                repr(self.screen.max_gap),
+                self.items_json,
+                _iso(self.valid_until) or "",
             )
         )
         return hashlib.sha256(body.encode()).hexdigest()[:20]
+
+    @cached_property
+    def items_json(self) -> str:
+        """The entries as a JSON array (text), each entry's made once per distinct content."""
+        return "[" + ",".join(e.json_text() for e in self.entries) + "]"
 
     @property
     def loop_seconds(self) -> float:
@@ -194,15 +211,24 @@ class Playlist:
         found = gaps(self.entries)
         return max(found, key=lambda g: g.seconds) if found else None
 
+    def longest_gap_seconds(self) -> float | None:
+        """The longest stretch of own content round the loop (None: no anti-fraud item)."""
+        if not any(e.anti_fraud for e in self.entries):
+            return None
+        longest = run = 0.0
+        for e in (*self.entries, *self.entries):  # twice round: the stretch may wrap
+            run = 0.0 if e.anti_fraud else run + e.seconds
+            longest = max(longest, run)
+        return longest
+
     def as_json(self, now: dt.datetime) -> dict[str, Any]:
-        gap = self.longest_gap()
         return {
             "screen": self.screen.geometry(),
             "version": self.version,
             "generated_at": _iso(now),
             "valid_until": _iso(self.valid_until),
             "max_gap_seconds": self.screen.max_gap,
-            "longest_gap_seconds": gap.seconds if gap else None,
+            "longest_gap_seconds": self.longest_gap_seconds(),
             "loop_seconds": self.loop_seconds,
             "items": [e.as_json() for e in self.entries],
         }
