@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from broadcaster.led.playlist import FeedItem
 
-__all__ = ["FeedSettings", "Sent", "is_alert", "items_at", "items_over"]
+__all__ = ["FeedSettings", "Sent", "feed_settings_from", "is_alert", "items_at", "items_over"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,29 @@ class FeedSettings:
 
     def slogan(self, theme: str | None) -> str:
         return self.slogans.get(theme or "", self.default_slogan)
+
+
+def feed_settings_from(raw: Mapping[str, object]) -> FeedSettings:
+    """The feed's texts from a `led` channel's raw `settings:` (as `plan` reads the config:
+    without the plugin; the plugin validates the same keys at `validate`)."""
+    base = FeedSettings()
+
+    def text(name: str, default: str) -> str:
+        value = raw.get(name, default)
+        return value.strip() if isinstance(value, str) else default
+
+    def hours(name: str, default: float) -> float:
+        value = raw.get(name)
+        return float(value) * 3600 if isinstance(value, int | float) and value > 0 else default
+
+    slogans = raw.get("slogans")
+    return FeedSettings(
+        hotline=text("hotline", base.hotline),
+        slogans={str(k): str(v) for k, v in slogans.items()} if isinstance(slogans, dict) else {},
+        default_slogan=text("default_slogan", base.default_slogan),
+        warning_seconds=hours("warning_hours", base.warning_seconds),
+        alert_seconds=hours("alert_hours", base.alert_seconds),
+    )
 
 
 @dataclass(frozen=True)

@@ -411,10 +411,7 @@ def prove(
         playlist = build_playlist(screen, active, now)
         found = list(playlist.problems)
         if not playlist.anti_fraud and not found:
-            found.append(
-                f"{who}: 没有有效的反诈内容 no anti-fraud item is valid at"
-                f" {now.isoformat(timespec='minutes')}"
-            )
+            found.append(f"{who}: 没有有效的反诈内容 no anti-fraud item is valid")
         for gap in gaps(playlist.entries):
             if gap.seconds > screen.max_gap:
                 names = ", ".join(playlist.entries[j].id for j in gap.own)
