@@ -33,6 +33,7 @@ from broadcaster.vocab import Status
 
 if TYPE_CHECKING:
     from broadcaster.engine.app import App
+    from broadcaster.model.campaign import Campaign
 
 __all__ = [
     "FetchRecord",
@@ -370,19 +371,7 @@ class LedFeed:
 
     def statuses(self, app: App, now: dt.datetime) -> list[ScreenStatus]:
         """Every screen with when it last fetched, and whether that is too long ago."""
-        seen: dict[str, tuple[dt.datetime, str]] = {}
-        if self.store is not None:
-            query = sa.select(led_seen.c.screen_id, led_seen.c.at, led_seen.c.version).where(
-                led_seen.c.campaign == app.campaign.id
-            )
-            rows = self.store.read(lambda conn: conn.execute(query).all())
-            seen = {sid: (at, version) for sid, at, version in rows}
-        out = []
-        for sid, screen in app.campaign.screens.items():
-            at, version = seen.get(sid, (None, None))
-            stale = at is None or (now - at).total_seconds() > screen.stale_after
-            out.append(ScreenStatus(screen, at, version, stale))
-        return out
+        return screen_statuses(self.store, app.campaign, now)
 
     def fetches(
         self,
@@ -435,6 +424,26 @@ class LedFeed:
         query = sa.select(f.screen_id, f.version).join(sub, f.id == sub.c.id)
         rows = self.store.read(lambda conn: conn.execute(query).all())
         return {sid: version for sid, version in rows}
+
+
+def screen_statuses(
+    store: DeliveryLog | None, campaign: Campaign, now: dt.datetime
+) -> list[ScreenStatus]:
+    """Every screen of the campaign with its last fetch (from `led_seen`) and whether it is
+    stale (no fetch for longer than its `stale_after`, or never)."""
+    seen: dict[str, tuple[dt.datetime, str]] = {}
+    if store is not None:
+        query = sa.select(led_seen.c.screen_id, led_seen.c.at, led_seen.c.version).where(
+            led_seen.c.campaign == campaign.id
+        )
+        rows = store.read(lambda conn: conn.execute(query).all())
+        seen = {sid: (at, version) for sid, at, version in rows}
+    out = []
+    for sid, screen in campaign.screens.items():
+        at, version = seen.get(sid, (None, None))
+        stale = at is None or (now - at).total_seconds() > screen.stale_after
+        out.append(ScreenStatus(screen, at, version, stale))
+    return out
 
 
 def _showable(screen: ScreenSpec, items: Sequence[FeedItem]) -> tuple[list[FeedItem], list[str]]:

@@ -106,6 +106,10 @@ def test_status_reports_stale_screens_and_exits_1(office: tuple[Path, str]) -> N
     assert "door 便民服务中心门口屏" in out and "正常 ok" in out
     assert "gate 中学校门屏" in out and "从未 never" in out and "失联 stale" in out
     assert "失联 stale: 1 / 2" in out
+    code, out = run("-c", str(path), "log", "--db", db)  # the clock: everything is stale by now
+    assert code == 0, out
+    assert "显示屏失联 stale screens: 2 / 2" in out
+    assert "gate 中学校门屏" in out
 
 
 WRONG = [

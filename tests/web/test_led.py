@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 import sqlalchemy as sa
+from playwright.sync_api import Browser
 
 from broadcaster.engine.app import App
 from broadcaster.engine.clock import ManualClock
@@ -23,7 +24,14 @@ from broadcaster.web.server import Server, bind, standalone
 from broadcaster.web.settings import WebOptions
 from tests.conftest import TZ
 from tests.led.conftest import write_screens
-from tests.web.conftest import Live, fire
+from tests.web.conftest import PASSWORD, Live, fire
+from tests.web.test_console import (  # noqa: F401  (the browser fixture)
+    DESKTOP,
+    PHONE,
+    browser,
+    check_not_blank,
+    open_console,
+)
 
 NOW = dt.datetime(2026, 3, 3, 7, 0, tzinfo=TZ)
 TOKEN = "tok-7f3a9c21e5"
@@ -164,3 +172,28 @@ def test_token_in_the_query_and_openapi(screens_live: Live) -> None:
     spec = requests.get(f"{screens_live.url}/openapi.json", timeout=10).json()
     assert "/led/{screen}/playlist" in spec["paths"]
     assert json.dumps(spec).count(TOKEN) == 0
+
+
+def test_the_screens_page_in_chromium_shows_stale_screens_first(
+    browser: Browser,  # noqa: F811
+    screens_live: Live,
+    tmp_path: Path,
+) -> None:
+    live = screens_live
+    live.service.accounts.add("vera", "viewer", PASSWORD)
+    fire(live, "led-rotation", NOW.replace(hour=8))
+    assert get(live, "door").status_code == 200
+    live.clock.set(NOW.replace(hour=8, minute=10))
+    for viewport in (DESKTOP, PHONE):
+        if True:
+            page = open_console(browser, live, "vera", viewport)
+            page.goto(live.url + "/screens")
+            check_not_blank(page, "#screens tr[data-screen]", tmp_path / f"{viewport['width']}.png")
+            rows = page.locator("#screens tr[data-screen]")
+            assert [rows.nth(i).get_attribute("data-screen") for i in range(2)] == ["gate", "door"]
+            assert rows.nth(0).get_attribute("data-stale") == "yes"
+            assert "从未 never" in rows.nth(0).inner_text()
+            assert rows.nth(1).get_attribute("data-stale") == "no"
+            assert "60 / 60 s" in rows.nth(1).inner_text()
+            assert "失联 stale 1" in page.inner_text("#stale-count")
+            page.context.close()
