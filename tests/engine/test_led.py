@@ -187,3 +187,26 @@ def test_a_refused_or_wrong_token_platform(tmp_path: Path, log_url: str) -> None
         assert all("连接失败 connection failed" in o.reason for o in out)
     finally:
         store2.close()
+
+
+def test_a_changed_config_recomputes_the_playlists(feed_setup: tuple) -> None:  # type: ignore[type-arg]
+    """A calendar, template or settings change reaches the app as a new config: every
+    screen's playlist is rebuilt from it (the slogan here), nothing stale is served."""
+    app, store, key = feed_setup
+    fire(app, store, key, "led-rotation", T8)
+    feed = LedFeed(store)
+    before = feed.served(app, "door", T8 + MIN)
+    assert before is not None
+    config = app.config_path
+    config.write_text(
+        config.read_text(encoding="utf-8").replace("全民反诈，共创平安", "反诈宣传月，人人都参与"),
+        encoding="utf-8",
+    )
+    changed = load(config, T8)
+    after = feed.served(changed, "door", T8 + MIN)
+    assert after is not None and after.playlist.version != before.playlist.version
+    slogans = [e.text for e in after.playlist.entries if e.role == "slogan"]
+    assert slogans == ["反诈宣传月，人人都参与"]
+    assert [e.id for e in after.playlist.entries if e.role == "warning"] == [
+        e.id for e in before.playlist.entries if e.role == "warning"
+    ]
