@@ -116,6 +116,7 @@ class LedFeed:
         self._seen: dict[tuple[str, str], tuple[str, dt.datetime]] = {}
         self._seen_loaded: set[str] = set()
         self._reading = False  # a thread is reading the log
+        self._recording: set[tuple[tuple[str, str], str]] = set()  # versions being written
         self._pending: dict[tuple[str, str], tuple[str, dt.datetime, str]] = {}
         self._flushed = dt.datetime.min.replace(tzinfo=dt.UTC)
         self._ready = threading.Event()  # the current config's first read is done
@@ -313,16 +314,23 @@ class LedFeed:
         screen = served.playlist.screen
         self._load_seen(campaign)
         key = (campaign, screen.id)
+        version = served.playlist.version
         with self._lock:
             last = self._seen.get(key)
-            new = last is None or last[0] != served.playlist.version
+            new = (last is None or last[0] != version) and (key, version) not in self._recording
             if new:
-                self._seen[key] = (served.playlist.version, now)
-        if new:
-            self.record_version(app, served.playlist, now, via=via, remote=remote)
-        else:
+                self._recording.add((key, version))  # a concurrent fetch does not record it too
+        if not new:
             self.seen_lately(app, served, now, remote)
-        return new
+            return False
+        try:
+            self.record_version(app, served.playlist, now, via=via, remote=remote)
+            with self._lock:  # only once written: a failed write is tried again next fetch
+                self._seen[key] = (version, now)
+        finally:
+            with self._lock:
+                self._recording.discard((key, version))
+        return True
 
     def flush_seen(self) -> None:
         """Write the fetches noted since the last batch (on shutdown, and in tests)."""

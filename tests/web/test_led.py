@@ -169,6 +169,8 @@ def test_errors_are_json_with_the_right_status(screens_live: Live) -> None:
 def test_token_in_the_query_and_openapi(screens_live: Live) -> None:
     r = requests.get(f"{screens_live.url}/led/door/playlist", params={"token": TOKEN}, timeout=10)
     assert r.status_code == 200
+    head = requests.head(f"{screens_live.url}/led/door/playlist", headers=AUTH, timeout=10)
+    assert (head.status_code, head.content, head.headers["etag"]) == (200, b"", r.headers["etag"])
     spec = requests.get(f"{screens_live.url}/openapi.json", timeout=10).json()
     assert "/led/{screen}/playlist" in spec["paths"]
     assert json.dumps(spec).count(TOKEN) == 0
