@@ -46,7 +46,8 @@ __all__ = [
 ]
 
 log = logging.getLogger("broadcaster.led")
-SEEN_FLUSH = 5.0  # seconds: unchanged fetches are written to led_seen in batches this often
+SEEN_EVERY = 60.0  # seconds: a screen's unchanged fetches refresh its led_seen row this often
+SEEN_FLUSH = 5.0  # seconds: those refreshes are written in one batch this often
 
 
 def feed_settings(app: App, channel_id: str) -> FeedSettings:
@@ -248,8 +249,9 @@ class LedFeed:
         return hit if hit.fresh(now, self._generation, day) else None
 
     def seen_lately(self, app: App, served: Served, now: dt.datetime, remote: str = "") -> bool:
-        """For a fetch of the version the screen already had: note it (written to led_seen
-        in a batch every SEEN_FLUSH seconds, without waiting) and answer True. False when
+        """For a fetch of the version the screen already had: note it (its led_seen row is
+        refreshed at most every SEEN_EVERY seconds, in a batch every SEEN_FLUSH seconds,
+        without waiting) and answer True. False when
         the version is new to the screen (or unknown here): call `fetched()`."""
         key = (app.campaign.id, served.playlist.screen.id)
         version = served.playlist.version
@@ -257,9 +259,10 @@ class LedFeed:
             last = self._seen.get(key)
             if last is None or last[0] != version:
                 return False
-            self._seen[key] = (version, now)
-            self._pending[key] = (version, now, remote)
-            due = (now - self._flushed).total_seconds() >= SEEN_FLUSH
+            if (now - last[1]).total_seconds() >= SEEN_EVERY:  # else nothing worth writing
+                self._seen[key] = (version, now)
+                self._pending[key] = (version, now, remote)
+            due = bool(self._pending) and (now - self._flushed).total_seconds() >= SEEN_FLUSH
             batch = self._pending if due else {}
             if due:
                 self._pending, self._flushed = {}, now
@@ -470,34 +473,32 @@ def _showable(screen: ScreenSpec, items: Sequence[FeedItem]) -> tuple[list[FeedI
 def _upsert_seen_many(
     conn: Any, batch: Mapping[tuple[str, str], tuple[str, dt.datetime, str]]
 ) -> None:
-    for (campaign, screen_id), (version, at, remote) in batch.items():
-        _upsert_seen(conn, campaign, screen_id, at, version, remote)
+    """One statement, executed for every row (executemany)."""
+    if not batch:
+        return
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
+    stmt = dialect.insert(led_seen)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["campaign", "screen_id"],
+        set_={
+            "at": stmt.excluded.at,
+            "version": stmt.excluded.version,
+            "remote": stmt.excluded.remote,
+        },
+    )
+    rows = [
+        {"campaign": c, "screen_id": sid, "at": at, "version": v, "remote": remote[:64]}
+        for (c, sid), (v, at, remote) in batch.items()
+    ]
+    conn.execute(stmt, rows)
 
 
 def _upsert_seen(
     conn: Any, campaign: str, screen_id: str, at: dt.datetime, version: str, remote: str
 ) -> None:
-    row: Mapping[str, Any] = {
-        "campaign": campaign,
-        "screen_id": screen_id,
-        "at": at,
-        "version": version,
-        "remote": remote[:64],
-    }
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect: Any = postgresql if conn.dialect.name == "postgresql" else sqlite
-    stmt = dialect.insert(led_seen).values(**row)
-    conn.execute(
-        stmt.on_conflict_do_update(
-            index_elements=["campaign", "screen_id"],
-            set_={
-                "at": stmt.excluded.at,
-                "version": stmt.excluded.version,
-                "remote": stmt.excluded.remote,
-            },
-        )
-    )
+    _upsert_seen_many(conn, {(campaign, screen_id): (version, at, remote)})
 
 
 @dataclass(frozen=True)

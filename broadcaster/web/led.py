@@ -99,11 +99,12 @@ class LedRoute:
             )
             response.headers["retry-after"] = "5"
             return response
-        service.metrics.hook(screen.channel, "led", 200)
         headers = {"etag": etag, "x-playlist-version": served.playlist.version}
         inm = request.headers.get("if-none-match")
         if inm is not None and _matches(inm, etag):
+            service.metrics.hook(screen.channel, "led", 304)
             return Response(status_code=304, headers=headers)
+        service.metrics.hook(screen.channel, "led", 200)
         return _body(served, fmt, headers)
 
 
