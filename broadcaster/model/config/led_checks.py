@@ -14,7 +14,7 @@ from broadcaster.model.config.source import Path_
 __all__ = ["screen_problems", "screen_spec", "variant_problems"]
 
 
-def screen_spec(target: Target, path: tuple[str, ...]) -> ScreenSpec:
+def screen_spec(target: Target, path: tuple[str, ...], channel: str = "") -> ScreenSpec:
     screen = target.screen
     assert screen is not None
     return ScreenSpec(
@@ -30,6 +30,7 @@ def screen_spec(target: Target, path: tuple[str, ...]) -> ScreenSpec:
         own=tuple(OwnItem(o.id, o.text, o.seconds) for o in screen.own),
         token_env=screen.token.env if screen.token else None,
         stale_after=screen.stale_after,
+        channel=channel,
     )
 
 

@@ -3,7 +3,6 @@ variables resolved top-down, contact lists read (through the cache) and checked.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -169,7 +168,11 @@ class TargetChecks:
         """The target's screen, its channel resolved, its own content checked."""
         if node.screen is None:
             return None
-        led = [cid for cid, c in self.config.channels.items() if c.type == "led"]
+        led = self.__dict__.get("_led_channels")
+        if led is None:
+            led = self.__dict__["_led_channels"] = [
+                cid for cid, c in self.config.channels.items() if c.type == "led"
+            ]
         channel = node.screen.channel
         if channel is None and len(led) == 1:
             channel = led[0]
@@ -190,9 +193,7 @@ class TargetChecks:
                 f" got '{channel}'",
                 did_you_mean(channel, led),
             )
-        spec = dataclasses.replace(
-            screen_spec(node, (*parent_path, node.name)), channel=channel or ""
-        )
+        spec = screen_spec(node, (*parent_path, node.name), channel or "")
         screen_problems(spec, path, self.error)
         return spec
 
