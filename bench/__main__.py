@@ -14,6 +14,7 @@ BENCHES = {
     "recipients": "bench.recipients_bench",
     "sms": "bench.sms_bench",
     "bots": "bench.bots_bench",
+    "led": "bench.led_bench",
 }
 
 

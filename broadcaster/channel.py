@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, PlainSerializer, WrapValidator
 from pydantic_core import PydanticCustomError
 
 from broadcaster.errors import SecretMissingError
+from broadcaster.led.playlist import ScreenSpec
 from broadcaster.vocab import Addressing, ErrorClass, MessageKind, QuietHours, RateLimit, Status
 
 if TYPE_CHECKING:
@@ -431,6 +432,7 @@ class ScheduledSend:
     target_id: str
     target_name: str
     message: Message
+    screen: ScreenSpec | None = None  # the target's LED screen, when it is one
 
 
 def _no_pacing(endpoint: str) -> bool:

@@ -233,6 +233,7 @@ def main() -> None:
 
 from broadcaster.cli import campaign as _campaign  # noqa: E402,F401  (registers the commands)
 from broadcaster.cli import delivery as _delivery  # noqa: E402,F401
+from broadcaster.cli import led as _led  # noqa: E402,F401
 from broadcaster.cli import log as _log  # noqa: E402,F401
 from broadcaster.cli import recipients as _recipients  # noqa: E402,F401
 from broadcaster.cli import relay as _relay  # noqa: E402,F401

@@ -421,6 +421,29 @@ def plan(
         print_fanouts(state, [f for f in fan.results() if (f.at, f.channel_id) in fanned])
     if not (rule or channel or target):
         print_duties(state, check_duties(campaign, first, last, planner))
+        if campaign.screens:
+            print_screen_bound(state, campaign, planner, start, end)
+
+
+def print_screen_bound(
+    state: State, campaign: Campaign, planner: Planner, start: dt.datetime, end: dt.datetime
+) -> None:
+    """LED screens: the gap between anti-fraud items within each screen's bound, proved
+    over the period, or the screens and items where it is not."""
+    from broadcaster.model.led_plan import prove_screens
+
+    found = prove_screens(planner, planner.items(start, end, render=False), start, end)
+    bad = {sid: p for sid, p in found.items() if p}
+    if not bad:
+        bounds = sorted({f"{s.max_gap:g}" for s in campaign.screens.values()})
+        state.out.print(
+            f"显示屏轮播 LED rotation: {len(found)} 块屏全部满足 every screen keeps the gap"
+            f" between anti-fraud items within its bound ({'/'.join(bounds)} s) over the period"
+        )
+        return
+    for problems in bad.values():
+        for problem in problems:
+            state.out.print(f"[red]显示屏轮播 LED rotation[/red] {problem}", highlight=False)
 
 
 class PlanEnviron(Mapping[str, str]):

@@ -26,6 +26,7 @@ from broadcaster.vocab import ErrorClass, Status
 if TYPE_CHECKING:
     from rich.console import JustifyMethod
 
+    from broadcaster.engine.led import ScreenStatus
     from broadcaster.log import AreaCoverageRow, CoverageRow
 
 __all__ = ["log_command"]
@@ -163,6 +164,7 @@ def log_command(
 
             hops = relay_states(store, campaign_id, parse_now(now, tz), since=since)
             hops = [h for h in hops if until is None or h.hop.due_at < until]
+        screens = [] if (phone or fmt != "table") else _screen_statuses(state.config, store, tz)
     finally:
         store.close()
     if fmt in ("csv", "json"):
@@ -279,6 +281,15 @@ def log_command(
         f"共 {len(rows)} 条 {len(rows)} deliveries"
         + (f"; showing the last {limit}" if len(rows) > limit else "")
     )
+    stale = [r for r in screens if r.stale]
+    if stale:
+        from broadcaster.cli.led import print_screen_status
+
+        state.out.print(
+            f"[bold red]显示屏失联 stale screens: {len(stale)} / {len(screens)}[/bold red]"
+            " — 详情 details: broadcaster led status"
+        )
+        print_screen_status(state, stale, tz)
     if status == Status.UNRESOLVED.value and rows:
         state.out.print(
             "处理 decide: broadcaster resolve KEY... --as delivered|failed|resend --note TEXT"
@@ -288,6 +299,20 @@ def log_command(
 
 KEY_SHOWN = 12  # characters of a delivery key shown in tables (resolve takes a prefix)
 REASON_SHOWN = 120  # characters of a reason shown in the table (csv/json: all)
+
+
+def _screen_statuses(config: Path, store: Any, tz: dt.tzinfo) -> list[ScreenStatus]:
+    """LED screens and their last fetch, when the config loads (the log works without it)."""
+    from broadcaster.engine.led import screen_statuses
+    from broadcaster.errors import BroadcasterError
+    from broadcaster.model.config.load import load_campaign
+
+    now = dt.datetime.now(tz)
+    try:
+        campaign = load_campaign(config, today=now.date())
+    except (BroadcasterError, OSError):
+        return []
+    return screen_statuses(store, campaign, now) if campaign.screens else []
 
 
 def _reason(error_class: ErrorClass | None, reason: str | None) -> str:

@@ -546,7 +546,12 @@ def check_schedules(
         target = campaign.targets[item.target_id]
         sends[item.channel_id].append(
             ScheduledSend(
-                item.occurrence.at, item.occurrence.rule_id, target.id, target.name, message
+                item.occurrence.at,
+                item.occurrence.rule_id,
+                target.id,
+                target.name,
+                message,
+                target.screen,
             )
         )
     issues = []

@@ -20,6 +20,7 @@ ENTRY_POINT_GROUP = "broadcaster.channels"
 # name -> "module:Class"; the module, the name and the entry point agree.
 BUILTINS: dict[str, str] = {
     "aliyun-sms": "broadcaster.channels.aliyun_sms:AliyunSmsChannel",
+    "led": "broadcaster.channels.led:LedChannel",
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
     "tencent-sms": "broadcaster.channels.tencent_sms:TencentSmsChannel",
     "voice-call": "broadcaster.channels.voice_call:VoiceCallChannel",

@@ -35,6 +35,7 @@ from broadcaster.errors import LogStoreError
 __all__ = [
     "APPEND_ONLY",
     "CONSOLE_APPEND_ONLY",
+    "LED_APPEND_ONLY",
     "console_actions",
     "console_logins",
     "console_users",
@@ -43,6 +44,8 @@ __all__ = [
     "delivery_state",
     "feed_cursors",
     "leases",
+    "led_fetches",
+    "led_seen",
     "link_uses",
     "log_meta",
     "messages",
@@ -340,3 +343,39 @@ relay_hops = sa.Table(
 )
 sa.Index("ix_relay_hops_campaign_due", relay_hops.c.campaign, relay_hops.c.due_at)
 sa.Index("ix_relay_hops_parent", relay_hops.c.parent_key)
+# --- LED screens (migration 0008) ----------------------------------------------------------------
+#   led_fetches   id, campaign, screen, version, at, via, items    append-only: each new version a
+#                                                                  screen fetched or a bridge pushed
+#   led_seen      (campaign, screen) PK, at, version               when each screen last fetched
+
+LED_APPEND_ONLY = ("led_fetches",)
+
+led_fetches = sa.Table(
+    "led_fetches",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("campaign", sa.String, nullable=False),
+    sa.Column("screen_id", sa.String, nullable=False),
+    sa.Column("channel_id", sa.String, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("via", sa.String(64), nullable=False),
+    sa.Column("remote", sa.String(64), nullable=False, server_default=""),
+    sa.Column("items", sa.Text, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+led_seen = sa.Table(
+    "led_seen",
+    metadata,
+    sa.Column("campaign", sa.String, primary_key=True),
+    sa.Column("screen_id", sa.String, primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("version", sa.String(64), nullable=False),
+    sa.Column("remote", sa.String(64), nullable=False, server_default=""),
+)
+
+sa.Index(
+    "ix_led_fetches_screen_at", led_fetches.c.campaign, led_fetches.c.screen_id, led_fetches.c.at
+)
+sa.Index("ix_led_fetches_at", led_fetches.c.campaign, led_fetches.c.at)

@@ -770,6 +770,16 @@ class DeliveryLog:
         tally: OutcomeTally = self._writer.submit(Job(work=work))
         return tally
 
+    def write(self, fn: Callable[[Connection], T], *, wait: bool = True) -> T | None:
+        """Run a write function in the writer's transaction (the tables of a feature that
+        records beside the deliveries, e.g. LED fetches); without `wait`, queue it."""
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> T:
+            return fn(conn)
+
+        result: T | None = self._writer.submit(Job(work=work), wait=wait)
+        return result
+
     def feed_cursor(self, name: str) -> str | None:
         """Where the outcome feed `name` resumes (None: from its start)."""
         query = sa.select(feed_cursors.c.cursor).where(feed_cursors.c.name == name)

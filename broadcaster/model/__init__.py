@@ -5,5 +5,5 @@ or reads the clock. Every function that needs "now" takes it as an argument. The
 (`broadcaster.engine`) wires the model to channels and the delivery log.
 
 May import: the standard library, pydantic, PyYAML, Jinja2, phonenumbers, lunar_python,
-`broadcaster.vocab`, `broadcaster.errors`.
+`broadcaster.vocab`, `broadcaster.errors`, `broadcaster.led` (pure too).
 """

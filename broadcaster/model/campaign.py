@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from broadcaster.errors import ConfigIssue
+from broadcaster.led.playlist import ScreenSpec
 from broadcaster.model.calendar import ChinaCalendar
 from broadcaster.model.render import Renderer
 from broadcaster.model.targets import TargetTree
@@ -125,6 +127,11 @@ class Campaign:
     @property
     def id(self) -> str:
         return self.config.campaign.id
+
+    @cached_property
+    def screens(self) -> dict[str, ScreenSpec]:
+        """LED screens by target id, in tree order."""
+        return {n.id: n.screen for n in self.targets if n.screen is not None}
 
     @property
     def base_dir(self) -> Path:

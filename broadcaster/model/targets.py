@@ -21,6 +21,8 @@ from typing import Any
 
 import phonenumbers
 
+from broadcaster.led.playlist import ScreenSpec
+
 __all__ = [
     "AddressSpec",
     "Contact",
@@ -260,6 +262,7 @@ class TargetNode:
     address: tuple[tuple[str, AddressSpec], ...] = ()  # channel id -> address
     vars: tuple[tuple[str, object], ...] = ()
     children: tuple[str, ...] = ()
+    screen: ScreenSpec | None = None  # an LED screen (`screen:` in the config)
 
     def as_context(self) -> dict[str, object]:
         return {

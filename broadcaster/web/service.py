@@ -93,6 +93,7 @@ class WebService:
         self.sessions = Sessions(secret, clock, hours=self.options.session_hours)
         self.links = SignedLinks(secret, self.store, clock)
         self.hooks = HookTable(self)
+        self.led: Any = None  # the LED playlist route (create_app sets it)
         self.coverage = SendCache()
         self.metrics = Metrics(self)
         self.started = clock.now()
@@ -166,6 +167,11 @@ class WebService:
         )
 
     def close(self) -> None:
+        if self.led is not None:
+            try:
+                self.led.feed.flush_seen()  # screens seen since the last batch
+            except Exception:  # the log may be gone already: staleness is a hint, not a record
+                log.warning("could not write the last LED fetch times")
         self.store.close()
 
 
@@ -206,6 +212,11 @@ def create_app(service: WebService) -> Any:
             service.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
         )
 
+    from broadcaster.web.led import LedRoute
+
+    service.led = LedRoute(service)
+    for path in ("/led/{screen}/playlist",):
+        api.add_route(path, service.led.handle, methods=["GET", "HEAD"], include_in_schema=False)
     for scope in ("hooks", "led", "confirm"):
         for path in (f"/{scope}/{{channel}}/{{rest:path}}", f"/{scope}/{{channel}}"):
             api.add_route(  # a plain Starlette route: no dependency solving on the hot path
@@ -239,6 +250,10 @@ def create_app(service: WebService) -> Any:
             ErrorBody.model_json_schema()
         )
         schema["paths"].update(service.hooks.openapi_paths())
+        if service.app.campaign.screens:
+            from broadcaster.web.led import openapi_path
+
+            schema["paths"].update(openapi_path())
         return schema
 
     api.openapi = openapi  # type: ignore[method-assign]  # rebuilt each time: routes follow the config

@@ -112,6 +112,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("dingtalk-bot", "built-in", True),
         ("echo", DIST_NAME, True),
         ("feishu-bot", "built-in", True),
+        ("led", "built-in", True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),

@@ -23,6 +23,7 @@ from broadcaster.model.calendar import SOLAR_TERMS, ChinaCalendar
 from broadcaster.model.campaign import Campaign, ChannelSpec, RuleSpec
 from broadcaster.model.config.cache import ConfigCache, Manifest, forget_parsed
 from broadcaster.model.config.explain import did_you_mean, explain
+from broadcaster.model.config.led_checks import variant_problems
 from broadcaster.model.config.render_checks import RenderChecks
 from broadcaster.model.config.schema import Config, Selector
 from broadcaster.model.config.source import Document, Path_, load_document
@@ -213,6 +214,7 @@ class _Builder(TargetChecks, RenderChecks):
         )
         if not any(i.severity == "error" for i in self.issues):
             self._render_checks(campaign, today)
+            self._screen_texts(campaign)
         campaign.warnings = [i for i in self.issues if i.severity != "error"]
         campaign.calendar_warnings = self.calendar_warnings
         campaign.contact_files = self.contact_files
@@ -530,6 +532,34 @@ class _Builder(TargetChecks, RenderChecks):
                 for topic in config.themes[theme].topics:
                     seen[topic] = None
         return list(seen)
+
+    def _screen_texts(self, campaign: Campaign) -> None:
+        """Every text a rule sends to a screen, in the screen's charset and width."""
+        screens = campaign.screens
+        if not screens:
+            return
+        reported: set[tuple[str, str, str]] = set()
+        for variant in campaign.variants:
+            if campaign.channels[variant.channel_id].kind is not MessageKind.LED:
+                continue
+            for tid in campaign.rule(variant.rule_id).targets:
+                spec = screens.get(tid)
+                if spec is None:
+                    continue
+                for problem in variant_problems(
+                    spec, variant.template_file, variant.template, variant.text
+                ):
+                    key = (tid, variant.template, problem)
+                    if key not in reported:
+                        reported.add(key)
+                        self.issues.append(
+                            ConfigIssue(
+                                variant.template_file,
+                                1,
+                                "",
+                                f"{problem} (rule '{variant.rule_id}')",
+                            )
+                        )
 
     def _template_presence(
         self,

@@ -37,6 +37,8 @@ __all__ = [
     "Relay",
     "RelayLevel",
     "Rule",
+    "Screen",
+    "ScreenContent",
     "Selector",
     "Target",
     "Theme",
@@ -305,6 +307,46 @@ class TargetRecipients(RecipientFilter):
         return self
 
 
+def _duration(value: Any) -> float:
+    """Seconds from "90s", "30m", "2h" or "1d" (or a number of seconds)."""
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*(s|m|h|d)", value) if isinstance(value, str) else None
+    if m is None or float(m.group(1)) == 0:
+        raise _err(
+            "duration",
+            '时长格式错误 expected a duration such as "90s", "30m", "2h" or "1d"; got {value!r}',
+            value=value,
+        )
+    return float(m.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86400}[m.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(_duration)]
+
+
+class ScreenContent(Model):
+    """The screen's own (non-anti-fraud) content: an ad, a notice, with how long it shows."""
+
+    id: Slug
+    text: str = Field(min_length=1)
+    seconds: float = Field(gt=0, le=3600)
+
+
+class Screen(Model):
+    """An LED screen: a target that fetches its playlist (`/led/{id}/playlist`)."""
+
+    channel: str | None = None  # the led channel serving it (default: the only one)
+    charset: Literal["gb2312", "gbk", "utf-8"] = "gb2312"
+    width: int = Field(default=12, ge=1, le=256)  # full-width characters per line
+    lines: int = Field(default=2, ge=1, le=64)  # lines per page
+    overflow: Literal["wrap", "reject"] = "wrap"  # a line wider than the screen
+    page_seconds: float = Field(default=6, gt=0, le=600)  # per page of an anti-fraud item
+    max_gap: Duration = 60.0  # at most this long between two anti-fraud items
+    stale_after: Duration = 7200.0  # no fetch for this long: reported stale
+    token: EnvRef | None = None  # the screen sends it as ?token= or a Bearer header
+    own: list[ScreenContent] = Field(default_factory=list)
+
+
 class Target(Model):
     """A node of the audience tree: county → township → village → grid or group; school → class."""
 
@@ -321,6 +363,7 @@ class Target(Model):
     # channel id -> address on that channel: text, {env: NAME}, or {key: ..., secret: ...}
     address: dict[str, Address] = Field(default_factory=dict)
     vars: dict[str, str | int | float] = Field(default_factory=dict)
+    screen: Screen | None = None  # an LED screen: geometry, charset, its own content
     children: list[Target] = Field(default_factory=list)
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from broadcaster.errors import ConfigIssue
+from broadcaster.led.playlist import ScreenSpec
 from broadcaster.model.config.cache import ConfigCache, Manifest
 from broadcaster.model.config.explain import did_you_mean
+from broadcaster.model.config.led_checks import screen_problems, screen_spec
 from broadcaster.model.config.schema import Config, Target
 from broadcaster.model.config.source import Document, Path_
 from broadcaster.model.targets import (
@@ -163,8 +165,42 @@ class TargetChecks:
                 ),
                 vars=vars_tuple,
                 children=tuple(kids.get(tid, ())),
+                screen=self._screen(node, path_of(tid), parent.path if parent_id else ()),
             )
         return TargetTree(built.values()), vars_by_target
+
+    def _screen(self, node: Target, path: Path_, parent_path: tuple[str, ...]) -> ScreenSpec | None:
+        """The target's screen, its channel resolved, its own content checked."""
+        if node.screen is None:
+            return None
+        led = self.__dict__.get("_led_channels")
+        if led is None:
+            led = self.__dict__["_led_channels"] = [
+                cid for cid, c in self.config.channels.items() if c.type == "led"
+            ]
+        channel = node.screen.channel
+        if channel is None and len(led) == 1:
+            channel = led[0]
+        elif channel is None:
+            self.error(
+                (*path, "screen"),
+                f"显示屏 screen '{node.id}': "
+                + (
+                    "没有 led 渠道 no channel of type 'led' serves it; add one under channels"
+                    if not led
+                    else f"须指明渠道 write channel: one of {', '.join(led)}"
+                ),
+            )
+        elif channel not in led:
+            self.error(
+                (*path, "screen", "channel"),
+                f"不是 led 渠道 expected a channel of type 'led' ({', '.join(led) or 'none'});"
+                f" got '{channel}'",
+                did_you_mean(channel, led),
+            )
+        spec = screen_spec(node, (*parent_path, node.name), channel or "")
+        screen_problems(spec, path, self.error)
+        return spec
 
     @staticmethod
     def _subtree(kids: dict[str, list[str]], tid: str) -> set[str]:

@@ -26,6 +26,7 @@ def register(api: FastAPI, service: WebService) -> None:
         duties,
         logpage,
         lookup,
+        screens,
         sendnow,
         today,
         waiting,
