@@ -21,6 +21,7 @@ ENTRY_POINT_GROUP = "broadcaster.channels"
 BUILTINS: dict[str, str] = {
     "outbox": "broadcaster.channels.outbox:OutboxChannel",
     "webhook": "broadcaster.channels.webhook:WebhookChannel",
+    "loudspeaker": "broadcaster.channels.loudspeaker:LoudspeakerChannel",
 }
 
 _REQUIRED = (
