@@ -219,5 +219,6 @@ def normalise(text: str) -> Spoken:
             f"无法朗读的符号或表情 symbols or emoji cannot be spoken: {shown!r} (removed)"
         )
     spoken = re.sub(r"[，,]{2,}", "，", "".join(out))
+    spoken = re.sub(r"([。！？；：、!?;:])[，,]", r"\1", spoken)  # a line break after a sentence
     spoken = re.sub(r"[ \t]+", " ", spoken).strip(" ，,")
     return Spoken(spoken, tuple(problems))
