@@ -23,8 +23,9 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
+from broadcaster.audio.cloud import AliyunTtsSettings, TencentTtsSettings
 from broadcaster.channel import (
     Addressing,
     Artefact,
@@ -92,8 +93,8 @@ class LoudspeakerSettings(ChannelSettings):
     engine: Literal["espeak", "aliyun", "tencent"] = "espeak"
     voice: str = "cmn-latn-pinyin"  # espeak-ng voice (`cmn` reads many characters as English)
     speed: int = Field(default=150, ge=80, le=400)  # espeak-ng words per minute
-    aliyun: dict[str, Any] | None = None  # settings of the Aliyun engine (broadcaster.audio.cloud)
-    tencent: dict[str, Any] | None = None  # settings of the Tencent Cloud engine
+    aliyun: AliyunTtsSettings | None = None  # the Aliyun engine (broadcaster.audio.cloud)
+    tencent: TencentTtsSettings | None = None  # the Tencent Cloud engine
     loudness: Loudness = Field(default_factory=Loudness)
     mp3: Mp3 = Field(default_factory=Mp3)
     chime: Chime = Field(default_factory=Chime)
@@ -120,6 +121,15 @@ class LoudspeakerSettings(ChannelSettings):
                 f"免打扰时段格式应为 HH:MM-HH:MM expected e.g. 21:00-06:30; got {v!r}"
             ) from None
         return v
+
+    @model_validator(mode="after")
+    def _engine_settings(self) -> LoudspeakerSettings:
+        if self.engine != "espeak" and getattr(self, self.engine) is None:
+            raise ValueError(
+                f"engine: {self.engine} 需要 {self.engine}: 设置块 needs a `{self.engine}:` block"
+                " with its keys"
+            )
+        return self
 
 
 class LoudspeakerChannel(BaseChannel):
@@ -174,16 +184,14 @@ class LoudspeakerChannel(BaseChannel):
 
     def engine(self) -> Any:
         s = self.settings
-        if s.engine == "aliyun":
+        if s.engine == "aliyun" and s.aliyun is not None:
             from broadcaster.audio.cloud import AliyunEngine
 
-            return AliyunEngine.from_settings(s.aliyun or {}, self.context.http)
-        if s.engine == "tencent":
+            return AliyunEngine(s.aliyun, self.context.http, self.context.clock)
+        if s.engine == "tencent" and s.tencent is not None:
             from broadcaster.audio.cloud import TencentEngine
 
-            return TencentEngine.from_settings(
-                s.tencent or {}, self.context.http, self.context.clock
-            )
+            return TencentEngine(s.tencent, self.context.http, self.context.clock)
         from broadcaster.audio.engines import EspeakEngine
 
         return EspeakEngine(voice=s.voice, speed=s.speed)
