@@ -389,3 +389,41 @@ def test_play_reports_are_the_late_outcome(make: Make, platform: BroadcastPlatfo
     assert outcomes[offline.key].reason == "未播出 not played: offline (1 terminals)"
     assert waiting.key not in outcomes  # nothing reported yet: asked again later
     assert channel.capabilities.late_outcomes
+
+
+def test_the_fake_platform_refuses_what_a_platform_refuses(
+    platform: BroadcastPlatformFake, tmp_path: Path
+) -> None:
+    """The fake itself: a wrong checksum, a missing file part, an emergency class."""
+    import requests
+
+    with requests.Session() as s:
+        token = s.post(
+            f"{platform.url}/user/gtoken", data={"username": "county", "password": "pw-Canary-3"}
+        ).json()["token"]
+        s.headers["X-Token"] = token
+        mp3 = b"ID3" + bytes(64)
+        wrong_sum = s.post(
+            f"{platform.url}/user/uploadfile",
+            files={"file": ("a.mp3", mp3, "audio/mpeg")},
+            data={"sha256": "0" * 64},
+        ).json()
+        assert wrong_sum == {
+            "res": False,
+            "code": "bad_upload",
+            "msg": "校验和不符 sha256 mismatch",
+        }
+        no_file = s.post(f"{platform.url}/user/uploadfile", data={"sha256": "0" * 64}).json()
+        assert no_file["code"] == "bad_upload"
+        emergency = s.post(
+            f"{platform.url}/user/add_task",
+            json={
+                "file_id": "x",
+                "start": "2026-03-03T07:00:00+08:00",
+                "weekdays": "1111111",
+                "ebm_class": 1,
+                "external_id": "k",
+            },
+        ).json()
+        assert emergency["msg"] == "字段错误 bad fields: file_id, ebm_class"
+    assert platform.files == {} and platform.tasks == {}
