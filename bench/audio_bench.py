@@ -64,8 +64,13 @@ def playlists(villages: int) -> list[list[tuple[str, str]]]:
             f"{i + 1}号村的乡亲们请注意：今晚七点在村委会开反诈宣传会，"
             f"{station}的民警会来讲解，请各户派一人参加。"
         )
-        out.append([(f"loudspeaker/{topic}.j2", case), ("loudspeaker/alert.j2", alert),
-                    ("loudspeaker/notice.j2", notice)])
+        out.append(
+            [
+                (f"loudspeaker/{topic}.j2", case),
+                ("loudspeaker/alert.j2", alert),
+                ("loudspeaker/notice.j2", notice),
+            ]
+        )
     return out
 
 
