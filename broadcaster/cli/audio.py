@@ -49,7 +49,12 @@ def audio_preview(
     if out is None:
         stem = template.removeprefix("loudspeaker/").removesuffix(".j2").replace("/", "_")
         out = Path(f"preview-{stem}.mp3")
-    result = render_preview(app, template, now=when, target=target, channel=channel, out=out)
+    from broadcaster.errors import InvalidArgumentError
+
+    try:
+        result = render_preview(app, template, now=when, target=target, channel=channel, out=out)
+    except InvalidArgumentError as exc:  # an unknown template, target or channel
+        raise click.UsageError(str(exc)) from None
     p = state.out.print
     p(
         f"模板 template: {escape(result.template)} · 对象 target: {escape(result.target)}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import datetime as dt
 import json
 from collections.abc import Callable, Iterator
@@ -427,3 +428,75 @@ def test_the_fake_platform_refuses_what_a_platform_refuses(
         ).json()
         assert emergency["msg"] == "字段错误 bad fields: file_id, ebm_class"
     assert platform.files == {} and platform.tasks == {}
+
+
+# -- through the engine ---------------------------------------------------------------------
+
+
+def test_the_engine_logs_the_mp3_hash_and_never_airs_twice(
+    tmp_path: Path, platform: BroadcastPlatformFake
+) -> None:
+    """Fire a loudspeaker rule through the real dispatcher: the platform gets one task per
+    speaker, the log holds each delivery with the MP3's sha256, firing again sends nothing."""
+    from broadcaster.engine.clock import VirtualClock
+    from broadcaster.log import DeliveryLog
+    from broadcaster.model.plan import Planner
+    from tests.engine.helpers import DAY, TOKEN_ENV, at, load, write_engine_campaign
+
+    path = write_engine_campaign(tmp_path / "c", "http://127.0.0.1:9")
+    config = json.loads(path.read_text("utf-8"))
+    config["targets"][0]["children"] += [
+        {"id": "s1", "name": "一村大喇叭", "tags": ["speaker"]},
+        {"id": "s2", "name": "二村大喇叭", "tags": ["speaker"]},
+    ]
+    config["channels"]["speakers"] = {
+        "type": "loudspeaker",
+        "kind": "loudspeaker",
+        "settings": {
+            "chime": {"before": False, "after": False},
+            "platform": {
+                "base_url": platform.url,
+                "username": "county",
+                "password": {"env": "TEST_SECRET_BROADCAST"},
+                "timeout": [2, 5],
+            },
+        },
+    }
+    config["rules"] = [
+        {
+            "id": "speakers",
+            "channels": ["speakers"],
+            "targets": {"tags": ["speaker"]},
+            "when": {"dates": [DAY.isoformat()], "at": "06:45"},
+        },
+    ]
+    path.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+    app = load(path, environ={**TOKEN_ENV, "TEST_SECRET_BROADCAST": "pw-Canary-3"})
+    store = DeliveryLog.open(f"sqlite:///{tmp_path}/log.sqlite3", hash_key=b"k")
+    dispatcher = app.dispatcher(
+        store, b"k", clock=VirtualClock(at(2026, 3, 3, 6, 45)), heartbeat=False
+    )
+    try:
+        spec = app.campaign.rule("speakers")
+        occurrence = next(
+            Planner(app.campaign).rule_occurrences(spec, at(2026, 3, 3), at(2026, 3, 4))
+        )
+        assert dispatcher.fire(occurrence).wait().counts == {"accepted": 2}
+        rows = store.deliveries(channel="speakers")
+        assert {r.status for r in rows} == {Status.ACCEPTED}
+        uploaded = {hashlib.sha256(data).hexdigest() for data in platform.files.values()}
+        tasks = {t["external_id"]: t for t in platform.tasks.values()}
+        for row in rows:  # each speaker's task airs the file whose hash the log holds
+            payload = store.payload(row.payload_sha256)  # type: ignore[arg-type]
+            assert payload is not None
+            (artefact,) = payload["artefacts"]
+            assert artefact["name"] == "speech.mp3"
+            assert artefact["sha256"] == tasks[row.key]["sha256"] and artefact["sha256"] in uploaded
+        assert (
+            sorted(t["start"] for t in platform.tasks.values()) == ["2026-03-03T07:00:00+08:00"] * 2
+        )
+        dispatcher.fire(occurrence).wait()
+        assert len(platform.tasks) == 2  # firing again airs nothing twice
+    finally:
+        dispatcher.close()
+        store.close()
