@@ -99,12 +99,19 @@ class HttpBridge:
     # -- plumbing
 
     def _login(self) -> str:
-        reply = self._call(
-            "POST",
-            "/user/gtoken",
-            authed=False,
-            data={"username": self.settings.username, "password": self.settings.password.get()},
-        )
+        try:
+            reply = self._call(
+                "POST",
+                "/user/gtoken",
+                authed=False,
+                data={"username": self.settings.username, "password": self.settings.password.get()},
+            )
+        except _Answer as answer:
+            if answer.error_class is not ErrorClass.CONTENT:
+                raise
+            raise _Answer(
+                ErrorClass.CONFIG, f"登录被拒绝 the platform refused our login: {answer.reason}"
+            ) from None
         token = reply.get("token")
         if not token:
             raise _Answer(ErrorClass.CONFIG, "登录被拒绝 the platform refused our login")

@@ -38,8 +38,14 @@ def ls_delivery(n: int = 1, text: str = SCRIPT, target: str = "hexi-speaker") ->
     return dataclasses.replace(d, recipient=recipient)
 
 
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> FileArtefactStore:
+    """One content cache for the module's sends: a script is rendered once for all tests."""
+    return FileArtefactStore(tmp_path_factory.mktemp("cache"))
+
+
 @pytest.fixture
-def make(tmp_path: Path) -> Iterator[Make]:
+def make(tmp_path: Path, shared_cache: FileArtefactStore) -> Iterator[Make]:
     opened: list[LoudspeakerChannel] = []
 
     def factory(environ: dict[str, str] | None = None, **data: Any) -> LoudspeakerChannel:
@@ -52,6 +58,7 @@ def make(tmp_path: Path) -> Iterator[Make]:
             base_dir=tmp_path,
         )
         channel = LoudspeakerChannel(settings, context)
+        channel._own_store = shared_cache  # what send() renders unprepared messages into
         opened.append(channel)
         return channel
 
@@ -327,8 +334,11 @@ def test_an_expired_token_logs_in_again_once(make: Make, platform: BroadcastPlat
 def test_a_wrong_password_is_a_config_failure(make: Make, platform: BroadcastPlatformFake) -> None:
     platform.password = "other"
     (result,) = bridged(make, platform).send([ls_delivery()])
-    assert (result.status, result.error_class) == (Status.FAILED, ErrorClass.CONTENT)
-    assert "login_failed" in result.reason and "pw-Canary-3" not in result.reason
+    assert (result.status, result.error_class) == (Status.FAILED, ErrorClass.CONFIG)
+    assert result.reason == (
+        "登录被拒绝 the platform refused our login: 平台拒绝 platform refused (login_failed):"
+        " 用户名或密码错误"
+    )
 
 
 def test_busy_is_throttled_and_5xx_on_upload_is_transient(
@@ -454,6 +464,8 @@ def test_the_engine_logs_the_mp3_hash_and_never_airs_twice(
         "kind": "loudspeaker",
         "settings": {
             "chime": {"before": False, "after": False},
+            "speed": 300,  # the built-in scripts run a minute at 150: keep the test quick
+            "mp3": {"bitrate_kbps": 32, "sample_rate": 22050},
             "platform": {
                 "base_url": platform.url,
                 "username": "county",
