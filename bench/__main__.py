@@ -15,6 +15,7 @@ BENCHES = {
     "sms": "bench.sms_bench",
     "bots": "bench.bots_bench",
     "led": "bench.led_bench",
+    "audio": "bench.audio_bench",
 }
 
 

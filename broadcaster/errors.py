@@ -13,6 +13,9 @@
     │   ├── PermanentError           will fail again (4xx, auth, invalid recipient); error_class
     │   └── OutcomeUnknownError      the provider may have acted (read timeout after sending)
     ├── PluginError                  a channel plugin failed to load or clashes with another
+    ├── AudioError                   speech or audio could not be made
+    │   ├── SpeechEngineMissingError a text-to-speech engine is not installed (names the command)
+    │   └── RecordingRejectedError   a supplied recording is silent, clipped, corrupt, too long
     ├── InvalidArgumentError         broadcaster was called with a value it cannot use (a bug)
     └── AbortedError                 the operator declined a confirmation (exit code 1)
 
@@ -26,6 +29,7 @@ from dataclasses import dataclass, field
 
 __all__ = [
     "AbortedError",
+    "AudioError",
     "BroadcasterError",
     "CalendarError",
     "ChannelError",
@@ -38,8 +42,10 @@ __all__ = [
     "OutcomeUnknownError",
     "PermanentError",
     "PluginError",
+    "RecordingRejectedError",
     "RetryableError",
     "SecretMissingError",
+    "SpeechEngineMissingError",
     "TemplateError",
 ]
 
@@ -150,6 +156,18 @@ class OutcomeUnknownError(ChannelError):
 
 class PluginError(BroadcasterError):
     """A channel plugin could not be loaded, or its name clashes."""
+
+
+class AudioError(BroadcasterError):
+    """Speech or audio could not be made (the engine failed, the input is unusable)."""
+
+
+class SpeechEngineMissingError(AudioError):
+    """A text-to-speech engine is not installed; the message names the install command."""
+
+
+class RecordingRejectedError(AudioError):
+    """A supplied recording cannot be broadcast; the message gives the measured reason."""
 
 
 class InvalidArgumentError(BroadcasterError, ValueError):

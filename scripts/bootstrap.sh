@@ -69,7 +69,7 @@ pip() {
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
   echo "安装依赖 installing dependencies …" >&2
   pip install --upgrade pip "setuptools>=70.1" wheel
-  pip install -e .
+  pip install -e '.[audio]'  # audio: the loudspeaker channel's offline speech chain
   .venv/bin/python -c "import broadcaster.cli"  # fail loudly when the install did not work
   touch .venv/.installed
 fi
@@ -86,4 +86,14 @@ fi
 # The console's browser tests drive Debian's Chromium through Playwright (no browser download).
 if [ "$extras" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || echo "浏览器测试需要 browser tests need Debian's chromium: apt-get install chromium" >&2
+fi
+# The loudspeaker channel speaks with Debian's espeak-ng (offline Mandarin voice) and decodes
+# offices' recordings with ffmpeg; both are needed by `make run` and `make test` alike.
+missing_audio=""
+command -v espeak-ng >/dev/null 2>&1 || missing_audio="$missing_audio espeak-ng"
+command -v ffmpeg >/dev/null 2>&1 || missing_audio="$missing_audio ffmpeg"
+if [ -n "$missing_audio" ]; then
+  # shellcheck disable=SC2086
+  apt_install $missing_audio \
+    || echo "广播渠道需要 the loudspeaker channel needs:$missing_audio (apt-get install$missing_audio)" >&2
 fi

@@ -30,6 +30,7 @@ BUILTINS: dict[str, str] = {
     "dingtalk-bot": "broadcaster.channels.dingtalk_bot:DingTalkBotChannel",
     "feishu-bot": "broadcaster.channels.feishu_bot:FeishuBotChannel",
     "handoff": "broadcaster.channels.handoff:HandoffChannel",
+    "loudspeaker": "broadcaster.channels.loudspeaker:LoudspeakerChannel",
 }
 
 _REQUIRED = (

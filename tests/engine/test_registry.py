@@ -113,6 +113,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("echo", DIST_NAME, True),
         ("feishu-bot", "built-in", True),
         ("led", "built-in", True),
+        ("loudspeaker", "built-in", True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),

@@ -24,6 +24,7 @@ def register(api: FastAPI, service: WebService) -> None:
         calendar,
         channels,
         duties,
+        listen,
         logpage,
         lookup,
         screens,
