@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from broadcaster.errors import LogKeyMismatchError, LogStoreError
+from broadcaster.log import chain
 from broadcaster.log import queries as q
 from broadcaster.log.engines import (
     RefusedError,
@@ -233,6 +234,8 @@ class DeliveryLog:
             translate=target.translate,
             refused=RefusedError,
             after_commit=self._after_commit,
+            begin=chain.lock,
+            before_commit=chain.seal,
         )
 
     # --- opening and closing -------------------------------------------------------------------
@@ -885,6 +888,54 @@ class DeliveryLog:
         query = sa.select(payloads.c.body).where(payloads.c.sha256 == sha256)
         body = self._read(lambda conn: conn.execute(query).scalar_one_or_none())
         return None if body is None else json.loads(body)
+
+    # --- tamper evidence and retention (see `chain.py`) ----------------------------------------
+
+    def chain_head(self) -> tuple[str, int]:
+        """The hash of the chain's last link and how many records it covers: what every
+        report and `verify-log` print, and what an anchor writes down."""
+        found = self._read(chain.head)
+        if found is None:
+            raise LogStoreError("日志没有哈希链 the delivery log has no hash chain")
+        return found.hash, found.records
+
+    def chain_identity(self) -> tuple[str, int, str, int]:
+        """(log id, link seq, head hash, records) in one snapshot: what an anchor holds."""
+
+        def read(conn: Connection) -> tuple[str, int, str, int]:
+            with conn.begin():
+                found = chain.head(conn)
+                if found is None:
+                    raise LogStoreError("日志没有哈希链 the delivery log has no hash chain")
+                return chain.log_id(conn), found.seq, found.hash, found.records
+
+        return self._read(read)
+
+    def verify(
+        self,
+        anchors: Sequence[chain.Anchor] = (),
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> chain.Verdict:
+        """Check the whole log against its hash chain (and anchors), in one snapshot,
+        streaming; the verdict names the first break."""
+        # committed before the snapshot: what this process queued is in the chain
+        self.flush()
+
+        def read(conn: Connection) -> chain.Verdict:
+            with conn.begin():
+                return chain.verify(conn, anchors, progress=progress)
+
+        return self._read(read)
+
+    def prune(self, cutoff: dt.datetime, at: dt.datetime, actor: str) -> chain.PruneTally:
+        """Drop the texts, payloads and masked numbers of deliveries scheduled before `cutoff`
+        (hashes and counts stay; the chain still verifies); recorded as a chained prune."""
+        _aware(cutoff, "cutoff")
+        _aware(at, "at")
+        return self._writer.submit(
+            Job(work=lambda conn, scratch: chain.prune(conn, cutoff, at, actor[:64]))
+        )
 
     # --- the writer's side ---------------------------------------------------------------------
 

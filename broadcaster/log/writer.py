@@ -63,7 +63,8 @@ class GroupWriter:
     `apply_events(conn, events, scratch, leases)` writes a run of consecutive event jobs
     (one statement for all of them; `leases` gives each event its job's lease condition)
     and returns what each event came to; `scratch` is a dict per transaction, handed to
-    `after_commit` once it committed; `translate`
+    `after_commit` once it committed; `begin(conn)` runs first in every transaction and
+    `before_commit(conn)` last (the hash chain: take its head, seal what was written); `translate`
     turns a database failure into a `LogStoreError`; `refused` tells which errors belong
     to one job's content (the group is then retried job by job).
     """
@@ -76,6 +77,8 @@ class GroupWriter:
         translate: Callable[[BaseException], LogStoreError],
         refused: type[LogStoreError],
         after_commit: Callable[[dict[str, Any]], None] = lambda scratch: None,
+        begin: Callable[[Connection], Any] = lambda conn: None,
+        before_commit: Callable[[Connection], Any] = lambda conn: None,
         name: str = "delivery-log",
     ) -> None:
         self._engine = engine
@@ -83,6 +86,8 @@ class GroupWriter:
         self._translate = translate
         self._refused = refused
         self._after_commit = after_commit
+        self._begin = begin
+        self._before_commit = before_commit
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
@@ -223,6 +228,7 @@ class GroupWriter:
             pending.clear()
 
         with self._engine.begin() as conn:
+            self._begin(conn)
             for index, job in enumerate(group):
                 if job.events is not None:
                     pending.append((index, job.events, job.lease))
@@ -231,4 +237,5 @@ class GroupWriter:
                 assert job.work is not None
                 results[index] = job.work(conn, scratch)
             flush_events(conn)
+            self._before_commit(conn)
         return results
