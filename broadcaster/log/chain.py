@@ -9,7 +9,7 @@ Left out: the derived, current-state tables (`delivery_state`, `leases`, `feed_c
 `console_users`, `link_uses`) which change in place or may be rebuilt from the events,
 and the content-addressed `messages` and `payloads`, keyed by the sha256 of their body:
 a delivery row carries that sha256 (chained), and `verify` checks each body against its
-key, so a body edited is caught and a body dropped by a prune leaves its hash behind.
+key, so a body edited is caught; a prune empties a body ('') and its hash stays behind.
 
 Canonical form of a row: a JSON array of its columns in a fixed order, times as
 "YYYY-MM-DDTHH:MM:SS.ffffffZ" (UTC), NULL as `null`, booleans as 0/1, text verbatim.
@@ -32,6 +32,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -55,6 +56,8 @@ __all__ = [
     "shown_display",
     "verify",
 ]
+
+log = logging.getLogger("broadcaster.log")
 
 GENESIS_PREV = "0" * 64
 PRUNED = "pruned:"  # recipient_display after a retention prune: "pruned:<sha256 of it>"
@@ -272,14 +275,22 @@ def head(conn: Connection) -> ChainHead | None:
 
 
 def lock(conn: Connection) -> None:
-    """Take the chain head for this transaction, before it writes any chained row.
+    """Take the chain head for this transaction, before it writes any chained row, and note
+    the last id of each chained table as it stands.
 
     On PostgreSQL this row lock orders every writer of the log (across processes): ids are
     handed out and committed in the order links are sealed. SQLite's `BEGIN IMMEDIATE` has
-    done the same already.
+    done the same already. `seal` covers only rows after the ids noted here: a row someone
+    slipped in behind the log's back is never swept into the next link.
     """
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql("SELECT seq FROM log_chain_head WHERE id = 1 FOR UPDATE")
+    row = conn.exec_driver_sql(_LAST_IDS).one()
+    conn.info[_START] = {t.name: int(v) for t, v in zip(CHAINED, row, strict=True) if v is not None}
+
+
+_START = "broadcaster.chain.start"
+_LAST_IDS = "SELECT " + ", ".join(f"(SELECT max(id) FROM {t.name})" for t in CHAINED)
 
 
 def _new_rows(conn: Connection, table: ChainedTable, after: int) -> Iterator[tuple[int, bytes]]:
@@ -298,9 +309,22 @@ def _new_rows(conn: Connection, table: ChainedTable, after: int) -> Iterator[tup
 def seal(conn: Connection, *, at: dt.datetime | None = None, extra: Any = None) -> ChainHead | None:
     """Append one link covering the chained rows written since the last one (this
     transaction's), inside the caller's transaction; None when there were none."""
+    start = conn.info.pop(_START, None)
     current = head(conn)
     if current is None:
         return None  # the migration creating the chain has not run in this database
+    if start:
+        marks = dict(current.marks)
+        for name, last in start.items():
+            if last > marks.get(name, 0):
+                log.error(
+                    "rows of %s up to id %d were written outside the hash chain;"
+                    " verify-log will name them",
+                    name,
+                    last,
+                )
+                marks[name] = last
+        current = ChainHead(current.seq, current.hash, current.records, marks)
     return _append_link(conn, current, at, extra)
 
 
@@ -686,8 +710,8 @@ def prune_cutoff(conn: Connection) -> Any:
 
 
 def _check_bodies(conn: Connection) -> None:
-    """Texts and payloads match the sha256 they are stored under; those of deliveries still
-    within retention are there; masked numbers were dropped only from expired deliveries."""
+    """Texts and payloads match the sha256 they are stored under (or were emptied by a
+    prune); those of deliveries still within retention are there; masked numbers were dropped only from expired deliveries."""
     m = _mark(conn)
     for table, body in (("messages", "text"), ("payloads", "body")):
         sql = f"SELECT sha256, {body} FROM {table} WHERE sha256 > {m} ORDER BY sha256 LIMIT {PAGE}"
@@ -695,7 +719,7 @@ def _check_bodies(conn: Connection) -> None:
         while True:
             rows = conn.exec_driver_sql(sql, (after,)).all()
             for key, value in rows:
-                if hashlib.sha256(value.encode("utf-8")).hexdigest() != key:
+                if value and hashlib.sha256(value.encode("utf-8")).hexdigest() != key:
                     raise _Stop(
                         Break(
                             "edited",
@@ -710,10 +734,14 @@ def _check_bodies(conn: Connection) -> None:
     cutoff = prune_cutoff(conn)
     within = f" AND d.scheduled_at >= {m}" if cutoff is not None else ""
     params = (cutoff,) if cutoff is not None else ()
-    for table, column in (("messages", "text_sha256"), ("payloads", "payload_sha256")):
+    for table, body, column in (
+        ("messages", "text", "text_sha256"),
+        ("payloads", "body", "payload_sha256"),
+    ):
         row = conn.exec_driver_sql(
             f"SELECT d.id, d.{column} FROM deliveries d WHERE d.{column} IS NOT NULL{within}"
-            f" AND NOT EXISTS (SELECT 1 FROM {table} b WHERE b.sha256 = d.{column})"
+            f" AND NOT EXISTS (SELECT 1 FROM {table} b WHERE b.sha256 = d.{column}"
+            f" AND b.{body} <> '')"
             " ORDER BY d.id LIMIT 1",
             params,
         ).first()
@@ -728,9 +756,9 @@ def _check_bodies(conn: Connection) -> None:
                 )
             )
     row = conn.exec_driver_sql(
-        f"SELECT d.id FROM deliveries d WHERE d.recipient_display LIKE 'pruned:%'{within}"
+        f"SELECT d.id FROM deliveries d WHERE d.recipient_display LIKE {m}{within}"
         " ORDER BY d.id LIMIT 1",
-        params,
+        (PRUNED + "%", *params),
     ).first()
     if row is not None:
         raise _Stop(
@@ -764,8 +792,9 @@ class PruneTally:
 
 
 def prune(conn: Connection, cutoff: dt.datetime, at: dt.datetime, actor: str) -> PruneTally:
-    """Inside the caller's (chained) transaction: drop the texts and payloads used only by
-    deliveries scheduled before `cutoff`, replace their masked numbers by `pruned:<sha256>`,
+    """Inside the caller's (chained) transaction: empty the texts and payloads used only by
+    deliveries scheduled before `cutoff` (the rows and their sha256 stay: deliveries refer
+    to them), replace their masked numbers by `pruned:<sha256>`,
     and record the prune in `log_prunes`. The row hashes do not change: the chain covers
     the bodies' hashes, not the bodies."""
     pg = conn.dialect.name == "postgresql"
@@ -780,12 +809,12 @@ def prune(conn: Connection, cutoff: dt.datetime, at: dt.datetime, actor: str) ->
     displays = 0
     select = (
         f"SELECT id, recipient_display FROM deliveries WHERE scheduled_at < {m} AND id > {m}"
-        f" AND recipient_display NOT LIKE 'pruned:%' ORDER BY id LIMIT {PAGE}"
+        f" AND recipient_display NOT LIKE {m} ORDER BY id LIMIT {PAGE}"
     )
     update = f"UPDATE deliveries SET recipient_display = {m} WHERE id = {m}"
     after = -(2**62)
     while True:
-        rows = conn.exec_driver_sql(select, (before, after)).all()
+        rows = conn.exec_driver_sql(select, (before, after, PRUNED + "%")).all()
         if rows:
             conn.exec_driver_sql(
                 update, [(PRUNED + display_digest(str(v)), int(i)) for i, v in rows]
@@ -795,11 +824,14 @@ def prune(conn: Connection, cutoff: dt.datetime, at: dt.datetime, actor: str) ->
         if len(rows) < PAGE:
             break
     dropped: dict[str, int] = {}
-    for table, column in (("messages", "text_sha256"), ("payloads", "payload_sha256")):
+    for table, body, column in (
+        ("messages", "text", "text_sha256"),
+        ("payloads", "body", "payload_sha256"),
+    ):
         result = conn.exec_driver_sql(
-            f"DELETE FROM {table} WHERE sha256 IN (SELECT {column} FROM deliveries"
-            f" WHERE scheduled_at < {m} AND {column} IS NOT NULL) AND sha256 NOT IN"
-            f" (SELECT {column} FROM deliveries WHERE scheduled_at >= {m}"
+            f"UPDATE {table} SET {body} = '' WHERE {body} <> '' AND sha256 IN"
+            f" (SELECT {column} FROM deliveries WHERE scheduled_at < {m} AND {column} IS NOT NULL)"
+            f" AND sha256 NOT IN (SELECT {column} FROM deliveries WHERE scheduled_at >= {m}"
             f" AND {column} IS NOT NULL)",
             (before, before),
         )

@@ -879,15 +879,15 @@ class DeliveryLog:
         return [q.event_from_row(key, r) for r in rows]
 
     def text(self, sha256: str) -> str | None:
-        """The exact text with this sha256, if any delivery used it."""
+        """The exact text with this sha256, if any delivery used it (None once pruned)."""
         query = sa.select(messages.c.text).where(messages.c.sha256 == sha256)
-        return self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return self._read(lambda conn: conn.execute(query).scalar_one_or_none()) or None
 
     def payload(self, sha256: str) -> dict[str, Any] | None:
-        """The params, parts and artefacts logged with a message, if any."""
+        """The params, parts and artefacts logged with a message, if any (None once pruned)."""
         query = sa.select(payloads.c.body).where(payloads.c.sha256 == sha256)
         body = self._read(lambda conn: conn.execute(query).scalar_one_or_none())
-        return None if body is None else json.loads(body)
+        return json.loads(body) if body else None  # '' once pruned
 
     # --- tamper evidence and retention (see `chain.py`) ----------------------------------------
 

@@ -1,7 +1,8 @@
 """The hash chain (`broadcaster.log.chain`): the append-only `log_chain`, its one-row head,
 the chained record of retention prunes, and the narrow path a prune takes: with a row in
-`log_prune_permit` (inside the prune's transaction only), expired texts and payloads may
-be deleted and a masked number replaced by `pruned:<its sha256>`; nothing else changes.
+`log_prune_permit` (inside the prune's transaction only), an expired text or payload may
+be emptied (its row and sha256 stay: deliveries reference it) and a masked number
+replaced by `pruned:<its sha256>`; nothing else changes, nothing is deleted.
 A genesis link seals every row already in the log.
 
 Revision ID: 0010
@@ -25,7 +26,7 @@ RowId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 When = sa.DateTime(timezone=True)
 
 APPEND_ONLY = ("log_chain", "log_prunes")
-PRUNABLE = ("messages", "payloads")  # content-addressed bodies a prune may drop
+PRUNABLE = {"messages": "text", "payloads": "body"}  # bodies a prune may empty
 DELIVERY_COLUMNS = (  # every column of deliveries but recipient_display: never updated
     "id",
     "key",
@@ -108,12 +109,13 @@ def _sqlite() -> None:
         " WHEN EXISTS (SELECT 1 FROM log_prunes WHERE id = NEW.id)"
         f" BEGIN SELECT RAISE(ABORT, {REFUSED} a row of log_prunes cannot be replaced'); END"
     )
-    for table in PRUNABLE:
-        op.execute(f"DROP TRIGGER {table}_no_delete")
+    for table, body in PRUNABLE.items():
+        op.execute(f"DROP TRIGGER {table}_no_update")
         op.execute(
-            f"CREATE TRIGGER {table}_no_delete BEFORE DELETE ON {table}"
+            f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}"
             " WHEN NOT EXISTS (SELECT 1 FROM log_prune_permit)"
-            f" BEGIN SELECT RAISE(ABORT, {REFUSED} DELETE on {table} refused'); END"
+            f" OR NEW.{body} <> '' OR NEW.sha256 IS NOT OLD.sha256"
+            f" BEGIN SELECT RAISE(ABORT, {REFUSED} UPDATE on {table} refused'); END"
         )
     op.execute("DROP TRIGGER deliveries_no_update")
     op.execute(
@@ -129,29 +131,17 @@ def _sqlite() -> None:
 
 
 def _postgres() -> None:
+    # a row-level UPDATE trigger: only under a prune's permit, only the column named by the
+    # first argument, and only to a value LIKE the second ('' for bodies, 'pruned:%')
     op.execute(
         """
         CREATE FUNCTION delivery_log_prune_only() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN
-            IF NOT EXISTS (SELECT 1 FROM log_prune_permit) THEN
-                RAISE EXCEPTION USING MESSAGE = '日志只能追加 delivery log is append-only: '
-                    || TG_OP || ' on ' || TG_TABLE_NAME || ' refused';
-            END IF;
-            RETURN NULL;
-        END
-        $$
-        """
-    )
-    op.execute(
-        """
-        CREATE FUNCTION delivery_log_prune_display() RETURNS trigger
-        LANGUAGE plpgsql AS $$
-        BEGIN
             IF NOT EXISTS (SELECT 1 FROM log_prune_permit)
-                OR NEW.recipient_display NOT LIKE 'pruned:%'
-                OR (to_jsonb(NEW) - 'recipient_display')
-                    IS DISTINCT FROM (to_jsonb(OLD) - 'recipient_display') THEN
+                OR NOT ((to_jsonb(NEW) ->> TG_ARGV[0]) LIKE TG_ARGV[1])
+                OR (to_jsonb(NEW) - TG_ARGV[0]) IS DISTINCT FROM (to_jsonb(OLD) - TG_ARGV[0])
+            THEN
                 RAISE EXCEPTION USING MESSAGE = '日志只能追加 delivery log is append-only: '
                     || TG_OP || ' on ' || TG_TABLE_NAME || ' refused';
             END IF;
@@ -169,25 +159,20 @@ def _postgres() -> None:
         "CREATE TRIGGER log_chain_head_append_only BEFORE DELETE OR TRUNCATE ON log_chain_head"
         " FOR EACH STATEMENT EXECUTE FUNCTION delivery_log_append_only()"
     )
-    for table in PRUNABLE:
+    for table, column, value in (
+        ("messages", "text", ""),
+        ("payloads", "body", ""),
+        ("deliveries", "recipient_display", "pruned:%"),
+    ):
         op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
         op.execute(
-            f"CREATE TRIGGER {table}_append_only BEFORE UPDATE OR TRUNCATE"
-            f" ON {table} FOR EACH STATEMENT EXECUTE FUNCTION delivery_log_append_only()"
+            f"CREATE TRIGGER {table}_append_only BEFORE DELETE OR TRUNCATE ON {table}"
+            " FOR EACH STATEMENT EXECUTE FUNCTION delivery_log_append_only()"
         )
         op.execute(
-            f"CREATE TRIGGER {table}_prune_only BEFORE DELETE ON {table}"
-            " FOR EACH STATEMENT EXECUTE FUNCTION delivery_log_prune_only()"
+            f"CREATE TRIGGER {table}_prune_only BEFORE UPDATE ON {table} FOR EACH ROW"
+            f" EXECUTE FUNCTION delivery_log_prune_only('{column}', '{value}')"
         )
-    op.execute("DROP TRIGGER deliveries_append_only ON deliveries")
-    op.execute(
-        "CREATE TRIGGER deliveries_append_only BEFORE DELETE OR TRUNCATE ON deliveries"
-        " FOR EACH STATEMENT EXECUTE FUNCTION delivery_log_append_only()"
-    )
-    op.execute(
-        "CREATE TRIGGER deliveries_prune_display BEFORE UPDATE ON deliveries"
-        " FOR EACH ROW EXECUTE FUNCTION delivery_log_prune_display()"
-    )
 
 
 def downgrade() -> None:
