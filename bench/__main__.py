@@ -1,4 +1,4 @@
-"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] ... [--quick]."""
+"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] [audit] ... [--quick]."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ BENCHES = {
     "log": "bench.log_bench",
     "config": "bench.config_bench",
     "web": "bench.web_bench",
+    "audit": "bench.audit_bench",
 }
 
 

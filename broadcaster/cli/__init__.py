@@ -231,6 +231,7 @@ def main() -> None:
     sys.exit(code)
 
 
+from broadcaster.cli import audit as _audit  # noqa: E402,F401
 from broadcaster.cli import campaign as _campaign  # noqa: E402,F401  (registers the commands)
 from broadcaster.cli import delivery as _delivery  # noqa: E402,F401
 from broadcaster.cli import log as _log  # noqa: E402,F401

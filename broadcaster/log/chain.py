@@ -527,7 +527,9 @@ def _verify(
     progress: Callable[[int], None] | None,
 ) -> None:
     streams = {t.name: _Rows(conn, t) for t in CHAINED}
-    by_seq = {a.seq: a for a in anchors}
+    by_seq: dict[int, list[Anchor]] = {}
+    for a in anchors:
+        by_seq.setdefault(a.seq, []).append(a)
     prev = GENESIS_PREV
     expected_seq = 0
     records = 0
@@ -575,8 +577,7 @@ def _verify(
                     "记录数不符 the link's record count does not add up",
                 )
             )
-        anchor = by_seq.pop(seq, None)
-        if anchor is not None:
+        for anchor in by_seq.pop(seq, ()):
             _check_anchor(anchor, verdict.log_id, stored_hash, records)
             verdict.anchors += 1
         prev = stored_hash
@@ -596,8 +597,8 @@ def _verify(
                     "不在任何链接中 not covered by any link (written after the last one)",
                 )
             )
-    for anchor in by_seq.values():
-        _check_anchor(anchor, verdict.log_id, None, None)
+    for pending in by_seq.values():
+        _check_anchor(pending[0], verdict.log_id, None, None)
     _check_bodies(conn)
     stored = head(conn)
     if stored is None or (stored.seq, stored.hash) != (verdict.seq, verdict.head):
