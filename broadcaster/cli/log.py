@@ -100,7 +100,7 @@ def log_command(
     folder = state_dir_for(state.config, state_dir)
     store, _ = open_log(db, folder)
     try:
-        head, records = store.chain_head()
+        head, chained = store.chain_head()
         recipient_hash = None
         if phone:
             number = parse_phone(phone)
@@ -220,7 +220,7 @@ def log_command(
         f"共 {len(rows)} 条 {len(rows)} deliveries"
         + (f"; showing the last {limit}" if len(rows) > limit else "")
     )
-    state.out.print(f"链头 chain head: {head}  记录数 records: {records:,}", highlight=False)
+    state.out.print(f"链头 chain head: {head}  记录数 records: {chained:,}", highlight=False)
     if status == Status.UNRESOLVED.value and rows:
         state.out.print(
             "处理 decide: broadcaster resolve KEY... --as delivered|failed|resend --note TEXT"
