@@ -167,7 +167,8 @@ def build(plain_url: str, chained_url: str, n: int) -> dict[str, float]:
 
 
 def plain_read(url: str) -> tuple[float, int]:
-    """Seconds to read every chained row once, a page at a time, without hashing."""
+    """Seconds to read every chained row once, a page at a time straight from the driver
+    (as `verify` reads them), without hashing."""
     from broadcaster.log import chain
 
     engine = sa.create_engine(url, poolclass=NullPool)
@@ -175,12 +176,13 @@ def plain_read(url: str) -> tuple[float, int]:
     t0 = time.perf_counter()
     with engine.connect() as conn:
         mark = "?" if conn.dialect.name == "sqlite" else "%s"
+        driver: Any = conn.connection.driver_connection
         for table in chain.CHAINED:
             after = -1
             while True:
-                page = conn.exec_driver_sql(
+                page = driver.execute(
                     f"{table.select} WHERE id > {mark} ORDER BY id LIMIT {chain.PAGE}", (after,)
-                ).all()
+                ).fetchall()
                 rows += len(page)
                 if len(page) < chain.PAGE:
                     break
