@@ -817,38 +817,34 @@ class PruneTally:
     displays: int
 
 
-def prune(conn: Connection, cutoff: dt.datetime, at: dt.datetime, actor: str) -> PruneTally:
-    """Inside the caller's (chained) transaction: empty the texts and payloads used only by
-    deliveries scheduled before `cutoff` (the rows and their sha256 stay: deliveries refer
-    to them), replace their masked numbers by `pruned:<sha256>`,
-    and record the prune in `log_prunes`. The row hashes do not change: the chain covers
-    the bodies' hashes, not the bodies."""
-    pg = conn.dialect.name == "postgresql"
-    m = _mark(conn)
+PRUNE_CHUNK = 20_000  # masked numbers replaced per transaction: other writers wait for less
 
-    def stamp(value: dt.datetime) -> Any:
-        utc = value.astimezone(dt.UTC)
-        return utc if pg else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
 
-    before = stamp(cutoff)
-    conn.exec_driver_sql("INSERT INTO log_prune_permit (id) VALUES (1)")
-    displays = 0
-    select = (
-        f"SELECT id, recipient_display FROM deliveries WHERE scheduled_at < {m} AND id > {m}"
-        f" AND recipient_display NOT LIKE {m} ORDER BY id LIMIT {PAGE}"
+def _stamp(conn: Connection, value: dt.datetime) -> Any:
+    utc = value.astimezone(dt.UTC)
+    return (
+        utc
+        if conn.dialect.name == "postgresql"
+        else utc.replace(tzinfo=None).isoformat(" ", "microseconds")
     )
-    update = f"UPDATE deliveries SET recipient_display = {m} WHERE id = {m}"
-    after = -(2**62)
-    while True:
-        rows = conn.exec_driver_sql(select, (before, after, PRUNED + "%")).all()
-        if rows:
-            conn.exec_driver_sql(
-                update, [(PRUNED + display_digest(str(v)), int(i)) for i, v in rows]
-            )
-            displays += len(rows)
-            after = int(rows[-1][0])
-        if len(rows) < PAGE:
-            break
+
+
+def begin_prune(conn: Connection, cutoff: dt.datetime, at: dt.datetime, actor: str) -> PruneTally:
+    """First transaction of a prune (chained): record it in `log_prunes` with what it will
+    drop, and empty the texts and payloads used only by deliveries scheduled before
+    `cutoff` (the rows and their sha256 stay: deliveries refer to them). The masked numbers
+    follow in chunks (`prune_displays`); a prune cut short is finished by the next one.
+    Row hashes do not change: the chain covers the bodies' hashes, not the bodies."""
+    m = _mark(conn)
+    before = _stamp(conn, cutoff)
+    displays = int(
+        conn.exec_driver_sql(
+            f"SELECT count(*) FROM deliveries WHERE scheduled_at < {m}"
+            f" AND recipient_display NOT LIKE {m}",
+            (before, PRUNED + "%"),
+        ).scalar_one()
+    )
+    conn.exec_driver_sql("INSERT INTO log_prune_permit (id) VALUES (1)")
     dropped: dict[str, int] = {}
     for table, body, column in (
         ("messages", "text", "text_sha256"),
@@ -862,10 +858,29 @@ def prune(conn: Connection, cutoff: dt.datetime, at: dt.datetime, actor: str) ->
             (before, before),
         )
         dropped[table] = int(result.rowcount or 0)
+    conn.exec_driver_sql("DELETE FROM log_prune_permit")
     conn.exec_driver_sql(
         "INSERT INTO log_prunes (at, cutoff, actor, texts, payloads, displays)"
         f" VALUES ({m}, {m}, {m}, {m}, {m}, {m})",
-        (stamp(at), before, actor, dropped["messages"], dropped["payloads"], displays),
+        (_stamp(conn, at), before, actor, dropped["messages"], dropped["payloads"], displays),
     )
-    conn.exec_driver_sql("DELETE FROM log_prune_permit")
     return PruneTally(dropped["messages"], dropped["payloads"], displays)
+
+
+def prune_displays(conn: Connection, cutoff: dt.datetime, limit: int = PRUNE_CHUNK) -> int:
+    """Replace up to `limit` masked numbers of deliveries scheduled before `cutoff` (whose
+    prune is recorded) by `pruned:<their sha256>`; how many were replaced."""
+    m = _mark(conn)
+    rows = conn.exec_driver_sql(
+        f"SELECT id, recipient_display FROM deliveries WHERE scheduled_at < {m}"
+        f" AND recipient_display NOT LIKE {m} ORDER BY id LIMIT {int(limit)}",
+        (_stamp(conn, cutoff), PRUNED + "%"),
+    ).all()
+    if rows:
+        conn.exec_driver_sql("INSERT INTO log_prune_permit (id) VALUES (1)")
+        conn.exec_driver_sql(
+            f"UPDATE deliveries SET recipient_display = {m} WHERE id = {m}",
+            [(PRUNED + display_digest(str(v)), int(i)) for i, v in rows],
+        )
+        conn.exec_driver_sql("DELETE FROM log_prune_permit")
+    return len(rows)

@@ -933,9 +933,17 @@ class DeliveryLog:
         (hashes and counts stay; the chain still verifies); recorded as a chained prune."""
         _aware(cutoff, "cutoff")
         _aware(at, "at")
-        return self._writer.submit(
-            Job(work=lambda conn, scratch: chain.prune(conn, cutoff, at, actor[:64]))
+        tally: chain.PruneTally = self._writer.submit(
+            Job(work=lambda conn, scratch: chain.begin_prune(conn, cutoff, at, actor[:64]))
         )
+        while (
+            self._writer.submit(  # in chunks: other writers never wait long
+                Job(work=lambda conn, scratch: chain.prune_displays(conn, cutoff))
+            )
+            == chain.PRUNE_CHUNK
+        ):
+            pass
+        return tally
 
     # --- the writer's side ---------------------------------------------------------------------
 
@@ -1242,13 +1250,21 @@ def _ids_of(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
 def _insert_missing(
     conn: Connection, table: sa.Table, key: str, rows: Mapping[str, Mapping[str, Any]]
 ) -> None:
-    """Insert rows whose key is not there yet (no REPLACE, no conflict: the writer is alone)."""
+    """Insert rows whose key is not there yet (no REPLACE, no conflict: the writer is alone);
+    fill again a body a retention prune emptied."""
     if not rows:
         return
     column = table.c[key]
+    (body,) = (c for c in table.c if c.name != key)
     there: set[str] = set()
+    emptied: list[str] = []  # bodies a retention prune emptied: filled again when used again
     for chunk in _chunks(list(rows)):
-        there.update(conn.scalars(sa.select(column).where(column.in_(chunk))))
+        for k, value in conn.execute(sa.select(column, body).where(column.in_(chunk))):
+            there.add(k)
+            if value == "":
+                emptied.append(k)
+    for k in emptied:
+        conn.execute(sa.update(table).where(column == k).values({body.name: rows[k][body.name]}))
     fresh = [{key: k, **v} for k, v in rows.items() if k not in there]
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert

@@ -274,6 +274,7 @@ def test_the_database_still_refuses_what_the_chain_would_catch(log_url: str) -> 
         "UPDATE deliveries SET target_id = 'x'",
         "DELETE FROM messages",
         "UPDATE messages SET text = ''",
+        "UPDATE messages SET text = 'forged'",
         "DELETE FROM log_chain",
         "UPDATE log_chain SET hash = ''",
         "DELETE FROM log_chain_head",
@@ -358,11 +359,47 @@ def test_retention_prunes_bodies_and_masked_numbers_and_the_chain_still_verifies
         again = log.prune(T0 - dt.timedelta(days=365), T0, "admin")
         assert (again.texts, again.displays) == (0, 0)
         assert log.verify().ok
+    # the same text sent again after its prune: its body is filled in again
+    with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
+        again_text = "旧短信 old text"
+        log.add_deliveries([record(log, "again", text=again_text)], T0)
+        assert log.text(record(log, "again", text=again_text).text_sha256) == again_text
+        assert log.verify().ok
     # a text still within retention removed behind the log's back is caught
     with intruder(log_url) as conn:
         conn.exec_driver_sql("UPDATE messages SET text = ''")
     broken = verdict(log_url).broken
     assert broken is not None and (broken.kind, broken.table) == ("deleted", "messages")
+
+
+def test_a_prune_goes_in_chunks_and_one_cut_short_still_verifies(
+    log: DeliveryLog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = T0 - dt.timedelta(days=400)
+    log.add_deliveries([record(log, f"k{i}", scheduled_at=old) for i in range(5)], old)
+    cutoff = T0 - dt.timedelta(days=365)
+    monkeypatch.setattr(chain, "PRUNE_CHUNK", 2)
+    calls: list[int] = []
+    real = chain.prune_displays
+
+    def counted(conn: sa.Connection, before: dt.datetime, limit: int = 2) -> int:
+        calls.append(real(conn, before, limit))
+        return calls[-1]
+
+    monkeypatch.setattr(chain, "prune_displays", counted)
+    assert log.prune(cutoff, T0, "admin").displays == 5
+    assert calls == [2, 2, 1]
+    assert all(s.recipient_display.startswith(chain.PRUNED) for s in log.deliveries())
+    assert log.verify().ok
+    # recorded first, then cut short: what was pruned is covered by the record, the next
+    # prune finishes the rest
+    log.add_deliveries([record(log, f"m{i}", scheduled_at=old) for i in range(3)], old)
+    monkeypatch.setattr(chain, "prune_displays", lambda conn, before, limit=2: 0)
+    assert log.prune(cutoff, T0, "admin").displays == 3
+    assert log.verify().ok
+    monkeypatch.setattr(chain, "prune_displays", real)
+    assert log.prune(cutoff, T0, "admin").displays == 3
+    assert log.verify().ok
 
 
 def test_a_masked_number_dropped_before_its_time_is_caught(log_url: str) -> None:

@@ -2,7 +2,9 @@
 the chained record of retention prunes, and the narrow path a prune takes: with a row in
 `log_prune_permit` (inside the prune's transaction only), an expired text or payload may
 be emptied (its row and sha256 stay: deliveries reference it) and a masked number
-replaced by `pruned:<its sha256>`; nothing else changes, nothing is deleted.
+replaced by `pruned:<its sha256>`; an emptied body may be filled again (the same text sent
+again later; `verify` checks it against its sha256); nothing else changes, nothing is
+deleted.
 A genesis link seals every row already in the log.
 
 Revision ID: 0010
@@ -113,8 +115,8 @@ def _sqlite() -> None:
         op.execute(f"DROP TRIGGER {table}_no_update")
         op.execute(
             f"CREATE TRIGGER {table}_no_update BEFORE UPDATE ON {table}"
-            " WHEN NOT EXISTS (SELECT 1 FROM log_prune_permit)"
-            f" OR NEW.{body} <> '' OR NEW.sha256 IS NOT OLD.sha256"
+            f" WHEN NEW.sha256 IS NOT OLD.sha256 OR (OLD.{body} <> '' AND"
+            f" (NOT EXISTS (SELECT 1 FROM log_prune_permit) OR NEW.{body} <> ''))"
             f" BEGIN SELECT RAISE(ABORT, {REFUSED} UPDATE on {table} refused'); END"
         )
     op.execute("DROP TRIGGER deliveries_no_update")
@@ -131,13 +133,18 @@ def _sqlite() -> None:
 
 
 def _postgres() -> None:
-    # a row-level UPDATE trigger: only under a prune's permit, only the column named by the
-    # first argument, and only to a value LIKE the second ('' for bodies, 'pruned:%')
+    # a row-level UPDATE trigger: only the column named by the first argument changes, and
+    # only under a prune's permit to a value LIKE the second ('' for bodies, 'pruned:%'),
+    # or (with a third argument) from '' back to a body: a text used again after its prune
     op.execute(
         """
         CREATE FUNCTION delivery_log_prune_only() RETURNS trigger
         LANGUAGE plpgsql AS $$
         BEGIN
+            IF TG_NARGS > 2 AND (to_jsonb(OLD) ->> TG_ARGV[0]) = ''
+                AND (to_jsonb(NEW) - TG_ARGV[0]) = (to_jsonb(OLD) - TG_ARGV[0]) THEN
+                RETURN NEW;
+            END IF;
             IF NOT EXISTS (SELECT 1 FROM log_prune_permit)
                 OR NOT ((to_jsonb(NEW) ->> TG_ARGV[0]) LIKE TG_ARGV[1])
                 OR (to_jsonb(NEW) - TG_ARGV[0]) IS DISTINCT FROM (to_jsonb(OLD) - TG_ARGV[0])
@@ -159,10 +166,10 @@ def _postgres() -> None:
         "CREATE TRIGGER log_chain_head_append_only BEFORE DELETE OR TRUNCATE ON log_chain_head"
         " FOR EACH STATEMENT EXECUTE FUNCTION delivery_log_append_only()"
     )
-    for table, column, value in (
-        ("messages", "text", ""),
-        ("payloads", "body", ""),
-        ("deliveries", "recipient_display", "pruned:%"),
+    for table, arguments in (
+        ("messages", "'text', '', 'restore'"),
+        ("payloads", "'body', '', 'restore'"),
+        ("deliveries", "'recipient_display', 'pruned:%'"),
     ):
         op.execute(f"DROP TRIGGER {table}_append_only ON {table}")
         op.execute(
@@ -171,7 +178,7 @@ def _postgres() -> None:
         )
         op.execute(
             f"CREATE TRIGGER {table}_prune_only BEFORE UPDATE ON {table} FOR EACH ROW"
-            f" EXECUTE FUNCTION delivery_log_prune_only('{column}', '{value}')"
+            f" EXECUTE FUNCTION delivery_log_prune_only({arguments})"
         )
 
 
