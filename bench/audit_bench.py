@@ -231,7 +231,8 @@ def report(name: str, n: int, r: dict[str, Any]) -> None:
     )
     print(
         f"insert rate, hash-chained     {n / chained:10,.0f} deliveries/s"
-        f"  ratio {ratio:.2f}× (target ≥ {INSERT_TARGET}: {'ok' if ratio >= INSERT_TARGET else 'UNDER'})"
+        f"  ratio {ratio:.2f}× (target ≥ {INSERT_TARGET}:"
+        f" {'ok' if ratio >= INSERT_TARGET else 'UNDER'})"
     )
     print(
         f"verify-log                    {r['verify']:10.1f} s  for {verdict.records:,} records"

@@ -737,7 +737,8 @@ def prune_cutoff(conn: Connection) -> Any:
 
 def _check_bodies(conn: Connection) -> None:
     """Texts and payloads match the sha256 they are stored under (or were emptied by a
-    prune); those of deliveries still within retention are there; masked numbers were dropped only from expired deliveries."""
+    prune); those of deliveries still within retention are there; masked numbers were
+    dropped only from expired deliveries."""
     m = _mark(conn)
     for table, body in (("messages", "text"), ("payloads", "body")):
         sql = f"SELECT sha256, {body} FROM {table} WHERE sha256 > {m} ORDER BY sha256 LIMIT {PAGE}"

@@ -628,7 +628,7 @@ class DeliveryLog:
             ids = self._known_ids(conn, keys, scratch)
             return self._claim_ids(conn, ids, owner, now, lease_until, statuses)
 
-        held = self._writer.submit(Job(work=work))
+        held = self._writer.submit(Job(work=work, chained=False))
         states = self.latest(keys)
         return Claim(
             {k: s for k, s in states.items() if k in held},
@@ -654,7 +654,7 @@ class DeliveryLog:
         def work(conn: Connection, scratch: dict[str, Any]) -> list[int]:
             return [row[0] for row in conn.exec_driver_sql(sql.claim_due, params)]
 
-        ids = self._writer.submit(Job(work=work))
+        ids = self._writer.submit(Job(work=work, chained=False))
         if not ids:
             return []
         found = self._read(lambda conn: self._sql.states(conn, "d.id", ids))
@@ -671,7 +671,7 @@ class DeliveryLog:
             )
             return int(result.rowcount or 0)
 
-        return int(self._writer.submit(Job(work=work)))
+        return int(self._writer.submit(Job(work=work, chained=False)))
 
     def release_leases(self, owner: str, keys: Sequence[str] | None = None) -> None:
         """Give up the leases `owner` holds (on `keys` only, when given)."""
@@ -687,7 +687,7 @@ class DeliveryLog:
             for chunk in _chunks(list(ids.values())):
                 conn.execute(base.where(s.c.delivery_id.in_(chunk)).values(**free))
 
-        self._writer.submit(Job(work=work))
+        self._writer.submit(Job(work=work, chained=False))
 
     def set_next_check(self, keys: Sequence[str], when: dt.datetime | None) -> None:
         """When the engine looks at these deliveries again (None: never); no event is written."""
@@ -702,7 +702,7 @@ class DeliveryLog:
                     .values(next_check=when, lease_owner=None, lease_until=None)
                 )
 
-        self._writer.submit(Job(work=work))
+        self._writer.submit(Job(work=work, chained=False))
 
     # --- late outcomes -------------------------------------------------------------------------
 
@@ -774,7 +774,7 @@ class DeliveryLog:
             row = conn.execute(current).one()
             return LeaseState(name, row.owner, row.until, row.info, got)
 
-        result: LeaseState = self._writer.submit(Job(work=work))
+        result: LeaseState = self._writer.submit(Job(work=work, chained=False))
         return result
 
     def release_lease(self, name: str, owner: str) -> None:
@@ -784,7 +784,7 @@ class DeliveryLog:
             .where(table.c.name == name, table.c.owner == owner)
             .values(until=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
         )
-        self._writer.submit(Job(work=lambda conn, scratch: conn.execute(expire)))
+        self._writer.submit(Job(work=lambda conn, scratch: conn.execute(expire), chained=False))
 
     def lease(self, name: str) -> LeaseState | None:
         query = sa.select(leases).where(leases.c.name == name)

@@ -41,6 +41,7 @@ class Job:
     result: Any = None
     error: LogStoreError | None = None
     detached: bool = False  # nobody waits: a failure is kept for flush()
+    chained: bool = True  # False: writes no chained row (claims, leases), skips the chain head
     # held until the job is done: a plain lock is the cheapest one-shot signal between threads
     _pending: threading.Lock = field(default_factory=threading.Lock)
 
@@ -64,7 +65,8 @@ class GroupWriter:
     (one statement for all of them; `leases` gives each event its job's lease condition)
     and returns what each event came to; `scratch` is a dict per transaction, handed to
     `after_commit` once it committed; `begin(conn)` runs first in every transaction and
-    `before_commit(conn)` last (the hash chain: take its head, seal what was written); `translate`
+    `before_commit(conn)` last (the hash chain: take its head, seal what was written), unless
+    no job of the group is `chained`; `translate`
     turns a database failure into a `LogStoreError`; `refused` tells which errors belong
     to one job's content (the group is then retried job by job).
     """
@@ -127,7 +129,7 @@ class GroupWriter:
 
     def flush(self) -> None:
         """Wait until everything queued is committed; raise the first failure of a queued write."""
-        self.submit(Job(work=lambda conn, scratch: None))
+        self.submit(Job(work=lambda conn, scratch: None, chained=False))
         with self._lock:
             failed, self._async_errors = self._async_errors, []
         if failed:
@@ -227,8 +229,10 @@ class GroupWriter:
                 offset += len(events)
             pending.clear()
 
+        chained = any(job.chained for job in group)
         with self._engine.begin() as conn:
-            self._begin(conn)
+            if chained:
+                self._begin(conn)
             for index, job in enumerate(group):
                 if job.events is not None:
                     pending.append((index, job.events, job.lease))
@@ -237,5 +241,6 @@ class GroupWriter:
                 assert job.work is not None
                 results[index] = job.work(conn, scratch)
             flush_events(conn)
-            self._before_commit(conn)
+            if chained:
+                self._before_commit(conn)
         return results
