@@ -246,15 +246,20 @@ def report(name: str, n: int, r: dict[str, Any]) -> None:
     )
 
 
-def main(*, quick: bool = False) -> dict[str, Any]:
+def main(
+    *, quick: bool = False, backends: tuple[str, ...] = ("sqlite", "postgresql")
+) -> dict[str, Any]:
     n = QUICK if quick else FULL
     results: dict[str, Any] = {}
     print(f"\n== audit: the hash chain at {n:,} deliveries ==")
-    with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
-        results["sqlite"] = measure(
-            f"sqlite:///{tmp}/plain.sqlite3", f"sqlite:///{tmp}/chained.sqlite3", n
-        )
-        report("SQLite", n, results["sqlite"])
+    if "sqlite" in backends:
+        with tempfile.TemporaryDirectory(prefix="audit-bench-") as tmp:
+            results["sqlite"] = measure(
+                f"sqlite:///{tmp}/plain.sqlite3", f"sqlite:///{tmp}/chained.sqlite3", n
+            )
+            report("SQLite", n, results["sqlite"])
+    if "postgresql" not in backends:
+        return results
     from tests.log.fixtures import postgres_unavailable
 
     reason = postgres_unavailable()
@@ -274,5 +279,6 @@ def main(*, quick: bool = False) -> dict[str, Any]:
     return results
 
 
-if __name__ == "__main__":
-    main(quick="--quick" in sys.argv)
+if __name__ == "__main__":  # python -m bench.audit_bench [--quick] [sqlite|postgresql]
+    chosen = tuple(a for a in sys.argv[1:] if a in ("sqlite", "postgresql"))
+    main(quick="--quick" in sys.argv, backends=chosen or ("sqlite", "postgresql"))

@@ -393,9 +393,7 @@ def _append_link(
         f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})",
         (
             seq,
-            when
-            if conn.dialect.name == "postgresql"
-            else when.replace(tzinfo=None).isoformat(" ", "microseconds"),
+            _stamp(conn, when),
             prev,
             new_hash,
             current.records + added,
