@@ -1,4 +1,4 @@
-"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] [bots] ... [--quick]."""
+"""Run the benchmarks: python -m bench [plan] [dispatch] [log] [config] [web] [sms] [bots] ... [--quick]."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ BENCHES = {
     "bots": "bench.bots_bench",
     "led": "bench.led_bench",
     "audio": "bench.audio_bench",
+    "audit": "bench.audit_bench",
 }
 
 

@@ -232,6 +232,7 @@ def main() -> None:
 
 
 from broadcaster.cli import audio as _audio  # noqa: E402,F401
+from broadcaster.cli import audit as _audit  # noqa: E402,F401
 from broadcaster.cli import campaign as _campaign  # noqa: E402,F401  (registers the commands)
 from broadcaster.cli import delivery as _delivery  # noqa: E402,F401
 from broadcaster.cli import led as _led  # noqa: E402,F401

@@ -30,6 +30,7 @@ ACTIVITY = {
     "done": "完成 done",
     "missed": "错过 missed",
     "error": "错误 error",
+    "pruned": "清理 pruned",
     "start": "启动 start",
     "stop": "停止 stop",
     "reload": "重载 reload",

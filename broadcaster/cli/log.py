@@ -20,6 +20,7 @@ from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
 from broadcaster.cli.labels import error_label
 from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import open_log, state_dir_for
+from broadcaster.log.chain import shown_display
 from broadcaster.model.targets import mask_phone, parse_phone
 from broadcaster.vocab import ErrorClass, Status
 
@@ -32,7 +33,7 @@ if TYPE_CHECKING:
 __all__ = ["log_command"]
 
 
-@cli.command("log")
+@cli.group("log", invoke_without_command=True)
 @click.option("--from", "from_", metavar="DATE", help="起始日期 first day.")
 @click.option("--to", metavar="DATE", help="结束日期 last day, inclusive.")
 @click.option("--rule", help="只看这条规则 only this rule.")
@@ -110,7 +111,14 @@ def log_command(
     db: str | None,
     state_dir: Path | None,
 ) -> None:
-    """查询投递日志 the delivery log: coverage per send (targeted, accepted, delivered) and deliveries."""
+    """查询投递日志 the delivery log: coverage per send (targeted, accepted, delivered) and deliveries.
+
+    \b
+    Also 另有: broadcaster log anchor   写下链头 write the chain head to a file
+               broadcaster log prune    按保留期删除正文 drop expired texts and masked numbers
+    """
+    if click.get_current_context().invoked_subcommand is not None:
+        return
 
     tz = ZoneInfo("Asia/Shanghai")
     if state.config.exists():  # only zone and id: an auditor can query with a broken config
@@ -136,6 +144,7 @@ def log_command(
             print_handoffs(state, states, tz, limit=limit)
         return
     try:
+        head, chained = store.chain_head()
         recipient_hash = None
         if phone:
             number = parse_phone(phone)
@@ -186,6 +195,8 @@ def log_command(
             "key",
         )
         records = [{f: _plain(getattr(r, f)) for f in fields} for r in rows]
+        for record in records:  # a pruned masked number says so (its hash stays in the log)
+            record["recipient_display"] = shown_display(record["recipient_display"])
         if fmt == "json":
             sys.stdout.write(
                 json.dumps(
@@ -268,7 +279,7 @@ def log_command(
             r.rule_id,
             r.channel_id,
             r.target_id,
-            r.recipient_display,
+            shown_display(r.recipient_display),
             handoff_label(r.status, r.reason),
             _reason(r.error_class, r.reason),
             r.template,
@@ -290,6 +301,7 @@ def log_command(
             " — 详情 details: broadcaster led status"
         )
         print_screen_status(state, stale, tz)
+    state.out.print(f"链头 chain head: {head}  记录数 records: {chained:,}", highlight=False)
     if status == Status.UNRESOLVED.value and rows:
         state.out.print(
             "处理 decide: broadcaster resolve KEY... --as delivered|failed|resend --note TEXT"

@@ -104,6 +104,7 @@ class Runner:
         self._mtimes = self._watched_mtimes()
         self.scheduler: BackgroundScheduler | None = None
         self.stopped = threading.Event()
+        self._pruned_on: dt.date | None = None  # the day of the last retention prune
 
     @property
     def campaign(self) -> Any:
@@ -311,6 +312,7 @@ class Runner:
                 report = self.recovery.sweep()
                 pulled = self.recovery.pull_feeds()
                 self.finish()
+                self.prune_expired()
                 if report.total or pulled:
                     self.activity.add(
                         self.clock.now(),
@@ -323,6 +325,28 @@ class Runner:
                 log.exception("sweep failed")
                 self.activity.add(self.clock.now(), "error", f"续发出错 sweep failed: {exc!r}")
                 return 0
+
+    def prune_expired(self, now: dt.datetime | None = None) -> int:
+        """Once a day (from the leader's sweep), when the config sets log.retention_days:
+        drop the texts and masked numbers of deliveries past it (hashes, counts and the
+        hash chain stay); how many were dropped."""
+        days = self.campaign.config.log.retention_days
+        now = now or self.clock.now()
+        today = now.astimezone(self.campaign.tz).date()
+        if days is None or self._pruned_on == today:
+            return 0
+        cutoff = dt.datetime.combine(today - dt.timedelta(days=days), dt.time(), self.campaign.tz)
+        tally = self.log.prune(cutoff, now, "run")
+        self._pruned_on = today
+        dropped = tally.texts + tally.payloads + tally.displays
+        if dropped:
+            self.activity.add(
+                now,
+                "pruned",
+                f"按保留期清理 retention prune before {cutoff.date()}: 正文 texts {tally.texts},"
+                f" 号码显示 masked numbers {tally.displays}",
+            )
+        return dropped
 
     # -- config edits
 

@@ -47,7 +47,11 @@ __all__ = [
     "led_fetches",
     "led_seen",
     "link_uses",
+    "log_chain",
+    "log_chain_head",
     "log_meta",
+    "log_prune_permit",
+    "log_prunes",
     "messages",
     "metadata",
     "occurrences",
@@ -63,6 +67,8 @@ APPEND_ONLY = (
     "occurrences",
     "log_meta",
     "relay_hops",
+    "log_chain",
+    "log_prunes",
 )
 
 
@@ -379,3 +385,51 @@ sa.Index(
     "ix_led_fetches_screen_at", led_fetches.c.campaign, led_fetches.c.screen_id, led_fetches.c.at
 )
 sa.Index("ix_led_fetches_at", led_fetches.c.campaign, led_fetches.c.at)
+
+# --- the hash chain and retention (migration 0010, see `chain.py`) -------------------------------
+#   log_chain         seq (PK), prev_hash, hash, body, short hashes    append-only: one link a commit
+#   log_chain_head    one row: the last link, its record count, the last id covered per table
+#   log_prunes        id, at, cutoff, actor, counts                   append-only, chained
+#   log_prune_permit  empty but while a prune runs: what lets a prune drop expired bodies and
+#                     masked numbers (the triggers refuse it otherwise)
+
+log_chain = sa.Table(
+    "log_chain",
+    metadata,
+    sa.Column("seq", RowId, primary_key=True, autoincrement=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("prev_hash", sa.String(64), nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("body", sa.Text, nullable=False),
+    sa.Column("short_hashes", sa.LargeBinary, nullable=False),
+)
+
+log_chain_head = sa.Table(
+    "log_chain_head",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("seq", RowId, nullable=False),
+    sa.Column("hash", sa.String(64), nullable=False),
+    sa.Column("records", sa.BigInteger, nullable=False),
+    sa.Column("marks", sa.Text, nullable=False),
+)
+
+log_prunes = sa.Table(
+    "log_prunes",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("cutoff", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(64), nullable=False),
+    sa.Column("texts", sa.Integer, nullable=False),
+    sa.Column("payloads", sa.Integer, nullable=False),
+    sa.Column("displays", sa.Integer, nullable=False),
+    sqlite_autoincrement=True,
+)
+
+log_prune_permit = sa.Table(
+    "log_prune_permit",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+)

@@ -32,6 +32,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from broadcaster.errors import LogKeyMismatchError, LogStoreError
+from broadcaster.log import chain
 from broadcaster.log import queries as q
 from broadcaster.log.engines import (
     RefusedError,
@@ -237,6 +238,8 @@ class DeliveryLog:
             translate=target.translate,
             refused=RefusedError,
             after_commit=self._after_commit,
+            begin=chain.lock,
+            before_commit=chain.seal,
         )
 
     # --- opening and closing -------------------------------------------------------------------
@@ -651,7 +654,7 @@ class DeliveryLog:
             ids = self._known_ids(conn, keys, scratch)
             return self._claim_ids(conn, ids, owner, now, lease_until, statuses)
 
-        held = self._writer.submit(Job(work=work))
+        held = self._writer.submit(Job(work=work, chained=False))
         states = self.latest(keys)
         return Claim(
             {k: s for k, s in states.items() if k in held},
@@ -677,7 +680,7 @@ class DeliveryLog:
         def work(conn: Connection, scratch: dict[str, Any]) -> list[int]:
             return [row[0] for row in conn.exec_driver_sql(sql.claim_due, params)]
 
-        ids = self._writer.submit(Job(work=work))
+        ids = self._writer.submit(Job(work=work, chained=False))
         if not ids:
             return []
         found = self._read(lambda conn: self._sql.states(conn, "d.id", ids))
@@ -694,7 +697,7 @@ class DeliveryLog:
             )
             return int(result.rowcount or 0)
 
-        return int(self._writer.submit(Job(work=work)))
+        return int(self._writer.submit(Job(work=work, chained=False)))
 
     def release_leases(self, owner: str, keys: Sequence[str] | None = None) -> None:
         """Give up the leases `owner` holds (on `keys` only, when given)."""
@@ -710,7 +713,7 @@ class DeliveryLog:
             for chunk in _chunks(list(ids.values())):
                 conn.execute(base.where(s.c.delivery_id.in_(chunk)).values(**free))
 
-        self._writer.submit(Job(work=work))
+        self._writer.submit(Job(work=work, chained=False))
 
     def set_next_check(self, keys: Sequence[str], when: dt.datetime | None) -> None:
         """When the engine looks at these deliveries again (None: never); no event is written."""
@@ -725,7 +728,7 @@ class DeliveryLog:
                     .values(next_check=when, lease_owner=None, lease_until=None)
                 )
 
-        self._writer.submit(Job(work=work))
+        self._writer.submit(Job(work=work, chained=False))
 
     # --- late outcomes -------------------------------------------------------------------------
 
@@ -807,7 +810,7 @@ class DeliveryLog:
             row = conn.execute(current).one()
             return LeaseState(name, row.owner, row.until, row.info, got)
 
-        result: LeaseState = self._writer.submit(Job(work=work))
+        result: LeaseState = self._writer.submit(Job(work=work, chained=False))
         return result
 
     def release_lease(self, name: str, owner: str) -> None:
@@ -817,7 +820,7 @@ class DeliveryLog:
             .where(table.c.name == name, table.c.owner == owner)
             .values(until=dt.datetime(2000, 1, 1, tzinfo=dt.UTC))
         )
-        self._writer.submit(Job(work=lambda conn, scratch: conn.execute(expire)))
+        self._writer.submit(Job(work=lambda conn, scratch: conn.execute(expire), chained=False))
 
     def lease(self, name: str) -> LeaseState | None:
         query = sa.select(leases).where(leases.c.name == name)
@@ -938,15 +941,71 @@ class DeliveryLog:
         return [q.event_from_row(key, r) for r in rows]
 
     def text(self, sha256: str) -> str | None:
-        """The exact text with this sha256, if any delivery used it."""
+        """The exact text with this sha256, if any delivery used it (None once pruned)."""
         query = sa.select(messages.c.text).where(messages.c.sha256 == sha256)
-        return self._read(lambda conn: conn.execute(query).scalar_one_or_none())
+        return self._read(lambda conn: conn.execute(query).scalar_one_or_none()) or None
 
     def payload(self, sha256: str) -> dict[str, Any] | None:
-        """The params, parts and artefacts logged with a message, if any."""
+        """The params, parts and artefacts logged with a message, if any (None once pruned)."""
         query = sa.select(payloads.c.body).where(payloads.c.sha256 == sha256)
         body = self._read(lambda conn: conn.execute(query).scalar_one_or_none())
-        return None if body is None else json.loads(body)
+        return json.loads(body) if body else None  # '' once pruned
+
+    # --- tamper evidence and retention (see `chain.py`) ----------------------------------------
+
+    def chain_head(self) -> tuple[str, int]:
+        """The hash of the chain's last link and how many records it covers: what every
+        report and `verify-log` print, and what an anchor writes down."""
+        found = self._read(chain.head)
+        if found is None:
+            raise LogStoreError("日志没有哈希链 the delivery log has no hash chain")
+        return found.hash, found.records
+
+    def chain_identity(self) -> tuple[str, int, str, int]:
+        """(log id, link seq, head hash, records) in one snapshot: what an anchor holds."""
+
+        def read(conn: Connection) -> tuple[str, int, str, int]:
+            with conn.begin():
+                found = chain.head(conn)
+                if found is None:
+                    raise LogStoreError("日志没有哈希链 the delivery log has no hash chain")
+                return chain.log_id(conn), found.seq, found.hash, found.records
+
+        return self._read(read)
+
+    def verify(
+        self,
+        anchors: Sequence[chain.Anchor] = (),
+        *,
+        progress: Callable[[int], None] | None = None,
+    ) -> chain.Verdict:
+        """Check the whole log against its hash chain (and anchors), in one snapshot,
+        streaming; the verdict names the first break."""
+        # committed before the snapshot: what this process queued is in the chain
+        self.flush()
+
+        def read(conn: Connection) -> chain.Verdict:
+            with conn.begin():
+                return chain.verify(conn, anchors, progress=progress)
+
+        return self._read(read)
+
+    def prune(self, cutoff: dt.datetime, at: dt.datetime, actor: str) -> chain.PruneTally:
+        """Drop the texts, payloads and masked numbers of deliveries scheduled before `cutoff`
+        (hashes and counts stay; the chain still verifies); recorded as a chained prune."""
+        _aware(cutoff, "cutoff")
+        _aware(at, "at")
+        tally: chain.PruneTally = self._writer.submit(
+            Job(work=lambda conn, scratch: chain.begin_prune(conn, cutoff, at, actor[:64]))
+        )
+        while (
+            self._writer.submit(  # in chunks: other writers never wait long
+                Job(work=lambda conn, scratch: chain.prune_displays(conn, cutoff))
+            )
+            == chain.PRUNE_CHUNK
+        ):
+            pass
+        return tally
 
     # --- the writer's side ---------------------------------------------------------------------
 
@@ -1253,13 +1312,21 @@ def _ids_of(conn: Connection, keys: Sequence[str]) -> dict[str, int]:
 def _insert_missing(
     conn: Connection, table: sa.Table, key: str, rows: Mapping[str, Mapping[str, Any]]
 ) -> None:
-    """Insert rows whose key is not there yet (no REPLACE, no conflict: the writer is alone)."""
+    """Insert rows whose key is not there yet (no REPLACE, no conflict: the writer is alone);
+    fill again a body a retention prune emptied."""
     if not rows:
         return
     column = table.c[key]
+    (body,) = (c for c in table.c if c.name != key)
     there: set[str] = set()
+    emptied: list[str] = []  # bodies a retention prune emptied: filled again when used again
     for chunk in _chunks(list(rows)):
-        there.update(conn.scalars(sa.select(column).where(column.in_(chunk))))
+        for k, value in conn.execute(sa.select(column, body).where(column.in_(chunk))):
+            there.add(k)
+            if value == "":
+                emptied.append(k)
+    for k in emptied:
+        conn.execute(sa.update(table).where(column == k).values({body.name: rows[k][body.name]}))
     fresh = [{key: k, **v} for k, v in rows.items() if k not in there]
     if conn.dialect.name == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as pg_insert

@@ -41,6 +41,7 @@ class Job:
     result: Any = None
     error: LogStoreError | None = None
     detached: bool = False  # nobody waits: a failure is kept for flush()
+    chained: bool = True  # False: writes no chained row (claims, leases), skips the chain head
     # held until the job is done: a plain lock is the cheapest one-shot signal between threads
     _pending: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,7 +64,9 @@ class GroupWriter:
     `apply_events(conn, events, scratch, leases)` writes a run of consecutive event jobs
     (one statement for all of them; `leases` gives each event its job's lease condition)
     and returns what each event came to; `scratch` is a dict per transaction, handed to
-    `after_commit` once it committed; `translate`
+    `after_commit` once it committed; `begin(conn)` runs first in every transaction and
+    `before_commit(conn)` last (the hash chain: take its head, seal what was written), unless
+    no job of the group is `chained`; `translate`
     turns a database failure into a `LogStoreError`; `refused` tells which errors belong
     to one job's content (the group is then retried job by job).
     """
@@ -76,6 +79,8 @@ class GroupWriter:
         translate: Callable[[BaseException], LogStoreError],
         refused: type[LogStoreError],
         after_commit: Callable[[dict[str, Any]], None] = lambda scratch: None,
+        begin: Callable[[Connection], Any] = lambda conn: None,
+        before_commit: Callable[[Connection], Any] = lambda conn: None,
         name: str = "delivery-log",
     ) -> None:
         self._engine = engine
@@ -83,6 +88,8 @@ class GroupWriter:
         self._translate = translate
         self._refused = refused
         self._after_commit = after_commit
+        self._begin = begin
+        self._before_commit = before_commit
         self._queue: queue.SimpleQueue[Job | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
@@ -122,7 +129,7 @@ class GroupWriter:
 
     def flush(self) -> None:
         """Wait until everything queued is committed; raise the first failure of a queued write."""
-        self.submit(Job(work=lambda conn, scratch: None))
+        self.submit(Job(work=lambda conn, scratch: None, chained=False))
         with self._lock:
             failed, self._async_errors = self._async_errors, []
         if failed:
@@ -222,7 +229,10 @@ class GroupWriter:
                 offset += len(events)
             pending.clear()
 
+        chained = any(job.chained for job in group)
         with self._engine.begin() as conn:
+            if chained:
+                self._begin(conn)
             for index, job in enumerate(group):
                 if job.events is not None:
                     pending.append((index, job.events, job.lease))
@@ -231,4 +241,6 @@ class GroupWriter:
                 assert job.work is not None
                 results[index] = job.work(conn, scratch)
             flush_events(conn)
+            if chained:
+                self._before_commit(conn)
         return results

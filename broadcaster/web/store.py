@@ -18,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from broadcaster.engine.clock import Clock
-from broadcaster.log import DeliveryLog
+from broadcaster.log import DeliveryLog, chain
 from broadcaster.log.engines import parse_url, pg_engine, sqlite_engine
 from broadcaster.log.models import console_actions, console_logins, console_users, link_uses
 
@@ -70,7 +70,10 @@ class ConsoleStore:
     def write(self, fn: Callable[[Connection], T]) -> T:
         try:
             with self._engine.begin() as conn:
-                return fn(conn)
+                chain.lock(conn)
+                result = fn(conn)
+                chain.seal(conn)  # console actions and logins are chained
+                return result
         except sa.exc.SQLAlchemyError as exc:
             raise self.log.target.translate(exc) from exc
 

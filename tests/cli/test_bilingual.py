@@ -97,7 +97,7 @@ def test_help_headings_and_notes_are_bilingual() -> None:
     assert "Options:" not in out.replace("选项 Options:", "")
     code, out, _ = run("log", "--help")
     assert code == 0
-    assert out.startswith("用法 Usage: broadcaster log [OPTIONS]\n")
+    assert out.startswith("用法 Usage: broadcaster log [OPTIONS] [COMMAND] [ARGS]...\n")
     assert "[默认 default: table]" in out and "[default:" not in out
     assert run("--version")[1].startswith("broadcaster 版本 version ")
 

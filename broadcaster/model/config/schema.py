@@ -31,6 +31,7 @@ __all__ = [
     "DateRange",
     "Duty",
     "EnvRef",
+    "LogSettings",
     "Occasion",
     "Phase",
     "RecipientFilter",
@@ -178,6 +179,31 @@ class Campaign(Model):
 
 class CalendarSettings(Model):
     overrides: str = "calendar"  # folder of <year>.yaml files, relative to schedules.yaml
+
+
+MIN_RETENTION_DAYS = 30  # shorter would drop what a monthly self-inspection still reads
+
+
+class LogSettings(Model):
+    """The delivery log: how long message texts and masked numbers are kept (None: always).
+
+    After `retention_days` a prune empties them; their hashes, the counts and the hash
+    chain stay (`broadcaster log prune`, and `run` once a day).
+    """
+
+    retention_days: int | None = None
+
+    @field_validator("retention_days")
+    @classmethod
+    def _retention(cls, v: int | None) -> int | None:
+        if v is not None and v < MIN_RETENTION_DAYS:
+            raise _err(
+                "retention_days",
+                "保留期太短 retention_days must be at least {minimum} days; got {value!r}",
+                value=v,
+                minimum=MIN_RETENTION_DAYS,
+            )
+        return v
 
 
 class DateRange(Model):
@@ -609,6 +635,7 @@ class Config(Model):
 
     campaign: Campaign
     calendar: CalendarSettings = Field(default_factory=CalendarSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     templates: list[str] = Field(default_factory=list)  # extra template folders, searched first
     phases: list[Phase] = Field(default_factory=list)
     occasions: list[Occasion] = Field(default_factory=list)

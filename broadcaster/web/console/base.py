@@ -26,6 +26,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from broadcaster.errors import LogStoreError
+from broadcaster.log.chain import shown_display
 from broadcaster.vocab import ErrorClass, Status
 from broadcaster.web.accounts import Permission, User
 from broadcaster.web.errors import CSRFError, WebError
@@ -64,6 +65,7 @@ def _error_label(value: str | None) -> str:
 
 templates.filters["status_label"] = _status_label
 templates.filters["error_label"] = _error_label
+templates.filters["shown_display"] = shown_display  # a pruned masked number says so
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from urllib.parse import urlencode
 
 from starlette.responses import Response, StreamingResponse
 
+from broadcaster.log.chain import shown_display
 from broadcaster.log.scrub import mask_number
 from broadcaster.vocab import Status
 from broadcaster.web import queries
@@ -39,6 +40,7 @@ CSV_FIELDS = (
     "key",
 )
 REASON = CSV_FIELDS.index("reason")
+DISPLAY = CSV_FIELDS.index("recipient_display")
 
 
 def log_filter(req: ConsoleRequest) -> tuple[queries.LogFilter, dict[str, str]]:
@@ -184,6 +186,7 @@ def log_csv(req: ConsoleRequest) -> Response:
             )
             for r in page_.rows:
                 record = [_plain(getattr(r, name)) for name in CSV_FIELDS]
+                record[DISPLAY] = shown_display(record[DISPLAY])
                 record[REASON] = mask_number(str(record[REASON]))
                 writer.writerow([csv_safe(v) for v in record])
             yield buffer.getvalue()
