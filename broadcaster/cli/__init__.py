@@ -234,6 +234,7 @@ def main() -> None:
 from broadcaster.cli import campaign as _campaign  # noqa: E402,F401  (registers the commands)
 from broadcaster.cli import delivery as _delivery  # noqa: E402,F401
 from broadcaster.cli import log as _log  # noqa: E402,F401
+from broadcaster.cli import reports as _reports  # noqa: E402,F401
 from broadcaster.cli import resolve as _resolve  # noqa: E402,F401
 from broadcaster.cli import run as _run  # noqa: E402,F401
 from broadcaster.cli import serve as _serve  # noqa: E402,F401

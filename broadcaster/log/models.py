@@ -34,6 +34,7 @@ from broadcaster.errors import LogStoreError
 __all__ = [
     "APPEND_ONLY",
     "CONSOLE_APPEND_ONLY",
+    "approvals",
     "console_actions",
     "console_logins",
     "console_users",
@@ -57,6 +58,7 @@ APPEND_ONLY = (
     "delivery_events",
     "occurrences",
     "log_meta",
+    "approvals",  # migration 0011
 )
 
 
@@ -314,6 +316,33 @@ sa.Index(
 sa.Index(
     "ix_deliveries_target_scheduled",
     deliveries.c.target_id,
+    deliveries.c.scheduled_at,
+    deliveries.c.id,
+)
+
+# --- reports and content approval (migration 0011) ----------------------------------------------
+#   approvals   id, template, template_sha, file, state, by, at, note   append-only: who approved
+#               which template version, when; state "approved" or "urgent" (sent before
+#               approval under the config's urgent switch, to be approved after the fact)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("template", sa.String, nullable=False),
+    sa.Column("template_sha", sa.String(64), nullable=False),
+    sa.Column("file", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+
+sa.Index("ix_approvals_template_sha", approvals.c.template_sha, approvals.c.template)
+sa.Index(
+    "ix_deliveries_recipient_scheduled",
+    deliveries.c.recipient_hash,
     deliveries.c.scheduled_at,
     deliveries.c.id,
 )
