@@ -152,3 +152,122 @@ def lookup_command(
         )
         out.write_text(html, encoding="utf-8")
         out_.print(f"已导出 written: {out}", highlight=False, markup=False)
+
+
+# --- report --------------------------------------------------------------------------------------
+
+
+def default_period(kind: str, today: dt.date) -> str:
+    """The last whole period before today: last ISO week, or last month."""
+    if kind == "weekly":
+        iso = (today - dt.timedelta(days=7)).isocalendar()
+        return f"{iso.year}-W{iso.week:02d}"
+    first = today.replace(day=1) - dt.timedelta(days=1)
+    return f"{first.year}-{first.month:02d}"
+
+
+@cli.command("report")
+@click.argument("kind", type=click.Choice(["weekly", "monthly"]))
+@click.option(
+    "--period",
+    help="周期 2026-11 (monthly) or 2026-W48 (weekly); default: the last whole one.",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(["xlsx", "csv", "html", "png"]),
+    multiple=True,
+    help="格式 output format (repeat for several; default: xlsx and html).",
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=Path("reports"),
+    show_default=True,
+    help="输出目录 output folder.",
+)
+@click.option(
+    "--offline",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    multiple=True,
+    help="线下活动登记表 offline-activity form (CSV or XLSX, 入户宣传登记表); repeatable.",
+)
+@DB_OPTION
+@STATE_OPTION
+@NOW_OPTION
+@pass_state
+def report_command(
+    state: State,
+    kind: str,
+    period: str | None,
+    formats: tuple[str, ...],
+    out: Path,
+    offline: tuple[Path, ...],
+    db: str | None,
+    state_dir: Path | None,
+    now: str | None,
+) -> None:
+    """周报/月报 weekly or monthly statistics: per channel, area, audience and fraud type;
+    duties not met, by name; offline activities; XLSX, CSV (UTF-8 BOM), HTML with charts, PNG.
+
+    \b
+    broadcaster report monthly --period 2026-11 --format xlsx --format html --out reports/
+    broadcaster report weekly --period 2026-W48 --offline 入户宣传登记表.xlsx --format csv
+    """
+    from broadcaster.reports.figures import build_report
+    from broadcaster.reports.offline import read_activities
+    from broadcaster.reports.periods import PeriodError, deadlines, parse_period
+    from broadcaster.reports.writers import write_report
+
+    when = parse_now(now, ZoneInfo("Asia/Shanghai"))
+    campaign = _campaign(state, when)
+    when = when.astimezone(campaign.tz)
+    try:
+        chosen = parse_period(kind, period or default_period(kind, when.date()))
+    except PeriodError as exc:
+        raise click.BadParameter(str(exc), param_hint="--period") from None
+    imported = read_activities(offline)
+    if imported.problems:
+        for problem in imported.problems:
+            state.err.print(f"错误 error: {problem}", markup=False, highlight=False)
+        state.err.print(
+            f"线下活动登记表有 {len(imported.problems)} 处错误，未生成报表 the offline form has"
+            f" {len(imported.problems)} bad rows or cells: fix them and run again (no report written)",
+            markup=False,
+        )
+        raise click.exceptions.Exit(1)
+    store, _ = open_log(db, state_dir_for(state.config, state_dir))
+    try:
+        sealed = seal(store)
+        report = build_report(
+            store,
+            campaign,
+            chosen,
+            seal=sealed,
+            deadlines=deadlines(chosen, campaign.calendar),
+            activities=imported.activities,
+            generated_at=when,
+        )
+    finally:
+        store.close()
+    written: list[Path] = []
+    for fmt in formats or ("xlsx", "html"):
+        try:
+            written += write_report(report, fmt, out)
+        except RuntimeError as exc:
+            state.err.print(f"错误 error: {exc}", markup=False)
+            raise click.exceptions.Exit(1) from None
+    o = state.out
+    o.print(f"{report.campaign_name} — {chosen.title}", markup=False, highlight=False)
+    for note in report.notes:
+        o.print(f"[yellow]{note}[/yellow]", highlight=False)
+    o.print(
+        f"投递 deliveries {report.deliveries:,} · 已触达 reached {report.reached:,} ·"
+        f" 线下活动 offline activities {report.offline_count:,}",
+        highlight=False,
+    )
+    for d in report.deadlines:
+        o.print(f"报送期限 due: {d.line()}", markup=False, highlight=False)
+    o.print(report.seal.line(), markup=False, highlight=False)
+    for path in written:
+        o.print(f"已写入 written: {path}", markup=False, highlight=False)
