@@ -5,6 +5,7 @@ status events in the state machine's order."""
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import shutil
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ def copy_sample(folder: Path) -> Path:
     return folder / "schedules.yaml"
 
 
+@functools.cache
 def sample_campaign(config: Path) -> Campaign:
     return load_campaign(config, today=dt.date(2026, 12, 1))
 
