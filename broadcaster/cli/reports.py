@@ -10,16 +10,19 @@ import click
 from rich.table import Table
 
 from broadcaster.cli import State, cli, parse_now
-from broadcaster.cli.campaign import NOW_OPTION, pass_state
+from broadcaster.cli.campaign import NOW_OPTION, load_app, pass_state
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
-from broadcaster.engine.app import open_log, state_dir_for
+from broadcaster.engine.app import App, open_log, state_dir_for
 from broadcaster.model.campaign import Campaign
 from broadcaster.model.config import load_campaign
-from broadcaster.reports import lookup as lk
-from broadcaster.reports.chain import seal
-from broadcaster.reports.pages import lookup_record
 
-__all__ = ["lookup_command"]
+__all__ = [
+    "approval_refusals",
+    "approvals_command",
+    "approve_command",
+    "lookup_command",
+    "report_command",
+]
 
 
 def _campaign(state: State, when: dt.datetime) -> Campaign:
@@ -70,6 +73,10 @@ def lookup_command(
     broadcaster lookup --name 张三 --village hexi --out record.html
     broadcaster lookup --group hexi-affairs | --screen dongfeng-center-led | --area hexi
     """
+    from broadcaster.reports import lookup as lk
+    from broadcaster.reports.chain import seal
+    from broadcaster.reports.pages import lookup_record
+
     when = parse_now(now, ZoneInfo("Asia/Shanghai"))
     # a number alone can be looked up without a config
     no_config = bool(phone) and not state.config.exists()
@@ -214,6 +221,7 @@ def report_command(
     broadcaster report monthly --period 2026-11 --format xlsx --format html --out reports/
     broadcaster report weekly --period 2026-W48 --offline 入户宣传登记表.xlsx --format csv
     """
+    from broadcaster.reports.chain import seal
     from broadcaster.reports.figures import build_report
     from broadcaster.reports.offline import read_activities
     from broadcaster.reports.periods import PeriodError, deadlines, parse_period
@@ -271,3 +279,190 @@ def report_command(
     o.print(report.seal.line(), markup=False, highlight=False)
     for path in written:
         o.print(f"已写入 written: {path}", markup=False, highlight=False)
+
+
+# --- content approval ------------------------------------------------------------------------------
+
+
+def approval_refusals(app: App, db: str | None = None, *, offline: bool = False) -> list[str]:
+    """Why `validate` (offline: the ledger file only) and `run` (the log's approvals table
+    and the ledger) refuse the campaign's content; empty when nothing is unapproved or the
+    config does not require approval."""
+    from broadcaster.reports.ledger import ledger_path, offline_refusals, refusals, versions_of
+
+    campaign = app.campaign
+    if not campaign.config.approval.required:
+        return []
+    if offline:
+        return offline_refusals(campaign)
+    from broadcaster.reports.approvals import ApprovalStore
+
+    store, _ = app.open_log(db)
+    approvals = ApprovalStore(store)
+    try:
+        versions = approvals.attach(versions_of(campaign), ledger_path(campaign))
+    finally:
+        approvals.close()
+        store.close()
+    return refusals(campaign, versions)
+
+
+def print_refusals(state: State, lines: list[str]) -> None:
+    for line in lines:
+        state.err.print(f"错误 error: {line}", markup=False, highlight=False)
+    state.err.print(
+        f"[red]✘ {len(lines)} 个模板版本未审核 template versions not approved: 审核后才能发送"
+        " content is sent only once approved (broadcaster approvals)[/red]",
+        highlight=False,
+    )
+
+
+@cli.command("approvals")
+@click.option(
+    "--pending", "only_pending", is_flag=True, help="只看待审核 only versions not approved."
+)
+@DB_OPTION
+@STATE_OPTION
+@NOW_OPTION
+@pass_state
+def approvals_command(
+    state: State, only_pending: bool, db: str | None, state_dir: Path | None, now: str | None
+) -> None:
+    """审核状态 the template versions the rules can send: approved (who, when, note) or pending."""
+    from broadcaster.reports.approvals import ApprovalStore
+    from broadcaster.reports.ledger import is_urgent, ledger_path, versions_of, when_text
+
+    app, _ = load_app(state, now, state_dir)
+    campaign = app.campaign
+    store, _ = app.open_log(db)
+    approvals = ApprovalStore(store)
+    try:
+        versions = approvals.attach(versions_of(campaign), ledger_path(campaign))
+    finally:
+        approvals.close()
+        store.close()
+    table = Table(title="模板版本审核 template versions", title_justify="left")
+    for column in (
+        "模板 template",
+        "版本 version",
+        "状态 state",
+        "审核人 by",
+        "时间 at",
+        "说明 note",
+        "规则 rules",
+    ):
+        table.add_column(column)
+    pending = 0
+    for v in versions:
+        if v.approved and only_pending:
+            continue
+        a = v.approval
+        if a is not None:
+            status = "[green]已审核 approved[/green]"
+        elif v.urgent is not None:
+            status = "[yellow]先发后审 sent urgently, to approve[/yellow]"
+        elif is_urgent(campaign, v.template):
+            status = "[yellow]待审核 pending (urgent: may send first)[/yellow]"
+        else:
+            status = "[red]待审核 pending[/red]"
+        pending += a is None
+        table.add_row(
+            v.file,
+            v.short,
+            status,
+            a.by if a else "",
+            when_text(a.at, campaign.tz) if a else "",
+            a.note if a else "",
+            ", ".join(sorted(v.rules)),
+        )
+    state.out.print(table)
+    required = (
+        "必须审核 required"
+        if campaign.config.approval.required
+        else "未要求 not required by the config"
+    )
+    state.out.print(
+        f"共 {len(versions)} 个版本 versions, 待审核 pending {pending} · 审核 approval: {required}",
+        highlight=False,
+    )
+
+
+@cli.command("approve")
+@click.argument("templates", nargs=-1)
+@click.option(
+    "--all", "all_pending", is_flag=True, help="审核全部待审核版本 approve every pending version."
+)
+@click.option("--by", "by", help="审核人 who approves (default: the login name).")
+@click.option("--note", default="", help="审核意见 a note (what was checked).")
+@DB_OPTION
+@STATE_OPTION
+@NOW_OPTION
+@pass_state
+def approve_command(
+    state: State,
+    templates: tuple[str, ...],
+    all_pending: bool,
+    by: str | None,
+    note: str,
+    db: str | None,
+    state_dir: Path | None,
+    now: str | None,
+) -> None:
+    """审核通过 approve the current version of templates (sms/loan.j2 or messages/sms/loan.j2).
+
+    The version is the hash of the template and its fragments as they are now: an edit makes
+    a new version that needs approving again. Recorded in the log's append-only table and on
+    the config's ledger file (approval.file), never changed or deleted.
+    """
+    import getpass
+
+    from broadcaster.reports.approvals import ApprovalStore, approve
+    from broadcaster.reports.ledger import ledger_path, versions_of, when_text
+
+    if not templates and not all_pending:
+        raise click.UsageError("请给出模板或 --all name templates to approve, or --all")
+    app, when = load_app(state, now, state_dir)
+    campaign = app.campaign
+    who = (by or getpass.getuser()).strip()[:64]
+    if not who:
+        raise click.BadParameter("审核人不能为空 who approves must not be empty", param_hint="--by")
+    store, _ = app.open_log(db)
+    approvals = ApprovalStore(store)
+    try:
+        versions = approvals.attach(versions_of(campaign), ledger_path(campaign))
+        chosen = []
+        for name in templates:
+            wanted = name.replace("\\", "/")
+            found = [
+                v
+                for v in versions
+                if wanted in (v.template, v.file) or v.file.endswith("/" + wanted)
+            ]
+            if not found:
+                known = ", ".join(sorted({v.template for v in versions})[:8])
+                raise click.BadParameter(
+                    f"没有规则使用这个模板 no rule sends a template {name!r} (e.g. {known} …)",
+                    param_hint="TEMPLATES",
+                )
+            chosen += found
+        if all_pending:
+            chosen += versions
+        done = 0
+        for v in {id(v): v for v in chosen}.values():
+            if v.approved:
+                state.out.print(
+                    f"已审核 already approved: {v.file} {v.short} ({v.approval.by},"
+                    f" {when_text(v.approval.at, campaign.tz)})",
+                    markup=False,
+                    highlight=False,
+                )
+                continue
+            approve(approvals, campaign, v, by=who, note=note, at=when)
+            done += 1
+            state.out.print(
+                f"审核通过 approved: {v.file} {v.short} by {who}", markup=False, highlight=False
+            )
+        state.out.print(f"共审核 {done} 个版本 versions approved", highlight=False)
+    finally:
+        approvals.close()
+        store.close()

@@ -247,6 +247,7 @@ class App:
         heartbeat: bool = True,
     ) -> Dispatcher:
         from broadcaster.engine.dispatch import Dispatcher
+        from broadcaster.reports.approvals import gate_for
 
         return Dispatcher(
             self.campaign,
@@ -262,6 +263,7 @@ class App:
             owner=owner,
             on_result=on_result,
             heartbeat=heartbeat,
+            content_gate=gate_for(self.campaign, log_store, clock),
         )
 
     def runner(
