@@ -202,7 +202,9 @@ def by_area(campaign: Campaign, ref: str) -> Subject:
     )
 
 
-def _rows(conn: Connection, column: str, value: str, campaign: str | None, limit: int) -> list[Any]:
+def _statement(column: str, by_campaign: bool) -> sa.Select[Any]:
+    """One person's (or target's) deliveries, newest first: built once, with bound
+    parameters, so each lookup only runs it (an index range of at most `limit` rows)."""
     d, s, m = deliveries, delivery_state, messages
     query = (
         sa.select(
@@ -221,13 +223,28 @@ def _rows(conn: Connection, column: str, value: str, campaign: str | None, limit
             d.c.key,
         )
         .select_from(d.join(s, s.c.delivery_id == d.c.id).join(m, m.c.sha256 == d.c.text_sha256))
-        .where(d.c[column] == value)
+        .where(d.c[column] == sa.bindparam("value"))
         .order_by(d.c.scheduled_at.desc(), d.c.id.desc())
-        .limit(limit + 1)
+        .limit(sa.bindparam("limit"))
     )
+    if by_campaign:
+        query = query.where(d.c.campaign == sa.bindparam("campaign"))
+    return query
+
+
+_STATEMENTS = {
+    (column, by_campaign): _statement(column, by_campaign)
+    for column in ("recipient_hash", "target_id")
+    for by_campaign in (False, True)
+}
+
+
+def _rows(conn: Connection, column: str, value: str, campaign: str | None, limit: int) -> list[Any]:
+    query = _STATEMENTS[(column, campaign is not None)]
+    params: dict[str, Any] = {"value": value, "limit": limit + 1}
     if campaign is not None:
-        query = query.where(d.c.campaign == campaign)
-    return list(conn.execute(query))
+        params["campaign"] = campaign
+    return list(conn.execute(query, params))
 
 
 def read_sections(
