@@ -83,3 +83,7 @@ fi
 if [ "$extras" = "dev" ] && [ ! -x /usr/bin/chromium ]; then
   apt_install chromium || echo "浏览器测试需要 browser tests need Debian's chromium: apt-get install chromium" >&2
 fi
+# Report charts (PNG, HTML) draw Chinese with the Noto CJK font: Debian's fonts-noto-cjk.
+if [ ! -e /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]; then
+  apt_install fonts-noto-cjk || echo "报表图表需要中文字体 report charts need a CJK font: apt-get install fonts-noto-cjk" >&2
+fi

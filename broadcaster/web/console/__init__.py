@@ -27,6 +27,7 @@ def register(api: FastAPI, service: WebService) -> None:
         duties,
         logpage,
         lookup,
+        reports,
         sendnow,
         today,
         waiting,

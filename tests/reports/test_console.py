@@ -4,6 +4,7 @@ not, and a send-now preview of unapproved content offers no confirmation."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -12,12 +13,15 @@ import pytest
 from broadcaster.reports.approvals import ApprovalStore
 from broadcaster.reports.ledger import read_ledger
 from tests.web.conftest import (  # noqa: F401  (fixtures)
+    TZ,
     Live,
     csrf_of,
     live,
     live_factory,
     write_web_campaign,
 )
+
+NOW_SEND = dt.datetime(2026, 3, 3, 10, 0, tzinfo=TZ)
 
 
 @pytest.fixture
@@ -63,3 +67,21 @@ def test_send_now_of_unapproved_content_cannot_be_confirmed(live: Live) -> None:
     assert "消息不能发送 the message cannot be sent" in preview
     assert "内容未审核 not approved: tpl/bot/" in preview
     assert 'name="token"' not in preview
+
+
+def test_the_reports_page_and_its_downloads(live: Live) -> None:  # noqa: F811
+    from tests.web.conftest import fire
+
+    fire(live, "twice-weekly", NOW_SEND)
+    vera = live.session("vera")  # a viewer may read reports
+    page = vera.get(live.url + "/reports?kind=monthly&period=2026-03", timeout=60)
+    assert page.status_code == 200
+    assert 'id="chart-per-period"' in page.text and "链头 chain head" in page.text
+    assert "<td>handoff</td>" in page.text
+    xlsx = vera.get(
+        live.url + "/reports/download?kind=monthly&period=2026-03&format=xlsx", timeout=60
+    )
+    assert xlsx.status_code == 200 and xlsx.content.startswith(b"PK")
+    assert "report-webtest-2026-03.xlsx" in xlsx.headers["content-disposition"]
+    bad = vera.get(live.url + "/reports?kind=monthly&period=2026-13", timeout=30)
+    assert bad.status_code == 400 and "expected a month YYYY-MM" in bad.text
