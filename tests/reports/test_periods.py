@@ -53,3 +53,28 @@ def test_weekly_deadline_is_the_thursday_after_or_the_next_working_day() -> None
     )
     (unknown,) = deadlines(parse_period("weekly", "2030-W10"), CAL)
     assert unknown.estimated and "估 estimated" in unknown.line()
+
+
+def test_run_sends_the_report_reminder_on_the_reports_due_date() -> None:
+    """The sample's report-monthly rule (a fixed template through the `reports` channel) fires
+    on the day `broadcaster report` says last month's data is due, a Saturday or a holiday
+    moving both alike."""
+    from broadcaster.model.plan import Planner
+    from tests.conftest import REPO
+    from tests.reports.fixtures import TZ, sample_campaign
+
+    campaign = sample_campaign(REPO / "schedules.yaml")
+    spec = campaign.rule("report-monthly")
+    assert spec.rule.template == "report_monthly" and spec.rule.channels == ["reports"]
+    planner = Planner(campaign)
+    moved = 0
+    for month in ("2026-11", "2027-04", "2027-09"):
+        (due,) = [d for d in deadlines(parse_period("monthly", month), CAL) if "次月5日" in d.what]
+        start = dt.datetime.combine(due.nominal.replace(day=1), dt.time(), tzinfo=TZ)
+        fired = [
+            o.at.date()
+            for o in planner.rule_occurrences(spec, start, start + dt.timedelta(days=28))
+        ]
+        assert fired == [due.due], month
+        moved += due.moved
+    assert moved >= 1  # 2026-12-05 is a Saturday
