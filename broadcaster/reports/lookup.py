@@ -108,18 +108,26 @@ def _target_addressed(campaign: Campaign) -> set[str]:
     return {cid for cid, c in campaign.channels.items() if c.addressing is not Addressing.CONTACTS}
 
 
+MAX_AREA_TARGETS = 300  # targets of a person's area looked at, nearest first
+
+
 def _area_sections(campaign: Campaign, list_ids: Iterable[str]) -> list[ReachSection]:
     """Targets of the areas the given lists belong to: each list's parent and that parent's
-    subtree (the groups, screens and loudspeakers of the village or township), plus the
-    ancestors above it (a county-wide screen covers everyone below it)."""
+    subtree (the groups, screens and loudspeakers of the village or township), nearest
+    first and at most MAX_AREA_TARGETS, plus the ancestors above it (a county-wide screen
+    covers everyone below it)."""
     tree = campaign.targets
     chosen: dict[str, str] = {}
     for list_id in list_ids:
         node = tree[list_id]
         area = node.parent or node.id
-        for tid in sorted(tree.subtree(area), key=tree.order.index):
-            if tid != list_id and not tree[tid].contacts:
-                chosen.setdefault(tid, f"所在区域 area {tree[area].name}: {tree[tid].name}")
+        queue = [area]
+        while queue and len(chosen) < MAX_AREA_TARGETS:  # breadth first: siblings before cousins
+            tid = queue.pop(0)
+            here = tree[tid]
+            queue += list(here.children)
+            if tid != list_id and not here.contacts:
+                chosen.setdefault(tid, f"所在区域 area {tree[area].name}: {here.name}")
         for ancestor in tree[area].ancestors:
             chosen.setdefault(ancestor, f"上级 above: {tree[ancestor].name}")
     return [ReachSection(title, tid, False) for tid, title in chosen.items()]
@@ -195,10 +203,18 @@ def by_area(campaign: Campaign, ref: str) -> Subject:
     ids = [n.id for n in tree if ref in (n.id, n.name)]
     if not ids:
         raise LookupError_(f"未知区域 no target with id or name {ref!r}")
-    scope = sorted(set().union(*(tree.subtree(i) for i in ids)), key=tree.order.index)
+    scope = set().union(*(tree.subtree(i) for i in ids))
+    targets = [n.id for n in tree if n.id in scope and not n.contacts]
+    notes = []
+    if len(targets) > MAX_AREA_TARGETS:
+        notes.append(
+            f"区域内对象 {len(targets)} 个，只查前 {MAX_AREA_TARGETS} 个 the area has"
+            f" {len(targets)} targets: the first {MAX_AREA_TARGETS} are looked up"
+        )
     return Subject(
         f"区域 area {tree[ids[0]].name}",
-        [ReachSection(f"{tree[t].name} ({t})", t, False) for t in scope if not tree[t].contacts],
+        [ReachSection(f"{tree[t].name} ({t})", t, False) for t in targets[:MAX_AREA_TARGETS]],
+        notes,
     )
 
 
