@@ -21,12 +21,17 @@ def grouped_bars_svg(
     title: str, columns: Sequence[str], series: dict[str, list[int]], *, chart_id: str
 ) -> str:
     """Vertical bars: one group per column (week or day), one bar per series (channel)."""
-    width, height, left, bottom, top = 760, 320, 48, 64, 36
     names = sorted(series)
-    top_value = max([1, *(v for values in series.values() for v in values)])
+    legend_rows = max(1, (len(names) + 3) // 4)
+    width, left, top = 760, 56, 36
+    bottom = 44 + 16 * legend_rows
+    height = 256 + bottom
+    largest = max([1, *(v for values in series.values() for v in values)])
+    step = -(-largest // 4)  # whole-number ticks: the axis ends at 4 x step >= largest
+    top_value = step * 4
     plot_w, plot_h = width - left - 16, height - top - bottom
     group_w = plot_w / max(1, len(columns))
-    bar_w = max(2.0, (group_w - 8) / max(1, len(names)))
+    bar_w = max(2.0, group_w * 0.8 / max(1, len(names)))  # a fifth of each group is the gap
     parts = [
         f'<svg id="{chart_id}" class="chart" xmlns="http://www.w3.org/2000/svg" role="img"'
         f' width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
@@ -36,14 +41,14 @@ def grouped_bars_svg(
         f'<line x1="{left}" y1="{top + plot_h}" x2="{width - 16}" y2="{top + plot_h}" stroke="#333"/>',
     ]
     for tick in range(5):
-        value = top_value * tick / 4
+        value = step * tick
         y = top + plot_h - plot_h * tick / 4
         parts.append(
             f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end">{value:,.0f}</text>'
             f'<line x1="{left}" y1="{y:.1f}" x2="{width - 16}" y2="{y:.1f}" stroke="#ddd"/>'
         )
     for i, column in enumerate(columns):
-        x0 = left + i * group_w + 4
+        x0 = left + i * group_w + group_w * 0.1
         for j, name in enumerate(names):
             value = series[name][i]
             h = plot_h * value / top_value
@@ -53,12 +58,12 @@ def grouped_bars_svg(
                 f"<title>{escape(name)} · {escape(column)}: {value:,}</title></rect>"
             )
         parts.append(
-            f'<text x="{x0 + group_w / 2 - 4:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
+            f'<text x="{left + i * group_w + group_w / 2:.1f}" y="{top + plot_h + 16}" text-anchor="middle">'
             f"{escape(column)}</text>"
         )
-    for j, name in enumerate(names):  # legend
+    for j, name in enumerate(names):  # legend, below the column labels
         x = left + (j % 4) * 180
-        y = height - 22 + (j // 4) * 14 - (14 if len(names) > 4 else 0)
+        y = top + plot_h + 40 + (j // 4) * 16
         parts.append(
             f'<rect x="{x}" y="{y - 9}" width="10" height="10" fill="{PALETTE[j % len(PALETTE)]}"/>'
             f'<text x="{x + 14}" y="{y}">{escape(name)}</text>'
