@@ -222,7 +222,7 @@ def build_report(
         if spec is not None and spec.addressing is Addressing.CONTACTS:
             row += list(people.get(cid, (0, 0)))
         else:
-            row += ["", ""]
+            row += [None, None]  # not sent per person
         channels.rows.append(row)
 
     offline_by_area: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])

@@ -271,3 +271,38 @@ def test_bad_period_and_bad_form(written: Path, tmp_path: Path) -> None:
     )
     assert f"{form}:4: 乡镇(街道) township: 不能为空 must not be empty" in out
     assert "(no report written)" in out and not (tmp_path / "never").exists()
+
+
+def test_the_same_figures_and_lookup_on_sqlite_and_postgresql(log_url: str) -> None:
+    """The report's aggregates and the lookup's index reads on both databases."""
+    from broadcaster.log import DeliveryLog
+    from broadcaster.model.calendar import ChinaCalendar
+    from broadcaster.reports import lookup as lk
+    from broadcaster.reports.chain import seal
+    from broadcaster.reports.figures import build_report
+    from broadcaster.reports.periods import deadlines, parse_period
+    from tests.log.fixtures import HASH_KEY
+    from tests.reports.fixtures import write_log
+
+    campaign = sample_campaign(REPO / "schedules.yaml")
+    period = parse_period("monthly", "2026-11")
+    with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
+        write_log(log, campaign, SENDS)
+        report = build_report(
+            log,
+            campaign,
+            period,
+            seal=seal(log),
+            deadlines=deadlines(period, ChinaCalendar.load()),
+            generated_at=dt.datetime(2026, 12, 6, tzinfo=dt.UTC),
+        )
+        subject = lk.by_phone(campaign, "13800000201", log.recipient_hash)
+        log.read(lambda conn: lk.read_sections(conn, subject, campaign=campaign.id))
+    assert report.table("channels").rows == expected_channels()
+    own = subject.sections[0].rows
+    assert [(r.scheduled_at.date(), r.channel_id, r.status) for r in own] == [
+        (dt.date(2026, 11, 23), "sms_gateway", Status.DELIVERED),
+        (dt.date(2026, 11, 16), "voice_gateway", Status.ACCEPTED),
+        (dt.date(2026, 11, 9), "sms_gateway", Status.DELIVERED),
+        (dt.date(2026, 10, 31), "sms_gateway", Status.DELIVERED),
+    ]
