@@ -33,7 +33,7 @@ def grouped_bars_svg(
     group_w = plot_w / max(1, len(columns))
     bar_w = max(2.0, group_w * 0.8 / max(1, len(names)))  # a fifth of each group is the gap
     parts = [
-        f'<svg id="{chart_id}" class="chart" xmlns="http://www.w3.org/2000/svg" role="img"'
+        f'<svg id="{chart_id}" class="chart" role="img"'
         f' width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
         f' font-family="{FONT}" font-size="11">',
         f"<title>{escape(title)}</title>",
@@ -78,7 +78,7 @@ def coverage_svg(title: str, rows: Sequence[tuple[str, int, int]], *, chart_id: 
     height = top + row_h * max(1, len(rows)) + 24
     plot_w = width - left - 90
     parts = [
-        f'<svg id="{chart_id}" class="chart" xmlns="http://www.w3.org/2000/svg" role="img"'
+        f'<svg id="{chart_id}" class="chart" role="img"'
         f' width="{width}" height="{height}" viewBox="0 0 {width} {height}"'
         f' font-family="{FONT}" font-size="12">',
         f"<title>{escape(title)}</title>",
