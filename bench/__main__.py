@@ -17,6 +17,7 @@ BENCHES = {
     "led": "bench.led_bench",
     "audio": "bench.audio_bench",
     "audit": "bench.audit_bench",
+    "reports": "bench.reports_bench",
 }
 
 

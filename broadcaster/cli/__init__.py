@@ -239,6 +239,7 @@ from broadcaster.cli import led as _led  # noqa: E402,F401
 from broadcaster.cli import log as _log  # noqa: E402,F401
 from broadcaster.cli import recipients as _recipients  # noqa: E402,F401
 from broadcaster.cli import relay as _relay  # noqa: E402,F401
+from broadcaster.cli import reports as _reports  # noqa: E402,F401
 from broadcaster.cli import resolve as _resolve  # noqa: E402,F401
 from broadcaster.cli import run as _run  # noqa: E402,F401
 from broadcaster.cli import serve as _serve  # noqa: E402,F401

@@ -159,6 +159,12 @@ def validate(state: State, now: str | None, strict: bool) -> None:
                 border_style="yellow",
             )
         )
+    from broadcaster.cli.reports import approval_refusals, print_refusals
+
+    refused = approval_refusals(app, offline=True)  # the ledger file: no database here
+    if refused:
+        print_refusals(state, refused)
+        raise click.exceptions.Exit(1)
     start, end = campaign_range(campaign, when)
     results = check_duties(campaign, start, end)
     met = print_duties(state, results)

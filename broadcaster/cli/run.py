@@ -113,12 +113,17 @@ def run(
     within --grace and logged as missed beyond it. Edits to the config are applied once they
     validate. Ctrl-C or SIGTERM stops it cleanly.
     """
+    from broadcaster.cli.reports import approval_refusals, print_refusals
     from broadcaster.engine.clock import SystemClock
     from broadcaster.engine.runner import Activity
 
     app, _ = load_app(state, None, state_dir)
     campaign = app.campaign
     print_warnings(state, campaign)
+    refused = approval_refusals(app, db)
+    if refused:  # 审核把关: nothing unapproved is ever scheduled
+        print_refusals(state, refused)
+        raise click.exceptions.Exit(1)
     store, key = app.open_log(db)
     activity = Activity()
     clock = SystemClock()

@@ -253,6 +253,7 @@ class App:
         heartbeat: bool = True,
     ) -> Dispatcher:
         from broadcaster.engine.dispatch import Dispatcher
+        from broadcaster.reports.approvals import gate_for
 
         return Dispatcher(
             self.campaign,
@@ -269,6 +270,7 @@ class App:
             on_result=on_result,
             heartbeat=heartbeat,
             links=self.link_signer(clock),
+            content_gate=gate_for(self.campaign, log_store, clock),
         )
 
     def link_signer(self, clock: Clock) -> LinkSigner:

@@ -147,9 +147,12 @@ class Dispatcher:
         on_result: Callable[[Delivery, Result], None] | None = None,
         heartbeat: bool = True,
         links: LinkSigner | None = None,
+        content_gate: Callable[[str, str], tuple[ErrorClass, str] | None] | None = None,
     ):
         self.campaign = campaign
         self.links = links  # signs hand-off links (checked by `serve`)
+        # (template, template_sha) -> None to send, or why it is held back (unapproved content)
+        self.content_gate = content_gate
         self.profiles = dict(profiles)
         self.log = log_store
         self.clock = clock
@@ -274,6 +277,15 @@ class Dispatcher:
             if not self.profiles[p.delivery.channel_id].enabled
         }
         skip.update((p.record.key, p.suppress) for p in chunk if p.suppress is not None)
+        if self.content_gate is not None:
+            verdicts: dict[tuple[str, str], tuple[ErrorClass, str] | None] = {}
+            for p in chunk:
+                version = (p.record.template, p.record.template_sha)
+                if version not in verdicts:
+                    verdicts[version] = self.content_gate(*version)
+                held = verdicts[version]
+                if held is not None and p.record.key not in skip:
+                    skip[p.record.key] = held
         claim = self.log.add_deliveries(
             [p.record for p in chunk],
             now,

@@ -36,6 +36,7 @@ __all__ = [
     "APPEND_ONLY",
     "CONSOLE_APPEND_ONLY",
     "LED_APPEND_ONLY",
+    "approvals",
     "console_actions",
     "console_logins",
     "console_users",
@@ -69,6 +70,7 @@ APPEND_ONLY = (
     "relay_hops",
     "log_chain",
     "log_prunes",
+    "approvals",  # migration 0011
 )
 
 
@@ -432,4 +434,31 @@ log_prune_permit = sa.Table(
     "log_prune_permit",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+)
+
+# --- reports and content approval (migration 0011) ----------------------------------------------
+#   approvals   id, template, template_sha, file, state, by, at, note   append-only: who approved
+#               which template version, when; state "approved" or "urgent" (sent before
+#               approval under the config's urgent switch, to be approved after the fact)
+
+approvals = sa.Table(
+    "approvals",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("template", sa.String, nullable=False),
+    sa.Column("template_sha", sa.String(64), nullable=False),
+    sa.Column("file", sa.Text, nullable=False, server_default=""),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("note", sa.Text, nullable=False, server_default=""),
+    sqlite_autoincrement=True,
+)
+
+sa.Index("ix_approvals_template_sha", approvals.c.template_sha, approvals.c.template)
+sa.Index(
+    "ix_deliveries_recipient_scheduled",
+    deliveries.c.recipient_hash,
+    deliveries.c.scheduled_at,
+    deliveries.c.id,
 )

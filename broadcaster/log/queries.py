@@ -79,8 +79,8 @@ def filtered(
         query = query.where(s.c.campaign == campaign)
     if channel is not None:
         query = query.where(s.c.channel_id == channel)
-    if recipient_hash is not None:
-        query = query.where(s.c.recipient_hash == recipient_hash)
+    if recipient_hash is not None:  # the deliveries' column is indexed (with the time)
+        query = query.where(d.c.recipient_hash == recipient_hash)
     equal: Mapping[str, str | None] = {
         "rule_id": rule,
         "target_id": target,

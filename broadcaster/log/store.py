@@ -314,6 +314,12 @@ class DeliveryLog:
     def __repr__(self) -> str:
         return f"DeliveryLog({self.url_display!r})"
 
+    @property
+    def url(self) -> sa.URL:
+        """The database URL (with its password: never show it; `url_display` is for people),
+        for a module that writes a table of its own beside the log (approvals, console)."""
+        return self._writer_engine.url
+
     # --- hashing and scrubbing -----------------------------------------------------------------
 
     def recipient_hash(self, address: str) -> str:

@@ -25,6 +25,7 @@ from pydantic_core import PydanticCustomError
 from broadcaster.vocab import Addressing, MessageKind
 
 __all__ = [
+    "ApprovalSettings",
     "Campaign",
     "ChannelInstance",
     "Config",
@@ -630,6 +631,20 @@ class Duty(Model):
     phases: list[str] | None = None
 
 
+class ApprovalSettings(Model):
+    """审核把关: whether every template version must be approved before a rule sends it, and
+    which templates (urgent alerts, e.g. `alert`) may go out first and be approved after."""
+
+    required: bool = False
+    file: str = "approvals.yaml"  # the ledger, relative to schedules.yaml
+    urgent: list[str] = Field(default_factory=list)
+
+    @field_validator("urgent", mode="before")
+    @classmethod
+    def _listify(cls, v: Any) -> Any:
+        return _one_or_many(v)
+
+
 class Config(Model):
     """The whole campaign after includes are merged."""
 
@@ -645,3 +660,4 @@ class Config(Model):
     channels: dict[Slug, ChannelInstance] = Field(min_length=1)
     rules: list[Rule] = Field(default_factory=list)
     duties: list[Duty] = Field(default_factory=list)
+    approval: ApprovalSettings = Field(default_factory=ApprovalSettings)

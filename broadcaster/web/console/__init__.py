@@ -20,6 +20,7 @@ __all__ = ["PAGES", "ConsoleRequest", "Page", "page", "register"]
 
 def register(api: FastAPI, service: WebService) -> None:
     from broadcaster.web.console import (  # noqa: F401  (each module registers its pages)
+        approvals,
         auth,
         calendar,
         channels,
@@ -27,6 +28,7 @@ def register(api: FastAPI, service: WebService) -> None:
         listen,
         logpage,
         lookup,
+        reports,
         screens,
         sendnow,
         today,

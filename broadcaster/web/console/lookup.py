@@ -1,20 +1,25 @@
-"""一案三查 Lookup (auditors): was this number, person or group reached, when, on which
-channel, with what text. A number is hashed with the log's key before the search and
-shown masked; every lookup is recorded with who asked."""
+"""一案三查 Lookup (auditors): was this number, person, group or area reached, when, on
+which channel, with what text (the query module is shared with `broadcaster lookup`). A
+number is hashed with the log's key before the search and shown masked; every lookup is
+recorded with who asked; the answer prints as a one-page record with the chain head."""
 
 from __future__ import annotations
 
-from functools import partial
+from starlette.responses import HTMLResponse, Response
 
-from starlette.responses import Response
-
-from broadcaster.model.targets import mask_phone, parse_phone
-from broadcaster.web import queries
+from broadcaster.reports import lookup as lk
+from broadcaster.reports.chain import seal
+from broadcaster.reports.pages import lookup_record
 from broadcaster.web.accounts import Permission
 from broadcaster.web.console.base import ConsoleRequest, page
 from broadcaster.web.errors import WebError
 
-KINDS = {"number": "号码 number", "person": "姓名 person", "group": "群/对象 group"}
+KINDS = {
+    "number": "号码 number",
+    "person": "姓名 person",
+    "group": "群/对象 group",
+    "area": "区域 area",
+}
 
 
 @page(
@@ -27,46 +32,48 @@ def lookup_page(req: ConsoleRequest) -> Response:
         return req.render("lookup.html", title="一案三查 Lookup", kinds=KINDS, kind="number")
     kind = req.arg("kind", "number")
     value = req.arg("q")[:100]
+    village = req.arg("village", "")[:100] or None
     if kind not in KINDS or not value:
         raise WebError("请选择查询方式并填写内容 choose what to look up and fill it in")
-    searched: list[tuple[str, str]] = []  # (what, hash or target id)
-    shown = value
-    if kind == "number":
-        number = parse_phone(value)
-        if number is None:
-            raise WebError("号码无效 not a mainland mobile or landline number")
-        shown = mask_phone(number)
-        searched.append((shown, service.log.recipient_hash(number)))
-    elif kind == "person":
-        for node in campaign.targets:
-            for contact in node.contacts:
-                if contact.name and contact.name == value:
-                    searched.append(
-                        (
-                            f"{contact.display} · {node.name}",
-                            service.log.recipient_hash(contact.number),
-                        )
-                    )
-    else:
-        ids = [n.id for n in campaign.targets if value in (n.id, n.name)]
-        searched += [(campaign.targets[i].name, i) for i in ids]
-    req.record("lookup", f"{kind} {shown}", {"matches": len(searched)})
-    results = []
-    for label, ref in searched:
-        f = (
-            queries.LogFilter(campaign=campaign.id, target=ref)
-            if kind == "group"
-            else queries.LogFilter(campaign=campaign.id, recipient_hash=ref)
+    hash_of = service.log.recipient_hash
+    try:
+        if kind == "number":
+            subject = lk.by_phone(campaign, value, hash_of)
+        elif kind == "person":
+            subject = lk.by_name(campaign, value, village, hash_of)
+        elif kind == "group":
+            subject = lk.by_target(campaign, value)
+        else:
+            subject = lk.by_area(campaign, value)
+    except lk.LookupError_ as exc:
+        if kind != "number":  # an unknown name is an empty answer on the page
+            subject = lk.Subject(value, [], [str(exc)])
+        else:
+            raise WebError(str(exc)) from None
+    shown = subject.shown if kind == "number" else value
+    names = lk.names_of(campaign)
+    service.log.read(
+        lambda conn: lk.read_sections(conn, subject, campaign=campaign.id, names=names)
+    )
+    req.record("lookup", f"{kind} {shown}", {"matches": len(subject.sections)})
+    if req.arg("print", ""):
+        html = lookup_record(
+            subject,
+            seal(service.log),
+            campaign=campaign.id,
+            office=campaign.config.campaign.office,
+            tz=campaign.tz,
+            printed=service.clock.now(),
         )
-        page_ = service.log.read(partial(queries.deliveries_page, f=f, size=200))
-        results.append((label, page_.rows, page_.next_cursor is not None))
+        return HTMLResponse(html)
     return req.render(
         "lookup.html",
         title="一案三查 Lookup",
         kinds=KINDS,
         kind=kind,
         shown=shown,
-        results=results,
+        subject=subject,
         searched=True,
         value="" if kind == "number" else value,
+        village=village or "",
     )

@@ -171,6 +171,10 @@ def preview(
             checker = profile.open_offline(campaign.base_dir, app.state_dir, now)
             problems += profile.message_problems(checker, message)
         problems += [p.problem for p in items if p.problem]
+        check = getattr(dispatcher.content_gate, "check", None)  # 审核把关
+        held = check(message.template, message.template_sha) if check else None
+        if held is not None:
+            problems.append(held[1])
     local = now.astimezone(campaign.tz).time()
     notes = []
     for cid, n in Counter(p.delivery.channel_id for p in prepared).items():
