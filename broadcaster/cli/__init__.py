@@ -237,3 +237,4 @@ from broadcaster.cli import log as _log  # noqa: E402,F401
 from broadcaster.cli import resolve as _resolve  # noqa: E402,F401
 from broadcaster.cli import run as _run  # noqa: E402,F401
 from broadcaster.cli import serve as _serve  # noqa: E402,F401
+from broadcaster.cli import workers as _workers  # noqa: E402,F401

@@ -208,6 +208,11 @@ class Dispatcher:
                 self._sessions[channel_id] = context.http
             return found
 
+    @property
+    def owns_executor(self) -> bool:
+        """False when the executor was handed in (worker processes): its owner shuts it down."""
+        return self._own_executor
+
     def in_flight(self) -> list[str]:
         """Keys whose request is out and whose answer has not been logged yet."""
         with self._lock:
@@ -315,6 +320,15 @@ class Dispatcher:
                 tasks.append(
                     SendTask(self.campaign.id, batch[0].occurrence_id, channel_id, endpoint, keys)
                 )
+        hand_over = getattr(self.executor, "hand_over", None)
+        if hand_over is not None:  # a job queue in the log's database: one transaction
+            if not tasks:
+                return []
+            try:
+                queued: list[Future[TaskReport]] = hand_over(tasks, self.log, self.clock.now())
+            except RuntimeError:  # the executor is shut down: we are stopping
+                return []
+            return queued
         local = self.executor.local
         if local:
             with self._lock:

@@ -307,6 +307,11 @@ class DeliveryLog:
     def __repr__(self) -> str:
         return f"DeliveryLog({self.url_display!r})"
 
+    def connect_url(self) -> str:
+        """The full URL, password included, for other parts on the same database (the
+        worker engine, shared rate limits); never show it."""
+        return self._writer_engine.url.render_as_string(hide_password=False)
+
     # --- hashing and scrubbing -----------------------------------------------------------------
 
     def recipient_hash(self, address: str) -> str:
@@ -683,6 +688,32 @@ class DeliveryLog:
             ids = self._known_ids(conn, keys, scratch)
             for chunk in _chunks(list(ids.values())):
                 conn.execute(base.where(s.c.delivery_id.in_(chunk)).values(**free))
+
+        self._writer.submit(Job(work=work))
+
+    def hand_over(
+        self,
+        keys: Sequence[str],
+        recheck_at: dt.datetime,
+        enqueue: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Give deliveries to other processes: their leases go, and the sweep looks at them
+        again at `recheck_at` only if nobody took them. `enqueue(dbapi_connection)` runs in
+        the same transaction: a job queue in this database gets the tasks exactly when the
+        log lets them go."""
+        _aware(recheck_at, "recheck_at")
+        s = delivery_state
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> None:
+            ids = self._known_ids(conn, keys, scratch)
+            for chunk in _chunks(list(ids.values())):
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.delivery_id.in_(chunk))
+                    .values(next_check=recheck_at, lease_owner=None, lease_until=None)
+                )
+            if enqueue is not None:
+                enqueue(conn.connection.driver_connection)
 
         self._writer.submit(Job(work=work))
 
