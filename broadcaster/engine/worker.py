@@ -69,20 +69,24 @@ def run(task: SendTask) -> TaskReport:
 def run_bundle(context: Any, tasks: list[dict[str, Any]]) -> dict[str, int]:
     """The queued job: its tasks run side by side in this process's channel lanes.
 
-    A job none of whose tasks could run raises, and the queue runs it again; after the
-    last attempt its deliveries still waiting are recorded as failed, with the reason,
-    so it neither blocks the queue nor comes back.
+    A job that raises, or none of whose tasks could run, is run again by the queue; after
+    the last attempt its deliveries still waiting are recorded as failed, with the
+    reason, so it neither blocks the queue nor comes back.
     """
     from broadcaster.engine.queue import MAX_ATTEMPTS
 
-    dispatcher = _engine["dispatcher"]
-    parsed = [SendTask(**{**t, "keys": tuple(t["keys"])}) for t in tasks]
-    report = gather([dispatcher.executor.submit(t) for t in parsed])
-    if report.errors and not report.counts:
-        reason = "; ".join(report.errors[:3])
-        if context.job.attempts + 1 >= MAX_ATTEMPTS:
-            _give_up([k for t in parsed for k in t.keys], MAX_ATTEMPTS, reason)
-        raise PoisonedTaskError(reason)
+    keys: list[str] = []
+    try:
+        parsed = [SendTask(**{**t, "keys": tuple(t["keys"])}) for t in tasks]
+        keys = [k for t in parsed for k in t.keys]
+        dispatcher = _engine["dispatcher"]
+        report = gather([dispatcher.executor.submit(t) for t in parsed])
+        if report.errors and not report.counts:
+            raise PoisonedTaskError("; ".join(report.errors[:3]))
+    except Exception as exc:
+        if context.job.attempts + 1 >= MAX_ATTEMPTS and keys:
+            _give_up(keys, MAX_ATTEMPTS, str(exc) or repr(exc))
+        raise
     return report.counts
 
 

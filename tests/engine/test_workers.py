@@ -5,8 +5,10 @@ mid fan-out, a poisoned job, and eight workers sharing five bots' rate limits.""
 from __future__ import annotations
 
 import datetime as dt
+import json
 import random
 import signal
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,14 +17,15 @@ import pytest
 
 from broadcaster.log import DeliveryLog
 from broadcaster.vocab import Status
-from tests.conftest import TZ
+from tests.conftest import SECRET_CANARY, TZ
 from tests.engine.helpers import write_engine_campaign
 from tests.engine.test_processes import KEY, env, unfinished, wait_until
+from tests.fakes.http import RecordedRequest, Reply
 from tests.fakes.webhook_server import WebhookFake
 from tests.log.fixtures import postgres_schema
 from tests.processes import STARTED, Running
 
-pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+pytestmark = [pytest.mark.postgres, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
 @pytest.fixture
@@ -99,3 +102,72 @@ def test_workers_killed_twice_mid_fan_out_send_every_recipient_exactly_once(
     for process in [scheduler, *workers]:
         assert process.stop(signal.SIGTERM) == 0, process.output
     assert "sends go to external workers" in scheduler.output
+
+
+class LimitedBots(WebhookFake):
+    """The gateway as five bots (`/bot/<n>`), each refusing more than `count` posts in any
+    `seconds` (429), the way WeCom and DingTalk do; every refusal is counted."""
+
+    def __init__(self, count: int, seconds: float) -> None:
+        super().__init__(token=SECRET_CANARY)
+        self.count, self.seconds = count, seconds
+        self.arrivals: dict[str, list[float]] = {}
+        self.refused = 0
+        self._window_lock = threading.Lock()
+
+    def handle(self, request: RecordedRequest) -> Any:
+        if request.method == "POST" and request.path.startswith("/bot/"):
+            with self._window_lock:
+                seen = self.arrivals.setdefault(request.path, [])
+                recent = [t for t in seen if t > request.received_at - self.seconds]
+                if len(recent) >= self.count:
+                    self.refused += 1
+                    return Reply.json({"errcode": 45009}, status=429, headers={"Retry-After": "6"})
+                seen.append(request.received_at)
+        return super().handle(request)
+
+
+def test_eight_workers_share_five_bots_limits_without_a_single_refusal(
+    tmp_path: Path, pg_url: str, processes: list[Running]
+) -> None:
+    bots = LimitedBots(20, 6.0)  # a minute scaled down to 6 s
+    with bots:
+        config_path = write_engine_campaign(tmp_path, bots.url, phases=False)
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+        config["channels"]["bots"] = {
+            "type": "webhook",
+            "kind": "bot",
+            "rate_limit": "18/6s",  # kept below the bot's 20
+            "concurrency": 8,
+            "settings": {
+                **config["channels"]["sms"]["settings"],
+                "url": f"{bots.url}/bot/{{address}}",
+            },
+        }
+        config["targets"][0]["children"] += [
+            {"id": f"bot{i}", "name": f"{i}号群", "tags": ["bot"], "address": {"bots": str(i)}}
+            for i in range(1, 6)
+        ]
+        rule = once_now(pg_url, {"channels": ["bots"], "targets": {"tags": ["bot"]}})
+        config["rules"] = [{**rule, "id": f"burst{i}"} for i in range(40)]  # 40 to each bot
+        config_path.write_text(json.dumps(config, ensure_ascii=False), encoding="utf-8")
+        variables = env(pg_url, tmp_path / "state")
+        workers = [worker(config_path, variables) for _ in range(8)]
+        processes += workers
+        for w in workers:
+            w.wait_for("工作进程启动 worker starting", timeout=120)
+        scheduler = Running(config_path, "--workers", "external", env=variables)
+        processes.append(scheduler)
+        scheduler.wait_for(STARTED, timeout=120)
+        wait_until(lambda: len(bots.accepted) >= 200, "every post", timeout=300)
+        wait_until(lambda: unfinished(pg_url, "engine") == 0, "every delivery to finish", 120)
+        assert bots.refused == 0  # not one 429 from any bot
+        assert {path: len(t) for path, t in bots.arrivals.items()} == {
+            f"/bot/{i}": 40 for i in range(1, 6)
+        }
+        # the limit really was what paced them: 40 posts at 18 per 6 s span at least 12 s
+        for times in bots.arrivals.values():
+            assert max(times) - min(times) >= 11.5
+        assert bots.duplicate_sends() == {}
+        for process in [scheduler, *workers]:
+            assert process.stop(signal.SIGTERM) == 0, process.output
