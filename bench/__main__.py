@@ -11,6 +11,7 @@ BENCHES = {
     "log": "bench.log_bench",
     "config": "bench.config_bench",
     "web": "bench.web_bench",
+    "workers": "bench.workers_bench",
 }
 
 

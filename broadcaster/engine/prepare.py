@@ -33,6 +33,8 @@ from broadcaster.vocab import Addressing, MessageKind
 
 __all__ = ["Prepared", "Preparer", "Resolver", "delivery_key"]
 
+CONTENT_CACHE = 10_000  # texts and payloads a resolver keeps, by sha256
+
 log = logging.getLogger("broadcaster.dispatch")
 
 
@@ -232,6 +234,7 @@ class Resolver:
         self.log = log_store
         self.artefacts_dir = artefacts_dir
         self._by_hash: dict[str, dict[str, Recipient]] = {}
+        self._content: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def recipient(self, state: DeliveryState) -> Recipient | None:
@@ -252,6 +255,18 @@ class Resolver:
                 self._by_hash[cache_key] = index
         return index.get(state.recipient_hash)
 
+    def _stored(self, sha256: str, read: Callable[[str], Any]) -> Any:
+        """A text or payload by its hash: content-addressed, so read once per process."""
+        with self._lock:
+            if sha256 in self._content:
+                return self._content[sha256]
+        value = read(sha256)
+        with self._lock:
+            if len(self._content) > CONTENT_CACHE:
+                self._content.clear()
+            self._content[sha256] = value
+        return value
+
     def delivery(self, state: DeliveryState) -> Delivery | None:
         """The delivery as logged (its text, parts and files), addressed from the config."""
         recipient = self.recipient(state)
@@ -260,8 +275,10 @@ class Resolver:
         return self.build(state, recipient)
 
     def build(self, state: DeliveryState, recipient: Recipient) -> Delivery:
-        text = self.log.text(state.text_sha256) or ""
-        payload = self.log.payload(state.payload_sha256) if state.payload_sha256 else None
+        text = self._stored(state.text_sha256, self.log.text) or ""
+        payload = (
+            self._stored(state.payload_sha256, self.log.payload) if state.payload_sha256 else None
+        )
         payload = payload or {}
         artefacts = tuple(
             Artefact(

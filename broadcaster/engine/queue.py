@@ -53,6 +53,7 @@ BUNDLE_KEYS = 200  # deliveries per job: a job's tasks run side by side in one w
 MAX_ATTEMPTS = 3  # a job that keeps raising is recorded as failed after this many runs
 STALLED_SECONDS = 10.0  # a worker silent this long (it beats every 2 s) is taken for dead
 QUEUE_GRACE = dt.timedelta(minutes=15)
+QUEUE_CONNECTIONS = 4  # the queue's connections per process (PostgreSQL allows 100 by default)
 SCHEMA_LOCK = 0x62726F6164  # advisory lock taken while Procrastinate's schema is created  # a handed-over delivery nobody took is queued again
 
 
@@ -81,7 +82,10 @@ def queue_app(url: str, run_bundle: Callable[..., Any] | None = None) -> procras
         raise QueueUnavailableError(
             "缺少工作进程组件 the worker engine is not installed: pip install 'broadcaster[workers]'"
         ) from None
-    app = procrastinate.App(connector=procrastinate.PsycopgConnector(conninfo=conninfo(url)))
+    connector = procrastinate.PsycopgConnector(
+        conninfo=conninfo(url), min_size=1, max_size=QUEUE_CONNECTIONS
+    )
+    app = procrastinate.App(connector=connector)
     if run_bundle is not None:
         app.task(
             name=TASK_NAME,

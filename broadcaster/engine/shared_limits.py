@@ -38,7 +38,7 @@ class SharedRateLimiter:
         if parsed.get_backend_name() != "postgresql":
             raise ValueError("shared rate limits need the PostgreSQL log")
         self.clock = clock
-        self._engine = pg_engine(parsed, busy_timeout, pool_size=4)
+        self._engine = pg_engine(parsed, busy_timeout, pool_size=1)  # short transactions
         self._known: set[tuple[str, RateLimit]] = set()
 
     def reserve(self, endpoint: str, limit: RateLimit | None) -> float:

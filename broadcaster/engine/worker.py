@@ -80,7 +80,10 @@ def run_bundle(context: Any, tasks: list[dict[str, Any]]) -> dict[str, int]:
         parsed = [SendTask(**{**t, "keys": tuple(t["keys"])}) for t in tasks]
         keys = [k for t in parsed for k in t.keys]
         dispatcher = _engine["dispatcher"]
+        adopted = dispatcher.adopt(keys)  # one claim for the whole job
         report = gather([dispatcher.executor.submit(t) for t in parsed])
+        for status, n in adopted.counts.items():
+            report.add(status, n)
         if report.errors and not report.counts:
             raise PoisonedTaskError("; ".join(report.errors[:3]))
     except Exception as exc:

@@ -263,7 +263,7 @@ class DeliveryLog:
                     " (pip install 'broadcaster[postgres]')"
                 ) from None
             writer = pg_engine(parsed, busy_timeout, pool_size=1)
-            reader = pg_engine(parsed, busy_timeout, pool_size=8, isolation="REPEATABLE READ")
+            reader = pg_engine(parsed, busy_timeout, pool_size=4, isolation="REPEATABLE READ")
         try:
             migrate(writer)
             _check_key_id(writer, key_id(hash_key), target.display)
