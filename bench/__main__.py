@@ -18,6 +18,7 @@ BENCHES = {
     "audio": "bench.audio_bench",
     "audit": "bench.audit_bench",
     "reports": "bench.reports_bench",
+    "workers": "bench.workers_bench",
 }
 
 

@@ -243,3 +243,4 @@ from broadcaster.cli import reports as _reports  # noqa: E402,F401
 from broadcaster.cli import resolve as _resolve  # noqa: E402,F401
 from broadcaster.cli import run as _run  # noqa: E402,F401
 from broadcaster.cli import serve as _serve  # noqa: E402,F401
+from broadcaster.cli import workers as _workers  # noqa: E402,F401

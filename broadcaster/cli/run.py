@@ -102,10 +102,23 @@ def live_view(runner: Runner, campaign: Campaign, db: str, width: int = 160) -> 
     default=None,
     help="实时界面 live view (default: when writing to a terminal).",
 )
+@click.option(
+    "--workers",
+    type=click.Choice(["internal", "external"]),
+    default="internal",
+    show_default=True,
+    help="发送在哪里进行 where sends run: internal (this process's threads) or external"
+    " (`broadcaster worker` processes; needs the log on PostgreSQL and the workers extra).",
+)
 @serve_options
 @pass_state
 def run(
-    state: State, db: str | None, state_dir: Path | None, grace: str, live: bool | None
+    state: State,
+    db: str | None,
+    state_dir: Path | None,
+    grace: str,
+    live: bool | None,
+    workers: str,
 ) -> None:
     """长期运行的调度器 the long-running scheduler: fires exactly what `plan` lists.
 
@@ -127,7 +140,26 @@ def run(
     store, key = app.open_log(db)
     activity = Activity()
     clock = SystemClock()
-    runner = app.runner(store, key, clock=clock, grace=parse_duration(grace), activity=activity)
+    executor = limiter = None
+    if workers == "external":
+        from broadcaster.engine.queue import QueueExecutor
+        from broadcaster.engine.shared_limits import SharedRateLimiter
+
+        try:
+            executor = QueueExecutor(store.connect_url())
+            limiter = SharedRateLimiter(store.connect_url(), clock)
+        except BaseException:
+            store.close()
+            raise
+    runner = app.runner(
+        store,
+        key,
+        clock=clock,
+        grace=parse_duration(grace),
+        activity=activity,
+        executor=executor,
+        limiter=limiter,
+    )
     use_live = state.out.is_terminal if live is None else live
     if not use_live:
         activity.listeners.append(
@@ -152,6 +184,11 @@ def run(
                 f"启动 starting: {campaign.config.campaign.name}, {len(campaign.rules)} rules"
                 f" · 日志 log {store.url_display}"
             )
+            if executor is not None:
+                state.out.print(
+                    "发送交给外部工作进程 sends go to external workers (`broadcaster worker`)",
+                    markup=False,
+                )
             print_channel_table(state, app.channels, offline_checks(app))
             if not runner.step():
                 state.out.print(f"待命 standing by: {runner.standby_reason}", markup=False)

@@ -286,12 +286,22 @@ class App:
         grace: dt.timedelta = dt.timedelta(hours=2),
         activity: Activity | None = None,
         on_result: Any = None,
+        executor: Executor | None = None,
+        limiter: RateLimiter | None = None,
     ) -> Runner:
+        """The scheduler; `executor` and `limiter` put the sends on worker processes
+        (`broadcaster run --workers external`), kept across config reloads."""
         from broadcaster.engine.runner import Runner
 
         def make(app: App, limiter: RateLimiter, owner: str) -> Dispatcher:
             return app.dispatcher(
-                log_store, hash_key, clock=clock, limiter=limiter, owner=owner, on_result=on_result
+                log_store,
+                hash_key,
+                clock=clock,
+                limiter=limiter,
+                owner=owner,
+                on_result=on_result,
+                executor=executor,
             )
 
         return Runner(
@@ -303,6 +313,7 @@ class App:
             grace=grace,
             activity=activity,
             lease=self.lease(),
+            limiter=limiter,
         )
 
 

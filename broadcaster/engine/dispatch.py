@@ -230,6 +230,11 @@ class Dispatcher:
 
         return pace
 
+    @property
+    def owns_executor(self) -> bool:
+        """False when the executor was handed in (worker processes): its owner shuts it down."""
+        return self._own_executor
+
     def in_flight(self) -> list[str]:
         """Keys whose request is out and whose answer has not been logged yet."""
         with self._lock:
@@ -350,6 +355,15 @@ class Dispatcher:
                 tasks.append(
                     SendTask(self.campaign.id, batch[0].occurrence_id, channel_id, endpoint, keys)
                 )
+        hand_over = getattr(self.executor, "hand_over", None)
+        if hand_over is not None:  # a job queue in the log's database: one transaction
+            if not tasks:
+                return []
+            try:
+                queued: list[Future[TaskReport]] = hand_over(tasks, self.log, self.clock.now())
+            except RuntimeError:  # the executor is shut down: we are stopping
+                return []
+            return queued
         local = self.executor.local
         if local:
             with self._lock:
@@ -409,31 +423,49 @@ class Dispatcher:
             return found
         have = {d.key for d in found}
         missing = [k for k in task.keys if k not in have]
+        return found + self._claim_and_resolve(missing, report)
+
+    def _claim_and_resolve(self, keys: Sequence[str], report: TaskReport) -> list[Delivery]:
+        """Claim logged deliveries (one write) and build them from the log and the config;
+        those whose target or number left the config are logged skipped."""
+        now = self.clock.now()
         claim = self.log.claim(
-            missing,
+            keys,
             owner=self.owner,
-            now=self.clock.now(),
-            lease_until=self.clock.now() + dt.timedelta(seconds=self.lease),
+            now=now,
+            lease_until=now + dt.timedelta(seconds=self.lease),
             statuses=(Status.PLANNED, Status.DEFERRED, Status.UNKNOWN, Status.INTERRUPTED),
         )
+        found: list[Delivery] = []
+        gone: list[Event] = []
         for state in claim.held.values():
             d = self.resolver.delivery(state)
             if d is None:
-                self.log.append(
-                    [
-                        Event(
-                            state.key,
-                            Status.SKIPPED if state.status is Status.PLANNED else Status.UNRESOLVED,
-                            self.clock.now(),
-                            ErrorClass.REMOVED,
-                            "对象或号码已从配置中移除 the target or number left the config",
-                        )
-                    ]
+                gone.append(
+                    Event(
+                        state.key,
+                        Status.SKIPPED if state.status is Status.PLANNED else Status.UNRESOLVED,
+                        now,
+                        ErrorClass.REMOVED,
+                        "对象或号码已从配置中移除 the target or number left the config",
+                    )
                 )
                 report.add(Status.SKIPPED.value)
                 continue
             found.append(d)
+        if gone:
+            self.log.append(gone)
         return found
+
+    def adopt(self, keys: Sequence[str]) -> TaskReport:
+        """Claim, in one write, the deliveries of tasks queued by another process and hold
+        them ready, so that their tasks send at once (a worker does this per job)."""
+        report = TaskReport()
+        ready = self._claim_and_resolve(keys, report)
+        with self._lock:
+            self._ready.update((d.key, d) for d in ready)
+            self._queued.update(d.key for d in ready)
+        return report
 
     def _execute(
         self, channel_id: str, deliveries: list[Delivery], report: TaskReport

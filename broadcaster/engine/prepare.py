@@ -39,6 +39,8 @@ __all__ = ["OPTOUT_REASON", "Prepared", "Preparer", "Resolver", "delivery_key"]
 
 OPTOUT_REASON = "已退订，不发送 suppressed: on the opt-out list"
 
+CONTENT_CACHE = 10_000  # texts and payloads a resolver keeps, by sha256
+
 log = logging.getLogger("broadcaster.dispatch")
 
 
@@ -476,6 +478,7 @@ class Resolver:
         self.log = log_store
         self.artefacts_dir = artefacts_dir
         self._by_hash: dict[str, dict[str, Recipient]] = {}
+        self._content: dict[str, Any] = {}
         self._lock = threading.Lock()
 
     def recipient(self, state: DeliveryState) -> Recipient | None:
@@ -496,6 +499,18 @@ class Resolver:
                 self._by_hash[cache_key] = index
         return index.get(state.recipient_hash)
 
+    def _stored(self, sha256: str, read: Callable[[str], Any]) -> Any:
+        """A text or payload by its hash: content-addressed, so read once per process."""
+        with self._lock:
+            if sha256 in self._content:
+                return self._content[sha256]
+        value = read(sha256)
+        with self._lock:
+            if len(self._content) > CONTENT_CACHE:
+                self._content.clear()
+            self._content[sha256] = value
+        return value
+
     def delivery(self, state: DeliveryState) -> Delivery | None:
         """The delivery as logged (its text, parts and files), addressed from the config."""
         recipient = self.recipient(state)
@@ -504,8 +519,10 @@ class Resolver:
         return self.build(state, recipient)
 
     def build(self, state: DeliveryState, recipient: Recipient) -> Delivery:
-        text = self.log.text(state.text_sha256) or ""
-        payload = self.log.payload(state.payload_sha256) if state.payload_sha256 else None
+        text = self._stored(state.text_sha256, self.log.text) or ""
+        payload = (
+            self._stored(state.payload_sha256, self.log.payload) if state.payload_sha256 else None
+        )
         payload = payload or {}
         artefacts = tuple(
             Artefact(

@@ -80,6 +80,7 @@ class Runner:
         grace: dt.timedelta = dt.timedelta(hours=2),
         activity: Activity | None = None,
         lease: float = DEFAULT_LEASE,
+        limiter: RateLimiter | None = None,
     ):
         self.app = app
         self.log = log_store
@@ -87,7 +88,7 @@ class Runner:
         self.grace = grace
         self.lease = lease
         self.activity = activity or Activity()
-        self.limiter = LocalRateLimiter(clock)
+        self.limiter: RateLimiter = limiter or LocalRateLimiter(clock)
         self.owner = new_owner()
         self._make_dispatcher = make_dispatcher
         self._reload = reload
@@ -309,6 +310,9 @@ class Runner:
             if not self.leader:
                 return 0
             try:
+                retry_stalled = getattr(self.dispatcher.executor, "retry_stalled", None)
+                if retry_stalled is not None:  # jobs of worker processes that died
+                    retry_stalled()
                 report = self.recovery.sweep()
                 pulled = self.recovery.pull_feeds()
                 self.finish()
@@ -538,6 +542,8 @@ class Runner:
         """Release claims and the scheduler lease (a standby takes over at once)."""
         try:
             self.dispatcher.close()
+            if not self.dispatcher.owns_executor:
+                self.dispatcher.executor.shutdown(wait=True)
         finally:
             if self.leader and self.log.alive and not self.log.closed:
                 self.log.release_lease(self.lease_name, self.owner)

@@ -182,7 +182,7 @@ def pg_engine(
         url,
         connect_args=connect_args,
         pool_size=pool_size,
-        max_overflow=0 if pool_size == 1 else 8,
+        max_overflow=0 if pool_size == 1 else 4,  # each worker process: ≤ 15 connections
         pool_pre_ping=True,
         isolation_level=isolation,
     )

@@ -17,6 +17,8 @@ Kept by the writer beside them (derived, may be rebuilt from the events):
     delivery_state    one row per delivery: latest status, next check, the claim (lease)
     leases            one row per leadership lease (one scheduler per campaign)
     feed_cursors      where each provider outcome feed resumes
+    rate_slots, rate_blocks, rate_limits
+                      per-endpoint send slots, provider blocks and limits shared by workers
 
 Phone numbers are never stored: only `recipient_display` (masked) and
 `recipient_hash` (HMAC-SHA256 with the log's key).
@@ -57,6 +59,9 @@ __all__ = [
     "metadata",
     "occurrences",
     "payloads",
+    "rate_blocks",
+    "rate_limits",
+    "rate_slots",
     "relay_hops",
 ]
 
@@ -218,6 +223,31 @@ feed_cursors = sa.Table(
     sa.Column("at", UTCDateTime, nullable=False),
 )
 
+rate_slots = sa.Table(
+    "rate_slots",
+    metadata,
+    sa.Column("id", RowId, primary_key=True, autoincrement=True),
+    sa.Column("endpoint", sa.String, nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+)
+
+rate_blocks = sa.Table(
+    "rate_blocks",
+    metadata,
+    sa.Column("endpoint", sa.String, primary_key=True),
+    sa.Column("until", UTCDateTime, nullable=False),
+    sa.Column("reason", sa.Text, nullable=False, server_default=""),
+)
+
+rate_limits = sa.Table(
+    "rate_limits",
+    metadata,
+    sa.Column("endpoint", sa.String, primary_key=True),
+    sa.Column("count", sa.Integer, primary_key=True),
+    sa.Column("per_seconds", sa.Float, primary_key=True),
+)
+
+sa.Index("ix_rate_slots_endpoint_at", rate_slots.c.endpoint, rate_slots.c.at)
 sa.Index("ix_deliveries_recipient_hash", deliveries.c.recipient_hash)
 sa.Index("ix_deliveries_scheduled_at", deliveries.c.scheduled_at)
 sa.Index("ix_deliveries_occurrence_channel", deliveries.c.occurrence_id, deliveries.c.channel_id)

@@ -270,7 +270,7 @@ class DeliveryLog:
                     " (pip install 'broadcaster[postgres]')"
                 ) from None
             writer = pg_engine(parsed, busy_timeout, pool_size=1)
-            reader = pg_engine(parsed, busy_timeout, pool_size=8, isolation="REPEATABLE READ")
+            reader = pg_engine(parsed, busy_timeout, pool_size=4, isolation="REPEATABLE READ")
         try:
             migrate(writer)
             _check_key_id(writer, key_id(hash_key), target.display)
@@ -319,6 +319,11 @@ class DeliveryLog:
         """The database URL (with its password: never show it; `url_display` is for people),
         for a module that writes a table of its own beside the log (approvals, console)."""
         return self._writer_engine.url
+
+    def connect_url(self) -> str:
+        """The full URL, password included, for other parts on the same database (the
+        worker engine, shared rate limits); never show it."""
+        return self._writer_engine.url.render_as_string(hide_password=False)
 
     # --- hashing and scrubbing -----------------------------------------------------------------
 
@@ -720,6 +725,32 @@ class DeliveryLog:
                 conn.execute(base.where(s.c.delivery_id.in_(chunk)).values(**free))
 
         self._writer.submit(Job(work=work, chained=False))
+
+    def hand_over(
+        self,
+        keys: Sequence[str],
+        recheck_at: dt.datetime,
+        enqueue: Callable[[Any], None] | None = None,
+    ) -> None:
+        """Give deliveries to other processes: their leases go, and the sweep looks at them
+        again at `recheck_at` only if nobody took them. `enqueue(dbapi_connection)` runs in
+        the same transaction: a job queue in this database gets the tasks exactly when the
+        log lets them go."""
+        _aware(recheck_at, "recheck_at")
+        s = delivery_state
+
+        def work(conn: Connection, scratch: dict[str, Any]) -> None:
+            ids = self._known_ids(conn, keys, scratch)
+            for chunk in _chunks(list(ids.values())):
+                conn.execute(
+                    sa.update(s)
+                    .where(s.c.delivery_id.in_(chunk))
+                    .values(next_check=recheck_at, lease_owner=None, lease_until=None)
+                )
+            if enqueue is not None:
+                enqueue(conn.connection.driver_connection)
+
+        self._writer.submit(Job(work=work))
 
     def set_next_check(self, keys: Sequence[str], when: dt.datetime | None) -> None:
         """When the engine looks at these deliveries again (None: never); no event is written."""

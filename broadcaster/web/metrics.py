@@ -6,6 +6,10 @@ broadcaster_provider_errors{channel, error_class}        failed/unknown in the l
 broadcaster_receipt_lag_seconds{channel} (histogram)     accepted -> delivered, last hour
 broadcaster_inbound_requests_total{channel, scope, code} requests to plugin routes
 broadcaster_log_up                                       1 when the log answers
+broadcaster_send_jobs{status}                            queued send jobs (`broadcaster worker`)
+broadcaster_send_job_wait_seconds                        age of the oldest job waiting
+broadcaster_worker_deliveries_per_second{worker}         each worker's rate, last 5 minutes
+broadcaster_worker_heartbeat_age_seconds{worker}         since each worker's last heartbeat
 """
 
 from __future__ import annotations
@@ -99,7 +103,36 @@ class _LogCollector(Collector):
                 ("+Inf", float(len(values)))
             ]
             lag.add_metric([channel], buckets, sum_value=sum(values))
-        return [up, deliveries, queue, failed, lag]
+        return [up, deliveries, queue, failed, lag, *self._workers()]
+
+    def _workers(self) -> list[Metric]:
+        """The send queue's figures, when sends run on worker processes (PostgreSQL)."""
+        from broadcaster.web.console.channels import worker_queue
+
+        stats = worker_queue(self.service.log)
+        if stats is None:
+            return []
+        jobs = GaugeMetricFamily("broadcaster_send_jobs", "Queued send jobs", labels=["status"])
+        for status, n in (("todo", stats.todo), ("doing", stats.doing), ("failed", stats.failed)):
+            jobs.add_metric([status], n)
+        wait = GaugeMetricFamily(
+            "broadcaster_send_job_wait_seconds", "Age of the oldest send job waiting"
+        )
+        wait.add_metric([], stats.oldest_seconds)
+        rate = GaugeMetricFamily(
+            "broadcaster_worker_deliveries_per_second",
+            "Deliveries each worker finished per second, last 5 minutes",
+            labels=["worker"],
+        )
+        beat = GaugeMetricFamily(
+            "broadcaster_worker_heartbeat_age_seconds",
+            "Seconds since each worker's last heartbeat",
+            labels=["worker"],
+        )
+        for w in stats.workers:
+            rate.add_metric([str(w.id)], w.deliveries_recent / stats.window_seconds)
+            beat.add_metric([str(w.id)], w.heartbeat_seconds)
+        return [jobs, wait, rate, beat]
 
 
 class Metrics:

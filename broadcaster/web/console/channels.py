@@ -95,4 +95,18 @@ def channels_page(req: ConsoleRequest) -> Response:
         rows=rows,
         hours=ERROR_HOURS,
         problems=service.hooks.problems,
+        queue=worker_queue(service.log),
     )
+
+
+def worker_queue(log: Any) -> Any:
+    """The send queue of `broadcaster worker` processes (PostgreSQL logs), None otherwise."""
+    if log.dialect != "postgresql":
+        return None
+    from broadcaster.engine.queue import queue_stats
+
+    try:
+        stats = queue_stats(log.connect_url())
+    except Exception:  # the page shows the channels whatever the queue's state
+        return None
+    return stats if stats.workers or stats.todo or stats.doing or stats.failed else None

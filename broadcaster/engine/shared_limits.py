@@ -1,0 +1,134 @@
+"""Rate limits shared by every process on one PostgreSQL log: the limiter of `broadcaster worker`.
+
+Eight workers posting to one bot must stay within the bot's 20 a minute together, so
+the sliding windows of `LocalRateLimiter` live in the database: each reservation takes
+the endpoint's advisory lock for one short transaction, computes the next free slot
+from the slots already given out (under every limit any channel named for the
+endpoint), and records it. A provider's block is a row every process reads. Slots
+older than the longest window are deleted as new ones are taken.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+from broadcaster.engine.clock import Clock
+from broadcaster.engine.ratelimit import EndpointState
+from broadcaster.log.engines import parse_url, pg_engine
+from broadcaster.log.models import rate_blocks, rate_limits, rate_slots
+from broadcaster.vocab import RateLimit
+
+__all__ = ["SharedRateLimiter"]
+
+
+def _lock_id(endpoint: str) -> int:
+    """A signed 64-bit advisory-lock id for an endpoint."""
+    return int.from_bytes(hashlib.sha256(endpoint.encode()).digest()[:8], "big", signed=True)
+
+
+class SharedRateLimiter:
+    """Sliding-window limits kept in the PostgreSQL log, shared by every process using it."""
+
+    def __init__(self, url: str, clock: Clock, *, busy_timeout: float = 10.0):
+        parsed = parse_url(url)
+        if parsed.get_backend_name() != "postgresql":
+            raise ValueError("shared rate limits need the PostgreSQL log")
+        self.clock = clock
+        self._engine = pg_engine(parsed, busy_timeout, pool_size=1)  # short transactions
+        self._known: set[tuple[str, RateLimit]] = set()
+
+    def reserve(self, endpoint: str, limit: RateLimit | None) -> float:
+        """Take the next free slot of `endpoint` under every limit named for it; return the
+        seconds to wait for it."""
+        with self._engine.begin() as conn:
+            conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(endpoint))))
+            if limit is not None and (endpoint, limit) not in self._known:
+                conn.execute(
+                    pg_insert(rate_limits)
+                    .values(endpoint=endpoint, count=limit.count, per_seconds=limit.per_seconds)
+                    .on_conflict_do_nothing()
+                )
+                self._known.add((endpoint, limit))
+            limits = conn.execute(
+                sa.select(rate_limits.c.count, rate_limits.c.per_seconds).where(
+                    rate_limits.c.endpoint == endpoint
+                )
+            ).all()
+            now = self.clock.now()
+            slot = now
+            blocked = conn.execute(
+                sa.select(rate_blocks.c.until).where(rate_blocks.c.endpoint == endpoint)
+            ).scalar()
+            if blocked is not None and blocked > slot:
+                slot = blocked
+            if limits:
+                deepest = max(count for count, _ in limits)
+                taken = list(
+                    conn.execute(
+                        sa.select(rate_slots.c.at)
+                        .where(rate_slots.c.endpoint == endpoint)
+                        .order_by(rate_slots.c.at.desc())
+                        .limit(deepest)
+                    ).scalars()
+                )  # newest first
+                for count, per in limits:
+                    if len(taken) >= count:
+                        slot = max(slot, taken[count - 1] + dt.timedelta(seconds=per))
+                if taken and slot < taken[0]:
+                    slot = taken[0]
+                conn.execute(sa.insert(rate_slots).values(endpoint=endpoint, at=slot))
+                longest = max(per for _, per in limits)
+                conn.execute(
+                    sa.delete(rate_slots).where(
+                        rate_slots.c.endpoint == endpoint,
+                        rate_slots.c.at < now - dt.timedelta(seconds=longest),
+                    )
+                )
+            return max(0.0, (slot - now).total_seconds())
+
+    def block(self, endpoint: str, seconds: float, reason: str = "") -> None:
+        """Nobody sends to `endpoint` for `seconds`, in any process."""
+        until = self.clock.now() + dt.timedelta(seconds=seconds)
+        stmt = pg_insert(rate_blocks).values(endpoint=endpoint, until=until, reason=reason)
+        stmt = stmt.on_conflict_do_update(
+            index_elements=[rate_blocks.c.endpoint],
+            set_={"until": until, "reason": reason},
+            where=rate_blocks.c.until < until,
+        )
+        with self._engine.begin() as conn:
+            conn.execute(stmt)
+
+    def states(self) -> list[EndpointState]:
+        now = self.clock.now()
+        with self._engine.connect() as conn:
+            limits: dict[str, list[RateLimit]] = {}
+            for endpoint, count, per in conn.execute(sa.select(rate_limits)):
+                limits.setdefault(endpoint, []).append(RateLimit(count, per))
+            blocks = {
+                e: (until, reason)
+                for e, until, reason in conn.execute(sa.select(rate_blocks))
+                if until > now
+            }
+            out = []
+            for endpoint in sorted(set(limits) | set(blocks)):
+                known = tuple(limits.get(endpoint, ()))
+                longest = max((lim.per_seconds for lim in known), default=0.0)
+                recent = conn.execute(
+                    sa.select(sa.func.count())
+                    .select_from(rate_slots)
+                    .where(
+                        rate_slots.c.endpoint == endpoint,
+                        rate_slots.c.at > now - dt.timedelta(seconds=longest),
+                        rate_slots.c.at <= now,
+                    )
+                ).scalar_one()
+                until, reason = blocks.get(endpoint, (None, ""))
+                out.append(EndpointState(endpoint, known, recent, until, reason))
+            return out
+
+    def close(self) -> None:
+        self._engine.dispose()
