@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -35,7 +36,7 @@ from broadcaster.model.duties import DutyResult, check_duties
 from broadcaster.model.plan import PlanItem, Planner
 from broadcaster.recipients.store import RecipientStore
 from broadcaster.sms import billing_of, sms_billing
-from broadcaster.vocab import MessageKind
+from broadcaster.vocab import Addressing, MessageKind
 
 __all__ = ["PLAN_FIELDS", "PlanRows", "calendar_group", "plan", "preview", "validate"]
 
@@ -472,13 +473,28 @@ class PlanEnviron(Mapping[str, str]):
 def fanout_planner(
     state: State, campaign: Campaign, planner: Planner, when: dt.datetime
 ) -> FanOutPlanner | None:
-    """A collector of fan-out times when some channel sends to rate-limited bots, else None."""
+    """A collector of fan-out times when some channel sends to rate-limited bots, else None.
+
+    Only a campaign whose targets have addresses on group-message channels loads plugins
+    (for their limits and how they split a message); `plan` still opens no connection.
+    """
+    addressed = {cid for node in campaign.targets.nodes.values() for cid, _ in node.address}
+    bots = {
+        cid: spec
+        for cid, spec in campaign.channels.items()
+        if cid in addressed
+        and spec.kind is MessageKind.BOT
+        and spec.addressing is Addressing.TARGET
+    }
+    if not bots:
+        return None
     from broadcaster.engine.channels import resolve_channels
     from broadcaster.engine.registry import Registry
 
     folder = state_dir_for(state.config, None)
+    only_bots = dataclasses.replace(campaign, channels=bots)
     profiles, _ = resolve_channels(
-        campaign, registry=Registry(), environ=PlanEnviron(), state_dir=folder, now=when
+        only_bots, registry=Registry(), environ=PlanEnviron(), state_dir=folder, now=when
     )
     fan = FanOutPlanner(campaign, profiles, planner, {})
     if not fan.profiles:

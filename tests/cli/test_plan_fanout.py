@@ -96,3 +96,24 @@ def test_a_slower_configured_limit_lengthens_the_fan_out(tmp_path: Path) -> None
 
 def test_without_bot_channels_plan_shows_no_fan_out(tmp_path: Path, mini: Path) -> None:
     assert "群发耗时" not in plan(mini)
+
+
+def test_plan_loads_only_the_bot_plugins_and_opens_no_connection(tmp_path: Path) -> None:
+    from tests.model.test_purity import NETWORK_AND_SQL, heavy, modules_after
+
+    local = "http://127.0.0.1:9"
+    path = write_bot_campaign(tmp_path, wecom=local, dingtalk=local, feishu=local, groups=1)
+    code, out, modules = modules_after(
+        path.parent,
+        "plan",
+        "--now",
+        "2026-03-02T09:00",
+        "--from",
+        "2026-03-03",
+        "--to",
+        "2026-03-03",
+    )
+    assert code == 0, out
+    assert "群发耗时" in out
+    assert heavy(modules, NETWORK_AND_SQL) == []
+    assert "broadcaster.log" not in modules and "broadcaster.engine.dispatch" not in modules
