@@ -51,10 +51,40 @@ TASK_NAME = "broadcaster.send"
 QUEUE = "sends"
 BUNDLE_KEYS = 200  # deliveries per job: a job's tasks run side by side in one worker
 MAX_ATTEMPTS = 3  # a job that keeps raising is recorded as failed after this many runs
+HELD_RETRIES = 20  # how often a job runs again for deliveries still waiting after it ran
 STALLED_SECONDS = 10.0  # a worker silent this long (it beats every 2 s) is taken for dead
 QUEUE_GRACE = dt.timedelta(minutes=15)
 QUEUE_CONNECTIONS = 4  # the queue's connections per process (PostgreSQL allows 100 by default)
 SCHEMA_LOCK = 0x62726F6164  # advisory lock taken while Procrastinate's schema is created  # a handed-over delivery nobody took is queued again
+
+
+class NotSentYetError(Exception):
+    """Deliveries of a job still waiting after it ran: another process held them (a killed
+    worker's claim, a scheduler resuming) or their send could not begin (the log busy);
+    the job runs again once that claim can have run out, or in a moment."""
+
+    def __init__(self, count: int, wait: float):
+        super().__init__(f"{count} deliveries still waiting; again in {wait:.0f} s")
+        self.wait = wait
+
+
+def retry_strategy() -> Any:
+    """When a failed job runs again: held deliveries after their claim, a failure at most
+    `MAX_ATTEMPTS` times in all."""
+    import procrastinate
+    from procrastinate.retry import RetryDecision
+
+    class SendRetry(procrastinate.BaseRetryStrategy):
+        def get_retry_decision(self, *, exception: BaseException, job: Any) -> Any:
+            if isinstance(exception, NotSentYetError):
+                if job.attempts >= HELD_RETRIES:
+                    return None  # the sweep takes them up after QUEUE_GRACE
+                return RetryDecision(retry_in={"seconds": max(1, round(exception.wait))})
+            if job.attempts + 1 >= MAX_ATTEMPTS:
+                return None
+            return RetryDecision(retry_in={"seconds": 2})
+
+    return SendRetry()
 
 
 class QueueUnavailableError(BroadcasterError):
@@ -91,7 +121,7 @@ def queue_app(url: str, run_bundle: Callable[..., Any] | None = None) -> procras
             name=TASK_NAME,
             queue=QUEUE,
             pass_context=True,
-            retry=procrastinate.RetryStrategy(max_attempts=MAX_ATTEMPTS - 1, wait=2),
+            retry=retry_strategy(),
         )(run_bundle)
     return app
 

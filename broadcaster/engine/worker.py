@@ -26,6 +26,7 @@ __all__ = ["PoisonedTaskError", "run", "run_bundle", "serve", "start"]
 log = logging.getLogger(__name__)
 
 _engine: dict[str, Any] = {}
+RETRY_SECONDS = 2.0  # a job whose deliveries could not begin runs again this soon
 
 
 class PoisonedTaskError(Exception):
@@ -90,7 +91,30 @@ def run_bundle(context: Any, tasks: list[dict[str, Any]]) -> dict[str, int]:
         if context.job.attempts + 1 >= MAX_ATTEMPTS and keys:
             _give_up(keys, MAX_ATTEMPTS, str(exc) or repr(exc))
         raise
+    _still_waiting(keys)
     return report.counts
+
+
+def _still_waiting(keys: list[str]) -> None:
+    """Raise NotSentYetError when deliveries of this job are still planned after it ran:
+    held under another process's live claim, or left when their send could not begin (a
+    busy log). The job runs again when that claim can have run out, or in a moment, rather
+    than leaving them to the sweep's much later look."""
+    from broadcaster.engine.queue import NotSentYetError
+
+    dispatcher = _engine["dispatcher"]
+    now = dispatcher.clock.now()
+    waits = []
+    for s in dispatcher.log.latest(keys).values():
+        if s.status is not Status.PLANNED:
+            continue  # sent, failed, or deferred to a time the sweep keeps
+        live = s.lease_until is not None and s.lease_until > now
+        if s.lease_owner not in (None, dispatcher.owner) and live and s.lease_until:
+            waits.append((s.lease_until - now).total_seconds() + 1)
+        else:
+            waits.append(RETRY_SECONDS)
+    if waits:
+        raise NotSentYetError(len(waits), max(waits))
 
 
 def _give_up(keys: list[str], attempts: int, reason: str) -> None:

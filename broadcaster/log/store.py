@@ -464,7 +464,7 @@ class DeliveryLog:
 
         Each new delivery gets a PLANNED event at `at` (and a SKIPPED one when `skip`
         names it). With `owner`, new deliveries are claimed for it until `lease_until`,
-        and existing unfinished ones too when no other process holds them.
+        and existing planned or deferred ones that are due and that no other process holds.
         """
         _aware(at, "at")
         if owner is not None:
@@ -564,7 +564,11 @@ class DeliveryLog:
             scratch["ids"].update(known)
             held = {k for k in new if k not in skip} if owner is not None else set()
             if owner is not None and known:
-                held |= self._claim_ids(conn, known, owner, at, until, UNFINISHED)
+                # only what is due now: a delivery waiting for a time (deferred, or handed to
+                # worker processes) stays free for whoever takes it then
+                held |= self._claim_ids(
+                    conn, known, owner, at, until, (Status.PLANNED, Status.DEFERRED), due_by=at
+                )
             return known, held
 
         known, held = self._writer.submit(Job(work=work))
@@ -1151,7 +1155,10 @@ class DeliveryLog:
         now: dt.datetime,
         until: dt.datetime | None,
         statuses: Iterable[Status],
+        due_by: dt.datetime | None = None,
     ) -> set[str]:
+        """Claim deliveries in `statuses` nobody else holds (and, with `due_by`, whose next
+        check is not later)."""
         s = delivery_state
         wanted = [x.value for x in statuses]
         by_id = {i: k for k, i in ids.items()}
@@ -1168,6 +1175,8 @@ class DeliveryLog:
                 .values(lease_owner=owner, lease_until=until)
                 .returning(s.c.delivery_id)
             )
+            if due_by is not None:
+                take = take.where(sa.or_(s.c.next_check.is_(None), s.c.next_check <= due_by))
             held.update(by_id[i] for i in conn.scalars(take))
         return held
 

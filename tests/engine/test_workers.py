@@ -4,11 +4,13 @@ mid fan-out, a poisoned job, and eight workers sharing five bots' rate limits.""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import random
 import signal
 import threading
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -171,3 +173,140 @@ def test_eight_workers_share_five_bots_limits_without_a_single_refusal(
         assert bots.duplicate_sends() == {}
         for process in [scheduler, *workers]:
             assert process.stop(signal.SIGTERM) == 0, process.output
+
+
+def test_the_scheduler_killed_mid_fan_out_the_standby_hands_over_the_rest_once(
+    tmp_path: Path, webhook_server: WebhookFake, pg_url: str, processes: list[Running]
+) -> None:
+    n = 12_000  # fired and handed over in chunks of 5,000: the kill comes between two
+    webhook_server.latency = 0.002
+    rule = {"id": "fanout", "channels": ["sms"], "targets": {"tags": ["sms_list"]}}
+    config = write_engine_campaign(
+        tmp_path,
+        webhook_server.url,
+        contacts=n,
+        channel={"concurrency": 16},
+        rules=[once_now(pg_url, rule)],
+        phases=False,
+    )
+    variables = env(pg_url, tmp_path / "state")
+    workers = [worker(config, variables) for _ in range(2)]
+    processes += workers
+    for w in workers:
+        w.wait_for("工作进程启动 worker starting", timeout=60)
+    active = Running(config, "--workers", "external", env=variables)
+    processes.append(active)
+    wait_until(lambda: len(webhook_server.accepted) >= 1, "the first sends", timeout=240)
+    active.proc.kill()  # SIGKILL: the lease, claims and part of the fan-out left behind
+    active.proc.wait(timeout=30)
+    standby = Running(config, "--workers", "external", env=variables)
+    processes.append(standby)
+    try:
+        wait_until(lambda: len(webhook_server.accepted) >= n, "every recipient", timeout=300)
+    except AssertionError:
+        import sqlalchemy as sa
+
+        print("accepted", len(webhook_server.accepted), "unfinished", unfinished(pg_url, "engine"))
+        engine = sa.create_engine(pg_url)
+        with engine.connect() as conn:
+            for q in (
+                "SELECT status, lease_owner IS NOT NULL, next_check > now(), count(*)"
+                " FROM delivery_state GROUP BY 1, 2, 3",
+                "SELECT status, attempts, count(*) FROM procrastinate_jobs GROUP BY 1, 2",
+                "SELECT occurrence_id, status FROM occurrences",
+            ):
+                try:
+                    print(q[:40], conn.exec_driver_sql(q).all())
+                except Exception as exc:
+                    print(q[:40], exc)
+        engine.dispose()
+        for name, proc in (("STANDBY", standby), ("WORKER", workers[0])):
+            with contextlib.suppress(AssertionError):
+                proc.wait_for("\x00", timeout=3)
+            print(name, proc.output[-3000:])
+        raise
+    wait_until(lambda: unfinished(pg_url, "engine") == 0, "every delivery to finish", 120)
+    assert webhook_server.duplicate_sends() == {}
+    for key in webhook_server.repeated_keys():
+        assert webhook_server.acted_counts[key] == 1
+    with DeliveryLog.open(pg_url, hash_key=KEY.encode()) as log:
+        rows = log.deliveries(campaign="engine")
+        assert len(rows) == n
+        assert {r.status for r in rows} == {Status.ACCEPTED}
+    for process in [standby, *workers]:
+        assert process.stop(signal.SIGTERM) == 0, process.output
+    assert "已成为调度者 now the active scheduler" in standby.output or "启动" in standby.output
+
+
+def drop_connections(url: str, application: str) -> int:
+    """Cut every connection of the processes under test, as a failover does to its clients."""
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    engine = sa.create_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as conn:
+            return len(
+                conn.exec_driver_sql(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND pid <> pg_backend_pid()",
+                    (application,),
+                ).all()
+            )
+    finally:
+        engine.dispose()
+
+
+def test_connections_cut_under_load_twice_every_recipient_once_and_the_work_resumes(
+    tmp_path: Path, webhook_server: WebhookFake, pg_url: str, processes: list[Running]
+) -> None:
+    n = 8_000
+    application = f"failover-{uuid.uuid4().hex[:8]}"
+    url = f"{pg_url}&application_name={application}"
+    webhook_server.latency = 0.002
+    rule = {"id": "fanout", "channels": ["sms"], "targets": {"tags": ["sms_list"]}}
+    config = write_engine_campaign(
+        tmp_path,
+        webhook_server.url,
+        contacts=n,
+        channel={"concurrency": 16},
+        rules=[once_now(pg_url, rule)],
+        phases=False,
+    )
+    variables = env(url, tmp_path / "state")
+    running = [worker(config, variables) for _ in range(2)]
+    running.append(Running(config, "--workers", "external", env=variables))
+    processes += running
+    restarted = 0
+
+    def supervise() -> None:
+        """Restart what stopped, as systemd's Restart=always does."""
+        nonlocal restarted
+        for i, process in enumerate(running):
+            if process.proc.poll() is not None:
+                again = (
+                    worker(config, variables)
+                    if "worker" in process.proc.args
+                    else Running(config, "--workers", "external", env=variables)
+                )
+                processes.append(again)
+                running[i] = again
+                restarted += 1
+
+    def sent(count: int) -> bool:
+        supervise()
+        return len(webhook_server.accepted) >= count
+
+    for cut in (1, 2):
+        at = cut * n // 3
+        wait_until(lambda at=at: sent(at), f"cut {cut}", 240)
+        assert drop_connections(pg_url, application) > 0
+    wait_until(lambda: sent(n), "every recipient", timeout=300)
+    wait_until(
+        lambda: supervise() or unfinished(pg_url, "engine") == 0, "every delivery to finish", 120
+    )
+    assert webhook_server.duplicate_sends() == {}
+    for key in webhook_server.repeated_keys():
+        assert webhook_server.acted_counts[key] == 1
+    with DeliveryLog.open(pg_url, hash_key=KEY.encode()) as log:
+        assert {r.status for r in log.deliveries(campaign="engine")} == {Status.ACCEPTED}
