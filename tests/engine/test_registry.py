@@ -112,6 +112,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
+        ("sms-http", "built-in", True),
         ("webhook", "built-in", True),
     ]
 
