@@ -63,7 +63,7 @@ CASES = {
         {},
         {},
         "schedules.yaml:24: channels.handoff.type: 未知的渠道类型 unknown channel type: expected one of "
-        "outbox, webhook; got 'outbx' (did you mean 'outbox'?)",
+        "outbox, sms-http, webhook; got 'outbx' (did you mean 'outbox'?)",
     ),
     "missing environment secret": (
         MINI.replace("handoff: {type: outbox, kind: bot}", WEBHOOK_WITH_SECRET),
