@@ -119,6 +119,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("outbox", "built-in", True),
         ("tencent-sms", "built-in", True),
         ("voice-call", "built-in", True),
+        ("sms-http", "built-in", True),
         ("webhook", "built-in", True),
         ("wecom-bot", "built-in", True),
     ]
