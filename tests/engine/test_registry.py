@@ -109,6 +109,7 @@ def test_all_lists_every_plugin_seen() -> None:
     assert [e for e in seen if e[1] in (DIST_NAME, "built-in")] == [
         ("broken", DIST_NAME, False),
         ("echo", DIST_NAME, True),
+        ("handoff", "built-in", True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
