@@ -114,6 +114,7 @@ def test_all_lists_every_plugin_seen() -> None:
         ("feishu-bot", "built-in", True),
         ("led", "built-in", True),
         ("loudspeaker", "built-in", True),
+        ("handoff", "built-in", True),
         ("missing_class", DIST_NAME, False),
         ("outbox", DIST_NAME, False),
         ("outbox", "built-in", True),
