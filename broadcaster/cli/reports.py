@@ -77,6 +77,12 @@ def lookup_command(
     from broadcaster.reports.chain import seal
     from broadcaster.reports.pages import lookup_record
 
+    if out is not None and out.suffix.lower() not in (".html", ".htm"):
+        raise click.BadParameter(
+            f"记录为可打印的 HTML the record is printable HTML: name it .html (got {out.name});"
+            " print it to PDF from a browser",
+            param_hint="--out",
+        )
     when = parse_now(now, ZoneInfo("Asia/Shanghai"))
     # a number alone can be looked up without a config
     no_config = bool(phone) and not state.config.exists()

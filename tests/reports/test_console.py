@@ -85,3 +85,29 @@ def test_the_reports_page_and_its_downloads(live: Live) -> None:  # noqa: F811
     assert "report-webtest-2026-03.xlsx" in xlsx.headers["content-disposition"]
     bad = vera.get(live.url + "/reports?kind=monthly&period=2026-13", timeout=30)
     assert bad.status_code == 400 and "expected a month YYYY-MM" in bad.text
+
+
+def test_console_lookup_by_person_and_area_and_its_printable_record(live: Live) -> None:  # noqa: F811
+    from tests.web.conftest import fire
+
+    fire(live, "twice-weekly", NOW_SEND)  # held back (not approved): logged skipped, to g1 and g2
+    alan = live.session("alan")
+    person = alan.post(
+        live.url + "/lookup",
+        data={"csrf": csrf_of(alan), "kind": "person", "q": "张三", "village": "测试镇"},
+        timeout=30,
+    ).text
+    assert "138****0001" in person and "13800000001" not in person
+    assert "一组群" in person and "二组群" in person  # the groups of his area
+    assert "未触达" in person  # the group sends were held back, nothing reached him
+    area = alan.post(
+        live.url + "/lookup", data={"csrf": csrf_of(alan), "kind": "area", "q": "town"}, timeout=30
+    ).text
+    assert "一组群 (g1)" in area and "短信名单" not in area  # lists are looked up by person
+    record = alan.post(
+        live.url + "/lookup",
+        data={"csrf": csrf_of(alan), "kind": "number", "q": "13800000001", "print": "1"},
+        timeout=30,
+    ).text
+    assert "一案三查 触达记录" in record and "链头 chain head" in record
+    assert "13800000001" not in record

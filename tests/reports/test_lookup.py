@@ -140,3 +140,9 @@ def test_printable_record(filled: Path, tmp_path: Path) -> None:
     records = sum(events[s.status] for s in SENDS)
     assert f"链头 chain head: — · 记录数 records: {records}" in html
     assert "是 yes" in html and "http" not in html.replace("http-equiv", "")
+
+
+def test_the_record_is_html_only(filled: Path, tmp_path: Path) -> None:
+    code, out = run(filled, "--phone", ZHANG, "--out", str(tmp_path / "record.pdf"))
+    assert code == 2 and "name it .html (got record.pdf)" in out
+    assert not (tmp_path / "record.pdf").exists()
