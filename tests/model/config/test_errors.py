@@ -50,7 +50,7 @@ CASES = {
         {},
         {},
         "schedules.yaml:31: rules[0].chanels: 未知字段 unknown key 'chanels'; expected one of id, name, "
-        "channels, targets, when, phases, active, theme, topics, template, recipients, enabled (did you mean 'channels'?)",
+        "channels, targets, when, phases, active, theme, topics, template, recipients, enabled, relay (did you mean 'channels'?)",
     ),
     "wrong type": (
         MINI.replace("priority: 90", "priority: high"),
