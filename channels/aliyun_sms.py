@@ -21,6 +21,7 @@ again only when the provider has no record of it. Receipts come from the same qu
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import json
@@ -61,7 +62,7 @@ from broadcaster.vocab import Addressing
 
 __all__ = ["AliyunSmsChannel", "mainland_mobile", "out_id", "params_problems", "template_values"]
 
-MAINLAND_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+MOBILE_FORMS = re.compile(r"(?:\+86|0086|86)?(1[3-9]\d{9})")
 URL = re.compile(r"(https?://|www\.|\.(com|cn|net|org)\b)", re.IGNORECASE)
 CN = dt.timezone(dt.timedelta(hours=8))
 MAX_SIGNED = 500  # Aliyun's cap on signature + text
@@ -69,11 +70,8 @@ MAX_SIGNED = 500  # Aliyun's cap on signature + text
 
 def mainland_mobile(address: str) -> str | None:
     """13800000001 from +8613800000001, 008613800000001 or 13800000001; None otherwise."""
-    digits = re.sub(r"[\s-]", "", address)
-    for prefix in ("+86", "0086", "86"):
-        if digits.startswith(prefix) and len(digits) == 11 + len(prefix):
-            digits = digits[len(prefix) :]
-    return digits if MAINLAND_MOBILE.match(digits) else None
+    m = MOBILE_FORMS.fullmatch(address) or MOBILE_FORMS.fullmatch(re.sub(r"[\s-]", "", address))
+    return m.group(1) if m else None
 
 
 def e164(phone: str) -> str:
@@ -85,7 +83,12 @@ def e164(phone: str) -> str:
 def out_id(delivery: Delivery) -> str:
     """The OutId of a call: one per (campaign, occurrence, channel), shared by its numbers;
     with the number it names one delivery."""
-    blob = f"{delivery.campaign}|{delivery.occurrence_id}|{delivery.channel_id}"
+    return _out_id(delivery.campaign, delivery.occurrence_id, delivery.channel_id)
+
+
+@functools.lru_cache(maxsize=1024)
+def _out_id(campaign: str, occurrence: str, channel: str) -> str:
+    blob = f"{campaign}|{occurrence}|{channel}"
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
 
 

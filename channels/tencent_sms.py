@@ -19,7 +19,6 @@ same per-number query and from the callback route (/hooks/<channel>/receipts).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import hmac
 import json
 from collections import defaultdict
@@ -49,7 +48,7 @@ from broadcaster.channel import (
     Result,
     Status,
 )
-from broadcaster.channels.aliyun_sms import URL, mainland_mobile
+from broadcaster.channels.aliyun_sms import URL, mainland_mobile, out_id
 from broadcaster.channels.tencent_tc3 import TencentAnswer, TencentClient, classify
 from broadcaster.vocab import Addressing
 
@@ -61,8 +60,7 @@ WEEK = 7 * 86400
 
 def session_context(delivery: Delivery) -> str:
     """The SessionContext of a call: one per (campaign, occurrence, channel), echoed back."""
-    blob = f"{delivery.campaign}|{delivery.occurrence_id}|{delivery.channel_id}"
-    return hashlib.sha256(blob.encode("utf-8")).hexdigest()[:32]
+    return out_id(delivery)
 
 
 def plus86(address: str) -> str | None:

@@ -424,3 +424,12 @@ def test_each_documented_code_answered_with_http_200_is_a_classed_failure(
     [result] = make_channel().send([sms(1)])
     assert (result.status, result.error_class) == (Status.FAILED, error_class)
     assert code in result.reason and aliyun_fake.sent == []
+
+
+def test_mainland_mobiles_in_every_written_form() -> None:
+    from broadcaster.channels.aliyun_sms import mainland_mobile
+
+    for written in ("13800000001", "+8613800000001", "008613800000001", "+86 138-0000-0001"):
+        assert mainland_mobile(written) == "13800000001", written
+    for wrong in ("12345", "+8657188886666", "12800000001", "1380000000", "+85213800000001"):
+        assert mainland_mobile(wrong) is None, wrong
