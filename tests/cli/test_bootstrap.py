@@ -88,7 +88,9 @@ def test_a_venv_whose_python_fails_is_rebuilt(project: Path, stub: Path) -> None
     assert venv_calls(calls) == [f"{stub} -m venv .venv"]
     assert not (project / ".venv" / "left-over").exists()
     assert broken.read_text(encoding="utf-8") != "#!/bin/sh\nexit 1\n"  # the stub's copy now
-    assert any(c.endswith("-m pip -q --disable-pip-version-check install -e .") for c in calls)
+    assert any(
+        c.endswith("-m pip -q --disable-pip-version-check install -e .[audio]") for c in calls
+    )
     assert (project / ".venv" / ".installed").exists()
 
 
