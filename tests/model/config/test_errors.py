@@ -63,7 +63,8 @@ CASES = {
         {},
         {},
         "schedules.yaml:24: channels.handoff.type: 未知的渠道类型 unknown channel type: expected one of "
-        "aliyun-sms, outbox, tencent-sms, voice-call, webhook; got 'outbx' (did you mean 'outbox'?)",
+        "aliyun-sms, dingtalk-bot, feishu-bot, handoff, led, loudspeaker, outbox, sms-http,"
+        " tencent-sms, voice-call, webhook, wecom-bot; got 'outbx' (did you mean 'outbox'?)",
     ),
     "missing environment secret": (
         MINI.replace("handoff: {type: outbox, kind: bot}", WEBHOOK_WITH_SECRET),
