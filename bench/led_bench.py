@@ -342,18 +342,27 @@ def recompute(folder: Path, n: int, db: str, today: dt.date) -> dict[str, float]
         before = feed.rebuild_all(app, now)
         first = time.perf_counter() - started
         write_campaign(folder / "recompute", n, today, festive=False)  # the occasion moved
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         app = App.load(path, now=now, environ=environ, state_dir=state)
         loaded = time.perf_counter() - started
-        started = time.perf_counter()
+        loaded_cpu = time.process_time() - cpu
+        started, cpu = time.perf_counter(), time.process_time()
         after = feed.rebuild_all(app, now)
         rebuilt = time.perf_counter() - started
+        rebuilt_cpu = time.process_time() - cpu
     changed = sum(
         1 for sid in before if before[sid].playlist.version != after[sid].playlist.version
     )
     if changed != n:
         raise SystemExit(f"recompute: only {changed} of {n} playlists changed with the calendar")
-    return {"first": first, "load": loaded, "rebuild": rebuilt, "changed": changed}
+    return {
+        "first": first,
+        "load": loaded,
+        "load_cpu": loaded_cpu,
+        "rebuild": rebuilt,
+        "rebuild_cpu": rebuilt_cpu,
+        "changed": changed,
+    }
 
 
 def main(*, quick: bool = False) -> dict[str, Any]:
@@ -417,12 +426,15 @@ def main(*, quick: bool = False) -> dict[str, Any]:
         + f"; without ETag {plain_ratio:.2f}x StaticFiles' 200s"
     )
     print(f"  p99 {worst:.1f} ms (target < 50 ms) -> " + ("MET" if worst < 50 else "MISSED"))
+    total = rec["rebuild"] + rec["load"]
     print(
-        f"  recompute all {n:,} playlists after a calendar change: {rec['rebuild']:.2f} s"
-        f" (+ {rec['load']:.1f} s to load the changed config; first build {rec['first']:.2f} s;"
-        f" {rec['changed']:,} versions changed) (target < 10 s) -> "
-        + ("MET" if rec["rebuild"] + rec["load"] < 10 else "MISSED")
+        f"  recompute all {n:,} playlists after a calendar change: reload the config"
+        f" {rec['load']:.1f} s (CPU {rec['load_cpu']:.1f} s) + rebuild {rec['rebuild']:.2f} s"
+        f" (CPU {rec['rebuild_cpu']:.2f} s) = {total:.1f} s; first build {rec['first']:.2f} s;"
+        f" {rec['changed']:,} versions changed (target < 10 s) -> "
+        + ("MET" if total < 10 else "MISSED")
     )
+    print(f"  load average while measuring: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs")
     return {"ours": ours, "static": files, "ratio": ratio, "recompute": rec}
 
 

@@ -12,7 +12,6 @@ delivered; every fetch refreshes `led_seen`, from which stale screens are report
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import logging
 import threading
@@ -27,7 +26,14 @@ from broadcaster.led.offer import FeedSettings, Sent, is_alert, items_at
 from broadcaster.led.playlist import FeedItem, Playlist, ScreenSpec, build_playlist
 from broadcaster.led.text import unencodable
 from broadcaster.log import DeliveryLog, Event
-from broadcaster.log.models import deliveries, delivery_state, led_fetches, led_seen, messages
+from broadcaster.log.models import (
+    deliveries,
+    delivery_events,
+    delivery_state,
+    led_fetches,
+    led_seen,
+    messages,
+)
 from broadcaster.model.themes import ThemeBook
 from broadcaster.vocab import Status
 
@@ -110,7 +116,7 @@ class LedFeed:
         self._app: App | None = None
         self._themes: ThemeBook | None = None
         self._sent: dict[str, list[Sent]] = {}
-        self._sent_digest = ""
+        self._sent_mark: int | None = None
         self._sent_read: dt.datetime | None = None
         self._generation = 0
         self._served: dict[str, Served] = {}
@@ -128,11 +134,20 @@ class LedFeed:
         """Re-read what was sent when the config changed or `refresh_seconds` passed. One
         thread reads; the others go on with what was read before, or wait for the first
         read of a new config (never build a playlist from nothing)."""
+        due, ready = self._due(app, now)
+        if due:
+            self._refresh(app, now, ready)
+        else:
+            ready.wait()
+        return self._generation
+
+    def _due(self, app: App, now: dt.datetime) -> tuple[bool, threading.Event]:
+        """Whether this caller should read the log now (and is marked as the reader)."""
         with self._lock:
             if app is not self._app:
                 self._app, self._themes = app, ThemeBook(app.campaign)
                 self._served.clear()
-                self._sent, self._sent_digest, self._sent_read = {}, "", None
+                self._sent, self._sent_mark, self._sent_read = {}, None, None
                 self._ready = threading.Event()
                 self._generation += 1
             due = not self._reading and (
@@ -141,41 +156,67 @@ class LedFeed:
             )
             if due:
                 self._sent_read, self._reading = now, True
-            ready = self._ready
-        if not due:
-            ready.wait()
-            return self._generation
+            return due, self._ready
+
+    def _refresh(self, app: App, now: dt.datetime, ready: threading.Event) -> None:
+        """Read what was sent, unless the log's mark says nothing changed since last time."""
         try:
-            sent = self.read_sent(app, now)
+            mark = self.sent_mark(app, now)
+            changed = mark is None or mark != self._sent_mark
+            sent = self.read_sent(app, now) if changed else self._sent
         except BaseException:
             with self._lock:
                 self._sent_read, self._reading = None, False
             ready.set()  # the waiting requests fail on their own read
             raise
-        digest = hashlib.sha256(
-            "\n".join(sorted(s.key for v in sent.values() for s in v)).encode()
-        ).hexdigest()
         with self._lock:
-            if digest != self._sent_digest:
-                self._sent, self._sent_digest = sent, digest
+            if changed and (sent != self._sent or not ready.is_set()):
+                self._sent = sent
                 self._generation += 1
+            self._sent_mark = mark
             self._reading = False
         ready.set()
-        return self._generation
+
+    def sent_mark(self, app: App, now: dt.datetime) -> int | None:
+        """The newest event of the led channels' deliveries in the window: when it has not
+        moved, nothing sent to a screen changed (none: nothing to read)."""
+        led, since = self._window(app, now)
+        if self.store is None or not led:
+            return None
+        query = (
+            sa.select(sa.func.max(delivery_events.c.id))
+            .select_from(
+                deliveries.join(delivery_events, delivery_events.c.delivery_id == deliveries.c.id)
+            )
+            .where(
+                deliveries.c.campaign == app.campaign.id,
+                deliveries.c.channel_id.in_(led),
+                deliveries.c.scheduled_at >= since,
+                deliveries.c.scheduled_at <= now,
+            )
+        )
+        mark = self.store.read(lambda conn: conn.execute(query).scalar())
+        return int(mark) if mark is not None else 0
+
+    def _window(self, app: App, now: dt.datetime) -> tuple[list[str], dt.datetime]:
+        led = [cid for cid, p in app.channels.items() if p.type == "led"]
+        window = max(
+            (
+                max(feed_settings(app, c).warning_seconds, feed_settings(app, c).alert_seconds)
+                for c in led
+            ),
+            default=0.0,
+        )
+        return led, now - dt.timedelta(seconds=window)
 
     def read_sent(self, app: App, now: dt.datetime) -> dict[str, list[Sent]]:
         """Warnings and alerts the led channels accepted for each screen, still in force."""
         if self.store is None:
             return {}
-        led = [cid for cid, p in app.channels.items() if p.type == "led"]
+        led, since = self._window(app, now)
         screens = app.campaign.screens
         if not led or not screens:
             return {}
-        window = max(
-            max(feed_settings(app, c).warning_seconds, feed_settings(app, c).alert_seconds)
-            for c in led
-        )
-        since = now - dt.timedelta(seconds=window)
         query = (
             sa.select(
                 deliveries.c.key,
@@ -237,10 +278,12 @@ class LedFeed:
         )
 
     def cached(self, app: App, screen_id: str, now: dt.datetime) -> Served | None:
-        """The cached playlist when nothing needs reading or building (else None)."""
+        """The cached playlist when nothing needs reading or building (else None). When the
+        log is due to be read again, the request that notices reads it (`served()`); the
+        requests arriving meanwhile are answered from the cache."""
         if app is not self._app or self._sent_read is None or not self._ready.is_set():
             return None
-        if (now - self._sent_read).total_seconds() >= _refresh_seconds(app):
+        if not self._reading and (now - self._sent_read).total_seconds() >= _refresh_seconds(app):
             return None
         hit = self._served.get(screen_id)
         if hit is None:

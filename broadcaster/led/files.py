@@ -21,8 +21,7 @@ __all__ = ["playlist_json", "playlist_text"]
 def playlist_json(playlist: Playlist, now: dt.datetime) -> bytes:
     """`playlist.as_json(now)` as compact UTF-8 JSON; each item's text is made once per
     distinct item (10,000 screens share most of theirs)."""
-    head = playlist.as_json(now)
-    del head["items"]
+    head = playlist.as_json(now, items=False)
     text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
     return (text[:-1] + ',"items":' + playlist.items_json + "}").encode("utf-8")
 

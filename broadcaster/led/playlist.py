@@ -184,13 +184,10 @@ class Playlist:
     @cached_property
     def version(self) -> str:
         """A hash of what the screen shows: the same content, the same version (ETag)."""
-        body = "\n".join(
-            (
-                repr(sorted(self.screen.geometry().items())),
-                repr(self.screen.max_gap),
-                self.items_json,
-                _iso(self.valid_until) or "",
-            )
+        sc = self.screen
+        body = (
+            f"{sc.id}\n{sc.name}\n{sc.path!r}\n{sc.charset}\n{sc.width}\n{sc.lines}\n"
+            f"{sc.max_gap!r}\n{self.items_json}\n{_iso(self.valid_until) or ''}"
         )
         return hashlib.sha256(body.encode()).hexdigest()[:20]
 
@@ -221,7 +218,7 @@ class Playlist:
             longest = max(longest, run)
         return longest
 
-    def as_json(self, now: dt.datetime) -> dict[str, Any]:
+    def as_json(self, now: dt.datetime, *, items: bool = True) -> dict[str, Any]:
         return {
             "screen": self.screen.geometry(),
             "version": self.version,
@@ -230,7 +227,7 @@ class Playlist:
             "max_gap_seconds": self.screen.max_gap,
             "longest_gap_seconds": self.longest_gap_seconds(),
             "loop_seconds": self.loop_seconds,
-            "items": [e.as_json() for e in self.entries],
+            **({"items": [e.as_json() for e in self.entries]} if items else {}),
         }
 
 

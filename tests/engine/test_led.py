@@ -210,3 +210,26 @@ def test_a_changed_config_recomputes_the_playlists(feed_setup: tuple) -> None:  
     assert [e.id for e in after.playlist.entries if e.role == "warning"] == [
         e.id for e in before.playlist.entries if e.role == "warning"
     ]
+
+
+def test_fetch_records_cannot_be_changed(feed_setup: tuple, log_url: str) -> None:  # type: ignore[type-arg]
+    """led_fetches is append-only: the database refuses UPDATE and DELETE."""
+    import sqlalchemy as sa
+
+    from tests.log.fixtures import raw_connection
+
+    app, store, _ = feed_setup
+    feed = LedFeed(store)
+    served = feed.served(app, "door", T8)
+    assert served is not None
+    feed.fetched(app, served, T8)
+    for sql in ("UPDATE led_fetches SET version = 'forged'", "DELETE FROM led_fetches"):
+        with (
+            raw_connection(log_url) as conn,
+            pytest.raises(sa.exc.DBAPIError) as refused,
+            conn.begin(),
+        ):
+            conn.execute(sa.text(sql))
+        assert "append-only" in str(refused.value) or "只能追加" in str(refused.value)
+    records = feed.fetches(app.campaign.id, ["door"], None, T8 + MIN)
+    assert [r.version for r in records] == [served.playlist.version]
