@@ -6,6 +6,7 @@ import datetime as dt
 import json
 import re
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -14,7 +15,9 @@ from broadcaster.cli.campaign import pass_state
 from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
 from broadcaster.cli.log import log_command
 from broadcaster.engine.app import open_log, private_folder, state_dir_for
-from broadcaster.log.chain import Anchor, Verdict
+
+if TYPE_CHECKING:  # the log is imported only when a command needs it (validate stays light)
+    from broadcaster.log.chain import Anchor, Verdict
 
 __all__ = ["anchor_text", "read_anchor"]
 
@@ -46,6 +49,8 @@ def anchor_text(anchor: Anchor, where: str) -> str:
 
 def read_anchor(path: Path) -> Anchor:
     """An anchor from its text or JSON file; a malformed one names the file, line and key."""
+    from broadcaster.log.chain import Anchor
+
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -172,6 +177,8 @@ def log_anchor(state: State, out: Path | None, db: str | None, state_dir: Path |
     Whoever keeps it can later prove the log was not rewritten since:
     broadcaster verify-log --anchor FILE.
     """
+    from broadcaster.log.chain import Anchor
+
     folder = state_dir_for(state.config, state_dir)
     store, _ = open_log(db, folder)
     try:

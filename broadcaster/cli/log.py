@@ -20,7 +20,6 @@ from broadcaster.cli.delivery import DB_OPTION, STATE_OPTION
 from broadcaster.cli.labels import error_label
 from broadcaster.cli.output import fit_table
 from broadcaster.engine.app import open_log, state_dir_for
-from broadcaster.log.chain import shown_display
 from broadcaster.model.targets import mask_phone, parse_phone
 from broadcaster.vocab import ErrorClass, Status
 
@@ -119,6 +118,8 @@ def log_command(
     """
     if click.get_current_context().invoked_subcommand is not None:
         return
+
+    from broadcaster.log.chain import shown_display  # the log only when a command needs it
 
     tz = ZoneInfo("Asia/Shanghai")
     if state.config.exists():  # only zone and id: an auditor can query with a broken config

@@ -148,7 +148,7 @@ def test_run_refuses_an_invalid_config_and_starts_nothing(sample: Path, tmp_path
     assert done.stderr.startswith("配置有 1 处错误 (1 error in configuration):\n")
     assert (
         f"  schedules.yaml:{at + 2}: defualt_colour: 未知字段 unknown key 'defualt_colour'; "
-        "expected one of campaign, calendar, templates, phases, occasions, themes, "
+        "expected one of campaign, calendar, log, templates, phases, occasions, themes, "
         "default_theme, targets, channels, rules, duties, approval"
     ) in done.stderr
     assert not state.exists()
