@@ -302,9 +302,30 @@ def test_connections_cut_under_load_twice_every_recipient_once_and_the_work_resu
         wait_until(lambda at=at: sent(at), f"cut {cut}", 240)
         assert drop_connections(pg_url, application) > 0
     wait_until(lambda: sent(n), "every recipient", timeout=300)
-    wait_until(
-        lambda: supervise() or unfinished(pg_url, "engine") == 0, "every delivery to finish", 120
-    )
+    try:
+        wait_until(
+            lambda: supervise() or unfinished(pg_url, "engine") == 0,
+            "every delivery to finish",
+            120,
+        )
+    except AssertionError:
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(pg_url)
+        with engine.connect() as conn:
+            print(
+                conn.exec_driver_sql(
+                    "SELECT s.status, s.lease_owner, s.next_check, s.error_class, s.reason, count(*)"
+                    " FROM delivery_state s GROUP BY 1, 2, 3, 4, 5"
+                ).all()
+            )
+        engine.dispose()
+        print("restarted", restarted)
+        for process in running:
+            with contextlib.suppress(AssertionError):
+                process.wait_for("\x00", timeout=3)
+            print(process.proc.args[-4:], process.output[-2500:])
+        raise
     assert webhook_server.duplicate_sends() == {}
     for key in webhook_server.repeated_keys():
         assert webhook_server.acted_counts[key] == 1
