@@ -1363,15 +1363,20 @@ def _insert_missing(
     if not rows:
         return
     column = table.c[key]
-    (body,) = (c for c in table.c if c.name != key)
+    others = [c for c in table.c if c.name != key]
+    body = others[0] if len(others) == 1 else None  # texts and payloads: one body each
     there: set[str] = set()
     emptied: list[str] = []  # bodies a retention prune emptied: filled again when used again
     for chunk in _chunks(list(rows)):
+        if body is None:
+            there.update(conn.execute(sa.select(column).where(column.in_(chunk))).scalars())
+            continue
         for k, value in conn.execute(sa.select(column, body).where(column.in_(chunk))):
             there.add(k)
             if value == "":
                 emptied.append(k)
     for k in emptied:
+        assert body is not None
         conn.execute(sa.update(table).where(column == k).values({body.name: rows[k][body.name]}))
     fresh = [{key: k, **v} for k, v in rows.items() if k not in there]
     if conn.dialect.name == "postgresql":
