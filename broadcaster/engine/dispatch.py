@@ -182,6 +182,7 @@ class Dispatcher:
         self._ready: dict[str, Delivery] = {}  # prepared here, waiting for their task
         self._sending: set[str] = set()  # between `sending` and its outcome
         self._queued: set[str] = set()  # handed to the executor, not finished
+        self._unreleased: set[str] = set()  # claims a failed task could not give back yet
         self.stopping = threading.Event()
         self._closed = False
         for profile in self.profiles.values():
@@ -299,6 +300,8 @@ class Dispatcher:
             skip=skip,
         )
         handle.keys += [p.record.key for p in chunk]
+        with self._lock:
+            self._unreleased.difference_update(claim.held)
         hops = [p.hop for p in chunk if p.hop is not None]
         if hops:  # before anything is sent: a hop's deadline is known from the start
             self.log.add_relay_hops(hops)
@@ -412,8 +415,10 @@ class Dispatcher:
             if held and not self._closed:
                 try:  # what this task still holds goes back, for the sweep or another process
                     self.log.release_leases(self.owner, held)
-                except Exception:
-                    log.debug("releasing leases after a task", exc_info=True)
+                except Exception:  # the log is unreachable: the heartbeat gives them back later,
+                    log.debug("releasing leases after a task", exc_info=True)  # never renews them
+                    with self._lock:
+                        self._unreleased.update(held)
         return report
 
     def _resolve(self, task: SendTask, report: TaskReport) -> list[Delivery]:
@@ -436,6 +441,8 @@ class Dispatcher:
             lease_until=now + dt.timedelta(seconds=self.lease),
             statuses=(Status.PLANNED, Status.DEFERRED, Status.UNKNOWN, Status.INTERRUPTED),
         )
+        with self._lock:
+            self._unreleased.difference_update(claim.held)
         found: list[Delivery] = []
         gone: list[Event] = []
         for state in claim.held.values():
@@ -582,7 +589,10 @@ class Dispatcher:
         finally:
             answered = self.clock.now()
         events, retry, retry_after = self._outcomes(profile, batch, results, now, answered, started)
-        self.log.append(events, wait=False)  # `sending` above is durable: losing these is safe
+        sent = [d.key for d in batch]
+        # `sending` above is durable, so losing these is safe, provided the claims go back
+        # (the heartbeat would renew them for ever): the sweep then reconciles them
+        self.log.append(events, wait=False, on_error=lambda: self._give_back(sent))
         with self._lock:
             self._sending.difference_update(d.key for d in batch)
         by_key = {d.key: d for d in batch}
@@ -767,10 +777,21 @@ class Dispatcher:
 
     # -- leases and stopping
 
+    def _give_back(self, keys: Sequence[str]) -> None:
+        """Claims whose outcome could not be written: released by the heartbeat, never renewed."""
+        with self._lock:
+            self._unreleased.update(keys)
+
     def _renew_loop(self) -> None:
         """Keep this process's claims alive while it lives (real time: a lease is real)."""
         while not self._heartbeat_stop.wait(max(0.5, self.lease / 3)):
             try:
+                with self._lock:  # claims a failed task could not give back (the log was down)
+                    stale = list(self._unreleased - self._queued - self._sending)
+                if stale:
+                    self.log.release_leases(self.owner, stale)
+                    with self._lock:
+                        self._unreleased.difference_update(stale)
                 until = self.clock.now() + dt.timedelta(seconds=self.lease)
                 self.log.renew_leases(self.owner, until)
             except Exception:

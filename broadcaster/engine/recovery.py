@@ -102,6 +102,7 @@ class Recovery:
         )
         claimed = states
         with d._lock:
+            d._unreleased.difference_update(s.key for s in states)  # claimed again: keep them
             mine = d._queued | d._sending
         states = [s for s in states if s.key not in mine]
         send: list[DeliveryState] = []

@@ -611,13 +611,19 @@ class DeliveryLog:
                 Job(work=lambda conn, scratch: _insert_missing(conn, relay_hops, "key", rows))
             )
 
-    def append(self, events: Sequence[Event], *, wait: bool = True) -> list[str | None]:
+    def append(
+        self,
+        events: Sequence[Event],
+        *,
+        wait: bool = True,
+        on_error: Callable[[], None] | None = None,
+    ) -> list[str | None]:
         """Append status changes; durable when this returns. Safe from many threads.
 
         Returns, per event, None when written or why it was refused (the status may not
         follow the delivery's current one). `wait=False` queues them and returns at once:
         they are committed in order before any later write, and a failure is raised by
-        the next `flush()` or `close()`.
+        the next `flush()` or `close()` (and `on_error` is called at once).
         """
         for e in events:  # checked here, so a bad event never fails someone else's commit
             _aware(e.at, "Event.at")
@@ -626,7 +632,7 @@ class DeliveryLog:
                 ErrorClass(e.error_class)
         if not events:
             return []
-        result = self._writer.submit(Job(events=list(events)), wait=wait)
+        result = self._writer.submit(Job(events=list(events), on_error=on_error), wait=wait)
         if result is None:
             return [None] * len(events)
         return [None if isinstance(o, int) else o for o in result]

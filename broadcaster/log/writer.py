@@ -41,6 +41,7 @@ class Job:
     result: Any = None
     error: LogStoreError | None = None
     detached: bool = False  # nobody waits: a failure is kept for flush()
+    on_error: Callable[[], None] | None = None  # detached: called when its write failed
     chained: bool = True  # False: writes no chained row (claims, leases), skips the chain head
     # held until the job is done: a plain lock is the cheapest one-shot signal between threads
     _pending: threading.Lock = field(default_factory=threading.Lock)
@@ -203,6 +204,11 @@ class GroupWriter:
                     log.error("queued log write failed: %s", error)
                     with self._lock:
                         self._async_errors.append(error)
+                    if job.on_error is not None:
+                        try:
+                            job.on_error()
+                        except Exception:  # the writer must go on whatever a caller does
+                            log.exception("on_error of a queued write failed")
                 job.finish()
             return
         self._after_commit(scratch)
