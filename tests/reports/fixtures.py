@@ -126,3 +126,12 @@ def fill(config: Path, state_dir: Path, sends: list[Sent]) -> list[str]:
 
 def at(day: str, hm: str = "10:00") -> dt.datetime:
     return dt.datetime.fromisoformat(f"{day}T{hm}").replace(tzinfo=TZ)
+
+
+def chain_of(state_dir: Path) -> tuple[str, int]:
+    """The chain head and record count of the log in `state_dir`, as verify-log prints them."""
+    log, _ = open_log(None, state_dir)
+    try:
+        return log.chain_head()
+    finally:
+        log.close()
