@@ -18,19 +18,21 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import Field
 
 from broadcaster.billing import Billed, BillingRule, billed, signed_text
-from broadcaster.channel import ChannelSettings, Message
-from broadcaster.vocab import QuietHours
+from broadcaster.channel import Capabilities, ChannelSettings, Message
+from broadcaster.vocab import Addressing, MessageKind, QuietHours, RateLimit
 
 __all__ = [
     "SMS_QUIET_HOURS",
+    "CloudSmsSettings",
     "SmsSettings",
     "billing_of",
     "check_sms_message",
+    "cloud_sms_capabilities",
     "sms_billing",
 ]
 
@@ -89,4 +91,34 @@ def sms_billing(settings: Mapping[str, Any]) -> tuple[str, BillingRule]:
     return (
         sign if isinstance(sign, str) else "",
         rule if rule in ("mainland", "3gpp") else "mainland",
+    )
+
+
+class CloudSmsSettings(Protocol):
+    """What the cloud SMS plugins (Aliyun, Tencent) set their capabilities from."""
+
+    batch_size: int
+    calls_per_second: float
+    timeout: tuple[float, float]
+    settle_seconds: float
+    receipt_hours: float
+    receipt_poll_seconds: float
+    query_batch: int
+
+
+def cloud_sms_capabilities(s: CloudSmsSettings) -> Capabilities:
+    """A cloud SMS provider's capabilities: one template per call, batches of numbers, a call
+    rate per account, receipts awaited for `receipt_hours` and looked up in batches."""
+    return Capabilities(
+        kinds=frozenset({MessageKind.SMS}),
+        addressing=Addressing.CONTACTS,
+        batch_size=s.batch_size,
+        batch_by_message=True,
+        rate_limit=RateLimit(max(1, int(s.calls_per_second)), 1.0),
+        concurrency=8,
+        reconciles=True,
+        settle_seconds=sum(s.timeout) + s.settle_seconds,
+        outcome_window=s.receipt_hours * 3600.0,
+        outcome_poll=s.receipt_poll_seconds,
+        reconcile_batch=s.query_batch,
     )

@@ -45,9 +45,7 @@ from broadcaster.channel import (
     InboundRequest,
     InboundRoute,
     Message,
-    MessageKind,
     Outcome,
-    RateLimit,
     Recipient,
     Result,
     Status,
@@ -58,7 +56,7 @@ from broadcaster.channels.aliyun_rpc import (
     AliyunClient,
     classify,
 )
-from broadcaster.vocab import Addressing
+from broadcaster.sms import cloud_sms_capabilities
 
 __all__ = ["AliyunSmsChannel", "mainland_mobile", "out_id", "params_problems", "template_values"]
 
@@ -166,20 +164,7 @@ class AliyunSmsChannel(BaseChannel):
 
     @property
     def capabilities(self) -> Capabilities:
-        s = self.settings
-        return Capabilities(
-            kinds=frozenset({MessageKind.SMS}),
-            addressing=Addressing.CONTACTS,
-            batch_size=s.batch_size,
-            batch_by_message=True,
-            rate_limit=RateLimit(max(1, int(s.calls_per_second)), 1.0),
-            concurrency=8,
-            reconciles=True,
-            settle_seconds=sum(s.timeout) + s.settle_seconds,
-            outcome_window=s.receipt_hours * 3600.0,
-            outcome_poll=s.receipt_poll_seconds,
-            reconcile_batch=s.query_batch,
-        )
+        return cloud_sms_capabilities(self.settings)
 
     def endpoint(self, recipient: Recipient) -> str:
         return f"{self.settings.endpoint}#{self.settings.access_key_id.env}"

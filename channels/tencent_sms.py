@@ -40,17 +40,15 @@ from broadcaster.channel import (
     InboundRequest,
     InboundRoute,
     Message,
-    MessageKind,
     Outcome,
     OutcomePage,
-    RateLimit,
     Recipient,
     Result,
     Status,
 )
 from broadcaster.channels.aliyun_sms import URL, mainland_mobile, out_id
 from broadcaster.channels.tencent_tc3 import TencentAnswer, TencentClient, classify
-from broadcaster.vocab import Addressing
+from broadcaster.sms import cloud_sms_capabilities
 
 __all__ = ["TencentSmsChannel", "session_context"]
 
@@ -112,20 +110,7 @@ class TencentSmsChannel(BaseChannel):
 
     @property
     def capabilities(self) -> Capabilities:
-        s = self.settings
-        return Capabilities(
-            kinds=frozenset({MessageKind.SMS}),
-            addressing=Addressing.CONTACTS,
-            batch_size=s.batch_size,
-            batch_by_message=True,
-            rate_limit=RateLimit(max(1, int(s.calls_per_second)), 1.0),
-            concurrency=8,
-            reconciles=True,
-            settle_seconds=sum(s.timeout) + s.settle_seconds,
-            outcome_window=s.receipt_hours * 3600.0,
-            outcome_poll=s.receipt_poll_seconds,
-            reconcile_batch=s.query_batch,
-        )
+        return cloud_sms_capabilities(self.settings)
 
     def endpoint(self, recipient: Recipient) -> str:
         return f"{self.settings.endpoint}#{self.settings.sdk_app_id}"
