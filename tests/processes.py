@@ -74,7 +74,7 @@ class Running:
     def output(self) -> str:
         return "".join(self._seen)
 
-    def wait_for(self, text: str, timeout: float = 30.0) -> str:
+    def wait_for(self, text: str, timeout: float = 60.0) -> str:
         """Read output until `text` appears in it; fail after `timeout` seconds or at exit."""
         deadline = time.monotonic() + timeout
         while text not in self.output:

@@ -34,6 +34,7 @@ from apscheduler.triggers.date import DateTrigger
 
 from broadcaster.engine.clock import Clock
 from broadcaster.engine.dispatch import DEFAULT_LEASE, Dispatcher, FireHandle, new_owner
+from broadcaster.engine.fanout import duration_label
 from broadcaster.engine.ratelimit import LocalRateLimiter, RateLimiter
 from broadcaster.engine.recovery import Recovery
 from broadcaster.errors import ConfigError
@@ -222,7 +223,9 @@ class Runner:
         """Fire one occurrence; one that raises is retried on the next ticks, then logged as
         failed, and never holds up the others."""
         late = now - occurrence.at
-        note = f"补发 caught up {late} late" if late > dt.timedelta(minutes=1) else ""
+        note = ""
+        if late > dt.timedelta(minutes=1):
+            note = f"补发 caught up {duration_label(late.total_seconds())} late"
         try:
             handle = self.dispatcher.fire(occurrence)
         except Exception as exc:

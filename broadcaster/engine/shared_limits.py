@@ -4,7 +4,10 @@ Eight workers posting to one bot must stay within the bot's 20 a minute together
 the sliding windows of `LocalRateLimiter` live in the database: each reservation takes
 the endpoint's advisory lock for one short transaction, computes the next free slot
 from the slots already given out (under every limit any channel named for the
-endpoint), and records it. A provider's block is a row every process reads. Slots
+endpoint), and records it. Slots are also paced evenly, one every `seconds / count`:
+the time from taking a slot to reaching the provider differs between processes, and a
+full window taken at once would let a slow first post and a fast next window meet in
+the provider's count. A provider's block is a row every process reads. Slots
 older than the longest window are deleted as new ones are taken.
 """
 
@@ -78,8 +81,9 @@ class SharedRateLimiter:
                 for count, per in limits:
                     if len(taken) >= count:
                         slot = max(slot, taken[count - 1] + dt.timedelta(seconds=per))
-                if taken and slot < taken[0]:
-                    slot = taken[0]
+                if taken:  # evenly paced after the newest slot
+                    spacing = max(per / count for count, per in limits)
+                    slot = max(slot, taken[0] + dt.timedelta(seconds=spacing))
                 conn.execute(sa.insert(rate_slots).values(endpoint=endpoint, at=slot))
                 longest = max(per for _, per in limits)
                 conn.execute(

@@ -9,6 +9,7 @@ import signal
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,31 +17,30 @@ from broadcaster.log import DeliveryLog
 from broadcaster.vocab import Status
 from tests.conftest import TZ
 from tests.engine.helpers import TOKEN_ENV, write_engine_campaign
-from tests.fakes.webhook_server import WebhookFake
+from tests.fakes.webhook_server import Mode, WebhookFake
 from tests.processes import STARTED, Running
 
 KEY = "processes-test-key"
 LEASE = "3"  # seconds: a dead process's claims run out this fast here
 
 
-def every_minute(tags: list[str]) -> dict[str, object]:
-    return {
-        "id": "tick",
-        "channels": ["sms"],
-        "targets": {"tags": tags},
-        "when": {"daily": True, "at": "00:00", "repeat": {"every": "1m", "until": "23:59"}},
-    }
+TICK = {"id": "tick", "channels": ["sms"], "targets": {"tags": ["sms_list"]}}
 
 
-def seed(url: str, campaign: str) -> dt.datetime:
-    """Pretend `tick` ran a minute ago, so a starting `run` catches up the current minute."""
-    now = dt.datetime.now(TZ).replace(second=0, microsecond=0)
-    before = now - dt.timedelta(minutes=1)
+def once_now(url: str, rule: dict[str, Any]) -> dict[str, Any]:
+    """`rule` firing once, a minute ago, caught up by a starting `run` (the log has an
+    earlier occurrence, so the scheduler starts catching up from there)."""
+    at = dt.datetime.now(TZ).replace(second=0, microsecond=0) - dt.timedelta(minutes=1)
+    before = at - dt.timedelta(minutes=1)
     with DeliveryLog.open(url, hash_key=KEY.encode()) as log:
-        log.record_occurrence(
-            campaign, f"tick@{before:%Y-%m-%dT%H:%M}", "tick", before, "done", "", before
-        )
-    return now
+        log.record_occurrence("engine", "seed@before", "seed", before, "done", "", before)
+    return {**rule, "when": {"dates": [f"{at:%Y-%m-%d}"], "at": f"{at:%H:%M}"}}
+
+
+def fired_at(rule: dict[str, Any]) -> dt.datetime:
+    """When a rule made by `once_now` fires."""
+    when = rule["when"]
+    return dt.datetime.fromisoformat(f"{when['dates'][0]} {when['at']}").replace(tzinfo=TZ)
 
 
 def wait_until(condition: object, what: str, timeout: float = 90.0) -> None:
@@ -83,10 +83,9 @@ def test_two_runs_and_a_send_now_on_one_log_send_nothing_twice(
         webhook_server.url,
         contacts=6,
         channel={"rate_limit": "1/1s", "max_length": 200},
-        rules=[every_minute(["sms_list"])],
+        rules=[once_now(log_url, TICK)],
         phases=False,
     )
-    seed(log_url, "engine")
     variables = env(log_url, tmp_path / "state")
     send_now = Running(
         config,
@@ -136,36 +135,22 @@ def test_sigkill_of_the_active_runner_the_standby_finishes_without_a_duplicate(
         webhook_server.url,
         contacts=n,
         channel={"concurrency": 8},
-        rules=[
-            {
-                **every_minute(["sms_list"]),
-                "when": {
-                    "daily": True,
-                    "at": "00:00",
-                    "repeat": {"every": "10m", "until": "23:59"},
-                },
-            }
-        ],
+        rules=[once_now(log_url, TICK)],
         phases=False,
     )
-    now = dt.datetime.now(TZ).replace(second=0, microsecond=0)
-    with DeliveryLog.open(log_url, hash_key=KEY.encode()) as log:  # tick's last run 10 min ago
-        last = now - dt.timedelta(minutes=now.minute % 10 + 10)
-        log.record_occurrence(
-            "engine", f"tick@{last:%Y-%m-%dT%H:%M}", "tick", last, "done", "", last
-        )
     variables = env(log_url, tmp_path / "state")
     active = Running(config, "--grace", "30m", env=variables)
     processes.append(active)
     active.wait_for(STARTED, timeout=60)
     wait_until(lambda: len(webhook_server.accepted) >= n // 4, "the fan-out to get going")
+    webhook_server.mode = Mode.HANG  # the active runner's next posts are acted on, unanswered
     standby = Running(config, "--grace", "30m", env=variables)
     processes.append(standby)
     standby.wait_for("待命 standing by", timeout=60)
     active.proc.kill()  # SIGKILL: no clean-up, claims and the scheduler lease left behind
     active.proc.wait(timeout=30)
-    got = len(webhook_server.accepted)
-    assert got < n, "the kill came too late to leave anything unfinished"
+    webhook_server.mode = Mode.OK  # before the standby's lease comes (LEASE seconds)
+    assert len(webhook_server.accepted) < n, "the kill came too late to leave work behind"
     wait_until(lambda: len(webhook_server.accepted) >= n, "the standby to finish", timeout=180)
     wait_until(lambda: unfinished(log_url, "engine") == 0, "every delivery to finish")
     assert standby.stop(signal.SIGTERM) == 0, standby.output

@@ -256,7 +256,7 @@ def test_catch_up_within_the_grace_and_missed_beyond_it(
         15: "done",
     }
     assert "beyond the grace of 2:00:00" in by_hour[11].reason
-    assert by_hour[14].reason.startswith("补发 caught up 1:30:00 late")
+    assert by_hour[14].reason.startswith("补发 caught up 1 小时 30 分 1 h 30 min late")
 
 
 def test_a_restart_never_resends_and_resumes_what_was_interrupted(
