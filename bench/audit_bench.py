@@ -181,7 +181,8 @@ def plain_read(url: str) -> tuple[float, int]:
             after = -1
             while True:
                 page = driver.execute(
-                    f"{table.select} WHERE id > {mark} ORDER BY id LIMIT {chain.PAGE}", (after,)
+                    f"{table.select(conn.dialect.name)} WHERE id > {mark} ORDER BY id LIMIT {chain.PAGE}",
+                    (after,),
                 ).fetchall()
                 rows += len(page)
                 if len(page) < chain.PAGE:

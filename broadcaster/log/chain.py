@@ -79,10 +79,17 @@ class ChainedTable:
     name: str
     columns: tuple[tuple[str, str], ...]
 
-    @property
-    def select(self) -> str:
-        names = ", ".join(c for c, _ in self.columns)
+    def select(self, dialect: str) -> str:
+        """The query reading its rows; PostgreSQL formats times in canonical form itself
+        (cheaper than a datetime per value in Python)."""
+        names = ", ".join(
+            _PG_TIME.format(c) if kind == TIME and dialect == "postgresql" else c
+            for c, kind in self.columns
+        )
         return f"SELECT id, {names} FROM {self.name}"
+
+
+_PG_TIME = """to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')"""
 
 
 CHAINED: tuple[ChainedTable, ...] = (
@@ -175,12 +182,14 @@ def canonical_time(value: Any) -> str | None:
     if isinstance(value, str):
         if len(value) == 26 and value[10] == " ":  # how the log stores times on SQLite
             return f"{value[:10]}T{value[11:]}Z"
+        if len(value) == 27 and value[10] == "T" and value[26] == "Z":  # already canonical
+            return value
         parsed = dt.datetime.fromisoformat(value)
         value = parsed if parsed.tzinfo else parsed.replace(tzinfo=dt.UTC)
     if not isinstance(value, dt.datetime):
         raise TypeError(f"not a time: {value!r}")
-    utc = value.astimezone(dt.UTC) if value.tzinfo else value
-    return utc.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    utc = value.astimezone(dt.UTC).replace(tzinfo=None) if value.tzinfo else value
+    return utc.isoformat(timespec="microseconds") + "Z"
 
 
 def display_digest(value: str) -> str:
@@ -214,10 +223,14 @@ def _row_encoder() -> Callable[[list[Any]], str]:
 _dumps_row = _row_encoder()
 
 
-def _fetch(conn: Connection, sql: str, params: tuple[Any, ...]) -> list[Any]:
-    """Rows as plain tuples straight from the driver, inside the connection's transaction."""
+def _page(conn: Connection, table: ChainedTable, after: int) -> list[Any]:
+    """The next page of a table's rows after id `after`, as plain tuples straight from the
+    driver, inside the connection's transaction. The id is written into the query (not a
+    parameter): PostgreSQL then plans it from the real index range every time, where a
+    generic plan made early on an empty table scanned the whole table for each page."""
     driver: Any = conn.connection.driver_connection
-    return list(driver.execute(sql, params).fetchall())
+    sql = f"{table.select(conn.dialect.name)} WHERE id > {int(after)} ORDER BY id LIMIT {PAGE}"
+    return list(driver.execute(sql).fetchall())
 
 
 def _row_hasher(table: ChainedTable) -> Callable[[Sequence[Any]], bytes]:
@@ -321,9 +334,8 @@ _LAST_IDS = "SELECT " + ", ".join(f"(SELECT max(id) FROM {t.name})" for t in CHA
 def _new_rows(conn: Connection, table: ChainedTable, after: int) -> Iterator[tuple[int, bytes]]:
     """(id, row hash) of the rows after id `after`, in id order, a page at a time."""
     hasher = HASHERS[table.name]
-    sql = f"{table.select} WHERE id > {_mark(conn)} ORDER BY id LIMIT {PAGE}"
     while True:
-        rows = _fetch(conn, sql, (after,))
+        rows = _page(conn, table, after)
         for row in rows:
             yield int(row[0]), hasher(row)
         if len(rows) < PAGE:
@@ -489,7 +501,6 @@ class _Rows:
     def __init__(self, conn: Connection, table: ChainedTable) -> None:
         self.conn = conn
         self.table = table
-        self.sql = f"{table.select} WHERE id > {_mark(conn)} ORDER BY id LIMIT {PAGE}"
         self.page: list[Any] = []
         self.at = 0
         self.after = -(2**62)
@@ -499,7 +510,7 @@ class _Rows:
         if self.at >= len(self.page):
             if self.done:
                 return None
-            self.page = _fetch(self.conn, self.sql, (self.after,))
+            self.page = _page(self.conn, self.table, self.after)
             self.at = 0
             if len(self.page) < PAGE:
                 self.done = True
