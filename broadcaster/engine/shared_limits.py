@@ -13,8 +13,10 @@ older than the longest window are deleted as new ones are taken.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
+import threading
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -26,6 +28,12 @@ from broadcaster.log.models import rate_blocks, rate_limits, rate_slots
 from broadcaster.vocab import RateLimit
 
 __all__ = ["SharedRateLimiter"]
+
+
+_PEEK = (
+    "SELECT (SELECT until FROM rate_blocks WHERE endpoint = %(e)s),"
+    " EXISTS (SELECT 1 FROM rate_limits WHERE endpoint = %(e)s)"
+)
 
 
 def _lock_id(endpoint: str) -> int:
@@ -43,10 +51,42 @@ class SharedRateLimiter:
         self.clock = clock
         self._engine = pg_engine(parsed, busy_timeout, pool_size=1)  # short transactions
         self._known: set[tuple[str, RateLimit]] = set()
+        # the unlocked read of a send without a limit, on a connection kept open: it runs
+        # for nearly every send, where a pool checkout and its ping cost more than the query
+        self._peek_engine = pg_engine(parsed, busy_timeout, pool_size=1, isolation="AUTOCOMMIT")
+        self._peek_conn: sa.Connection | None = None
+        self._peek_lock = threading.Lock()
+
+    def _peek(self, endpoint: str) -> tuple[dt.datetime | None, bool]:
+        """The endpoint's block (if any) and whether any channel named a limit for it."""
+        with self._peek_lock:
+            for retry in (False, True):
+                try:
+                    if self._peek_conn is None:
+                        self._peek_conn = self._peek_engine.connect()
+                    row = self._peek_conn.exec_driver_sql(_PEEK, {"e": endpoint}).one()
+                    return row[0], bool(row[1])
+                except sa.exc.DBAPIError:
+                    self._drop_peek()  # a connection cut: once more on a new one
+                    if retry:
+                        raise
+        raise AssertionError("unreachable")
+
+    def _drop_peek(self) -> None:
+        if self._peek_conn is not None:
+            with contextlib.suppress(sa.exc.SQLAlchemyError):
+                self._peek_conn.invalidate()
+                self._peek_conn.close()
+            self._peek_conn = None
 
     def reserve(self, endpoint: str, limit: RateLimit | None) -> float:
         """Take the next free slot of `endpoint` under every limit named for it; return the
         seconds to wait for it."""
+        if limit is None:  # most sends: one read, no lock, unless another channel set a limit
+            blocked, limited = self._peek(endpoint)
+            if not limited:
+                now = self.clock.now()
+                return max(0.0, (blocked - now).total_seconds()) if blocked is not None else 0.0
         with self._engine.begin() as conn:
             conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_lock_id(endpoint))))
             if limit is not None and (endpoint, limit) not in self._known:
@@ -135,4 +175,7 @@ class SharedRateLimiter:
             return out
 
     def close(self) -> None:
+        with self._peek_lock:
+            self._drop_peek()
+        self._peek_engine.dispose()
         self._engine.dispose()

@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.pool import NullPool
 
 from broadcaster.engine.clock import ManualClock
 from broadcaster.engine.executor import SendTask
@@ -79,6 +81,39 @@ def test_a_block_and_a_stricter_limit_hold_in_every_process(pg_url: str) -> None
     assert waits == [9.0, 19.0, 29.0]  # 1 per 10 s, after the slot b took at the block's end
     a.close()
     b.close()
+
+
+@pytest.mark.postgres
+def test_a_channel_without_a_limit_still_meets_blocks_and_other_channels_limits(
+    pg_url: str,
+) -> None:
+    clock = ManualClock(T0)
+    a, b = SharedRateLimiter(pg_url, clock), SharedRateLimiter(pg_url, clock)
+    assert [a.reserve("gw", None) for _ in range(3)] == [0.0, 0.0, 0.0]  # nothing to wait for
+    b.block("gw", 30, "429")
+    assert a.reserve("gw", None) == 30.0  # another process's block holds for it too
+    clock.set(T0 + dt.timedelta(seconds=31))
+    assert a.reserve("gw", None) == 0.0
+    # once any channel names a limit for the endpoint, every send to it counts and waits
+    assert b.reserve("gw", RateLimit(1, 10.0)) == 0.0
+    assert a.reserve("gw", None) == 10.0
+    assert b.reserve("gw", RateLimit(1, 10.0)) == 20.0
+    a.close()
+    b.close()
+
+
+@pytest.mark.postgres
+def test_the_kept_connection_cut_the_next_reserve_reconnects(pg_url: str) -> None:
+    limiter = SharedRateLimiter(pg_url, ManualClock(T0))
+    assert limiter.reserve("gw", None) == 0.0
+    assert limiter._peek_conn is not None
+    pid = limiter._peek_conn.exec_driver_sql("SELECT pg_backend_pid()").scalar()
+    admin = sa.create_engine(pg_url, poolclass=NullPool)
+    with admin.connect() as conn:
+        assert conn.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})").scalar()
+    admin.dispose()
+    assert limiter.reserve("gw", None) == 0.0  # a new connection, not an error for the send
+    limiter.close()
 
 
 def test_jobs_bundle_a_channels_tasks_without_cutting_one() -> None:
