@@ -110,7 +110,7 @@ def test_two_runs_and_a_send_now_on_one_log_send_nothing_twice(
     second.wait_for(STARTED, timeout=60)
     assert send_now.proc.wait(timeout=120) == 0, send_now.output
     send_now.close()
-    # the current minute's `tick` fires in whichever run leads: six more
+    # the caught-up `tick` fires in whichever run leads: six more
     wait_until(lambda: len(webhook_server.accepted) >= 12, "both sends to arrive")
     wait_until(lambda: unfinished(log_url, "engine") == 0, "every delivery to finish")
     for process in (first, second):
