@@ -60,17 +60,20 @@ class SharedRateLimiter:
     def _peek(self, endpoint: str) -> tuple[dt.datetime | None, bool]:
         """The endpoint's block (if any) and whether any channel named a limit for it."""
         with self._peek_lock:
-            for retry in (False, True):
-                try:
-                    if self._peek_conn is None:
-                        self._peek_conn = self._peek_engine.connect()
-                    row = self._peek_conn.exec_driver_sql(_PEEK, {"e": endpoint}).one()
-                    return row[0], bool(row[1])
-                except sa.exc.DBAPIError:
-                    self._drop_peek()  # a connection cut: once more on a new one
-                    if retry:
-                        raise
-        raise AssertionError("unreachable")
+            try:
+                return self._peek_once(endpoint)
+            except sa.exc.DBAPIError:  # a connection cut: once more on a new one
+                return self._peek_once(endpoint)
+
+    def _peek_once(self, endpoint: str) -> tuple[dt.datetime | None, bool]:
+        try:
+            if self._peek_conn is None:
+                self._peek_conn = self._peek_engine.connect()
+            row = self._peek_conn.exec_driver_sql(_PEEK, {"e": endpoint}).one()
+        except sa.exc.DBAPIError:
+            self._drop_peek()
+            raise
+        return row[0], bool(row[1])
 
     def _drop_peek(self) -> None:
         if self._peek_conn is not None:
