@@ -4,8 +4,11 @@ Never twice: every delivery (occurrence, channel, target, recipient) has a keyed
 idempotency key, is written to the log before anything is sent, and is sent only by
 the process holding its lease in the log; each attempt is written as `sending` (the
 lease checked in the same transaction) before the request leaves. The log's state
-machine refuses a second `sending` for a delivery already sending or answered. A
-batch that half fails is retried only for the deliveries whose own result was a
+machine refuses a second `sending` for a delivery already sending or answered. When
+sends are fast, a run of tasks to one endpoint has its attempts written in one
+transaction and is then sent call by call (`_send_calls`); what a run did not send
+(throttled, stopping, quiet hours) is logged deferred and tried again. A batch that
+half fails is retried only for the deliveries whose own result was a
 retryable failure; an unknown outcome is never re-sent blindly but reconciled after
 the channel's settle time (`recovery.py`).
 
@@ -22,6 +25,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -39,11 +43,18 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from broadcaster.channel import Channel, Delivery, LinkSigner, Result
+from broadcaster.channel import Capabilities, Channel, Delivery, LinkSigner, Result
 from broadcaster.engine.artefacts import FileArtefactStore
 from broadcaster.engine.channels import ChannelProfile
 from broadcaster.engine.clock import Clock
-from broadcaster.engine.executor import Executor, SendTask, TaskReport, ThreadExecutor, gather
+from broadcaster.engine.executor import (
+    Executor,
+    Lane,
+    SendTask,
+    TaskReport,
+    ThreadExecutor,
+    gather,
+)
 from broadcaster.engine.http import channel_context
 from broadcaster.engine.prepare import Prepared, Preparer, Resolver, with_first_part
 from broadcaster.engine.ratelimit import ConcurrencySlots, LocalRateLimiter, RateLimiter
@@ -64,6 +75,7 @@ FIRE_CHUNK = 5_000  # deliveries logged and handed to workers at a time
 TASK_ATTEMPTS = 4  # tries within one task before a retryable failure waits for the sweep
 MAX_ATTEMPTS = 12  # tries in all before a retryable failure is given up as failed
 RETRYABLE = (ErrorClass.TRANSIENT, ErrorClass.THROTTLED)
+RUN_SECONDS = 0.05  # a run of sends (one `sending` commit, sends in turn) lasts about this long
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -175,7 +187,9 @@ class Dispatcher:
         self.resolver = Resolver(campaign, self.preparer, log_store, self.artefacts.folder)
         lanes = {cid: p.capabilities.concurrency for cid, p in self.profiles.items()}
         self._own_executor = executor is None
-        self.executor: Executor = executor or ThreadExecutor(self.execute, lanes)
+        self.executor: Executor = executor or ThreadExecutor(
+            self.execute, lanes, run_many=self.execute_run, run_cap=self.run_cap
+        )
         self._channels: dict[str, Channel] = {}
         self._sessions: dict[str, Any] = {}
         self._lock = threading.Lock()
@@ -183,6 +197,7 @@ class Dispatcher:
         self._sending: set[str] = set()  # between `sending` and its outcome
         self._queued: set[str] = set()  # handed to the executor, not finished
         self._unreleased: set[str] = set()  # claims a failed task could not give back yet
+        self._call_seconds: dict[str, float] = {}  # per channel: seconds a send() call takes
         self.stopping = threading.Event()
         self._closed = False
         for profile in self.profiles.values():
@@ -421,6 +436,29 @@ class Dispatcher:
                         self._unreleased.update(held)
         return report
 
+    def execute_run(self, tasks: Sequence[SendTask]) -> TaskReport:
+        """Send a run of tasks to one endpoint as one: their attempts written in one
+        transaction, then each task's send() call in turn (`_send_calls`)."""
+        first = tasks[0]
+        keys = tuple(k for t in tasks for k in t.keys)
+        return self.execute(
+            SendTask(first.campaign, first.occurrence_id, first.channel_id, first.endpoint, keys)
+        )
+
+    def run_cap(self, task: SendTask) -> int:
+        """How many tasks one run may hold: as many as leave within `RUN_SECONDS`, judged
+        from how long the channel's recent send() calls took and what the endpoint's
+        rate limit lets through (a run never holds `sending` rows long). One until the
+        channel's calls were timed; one for a gateway taking `RUN_SECONDS` a call."""
+        seconds = self._call_seconds.get(task.channel_id)
+        if seconds is None:
+            return 1
+        cap = int(RUN_SECONDS / max(seconds, 1e-6))
+        limit = self.profiles[task.channel_id].capabilities.rate_limit
+        if limit is not None:
+            cap = min(cap, int(limit.count / limit.per_seconds * RUN_SECONDS))
+        return max(1, min(Lane.MAX_RUN, cap))
+
     def _resolve(self, task: SendTask, report: TaskReport) -> list[Delivery]:
         with self._lock:
             found = [self._ready.pop(k) for k in task.keys if k in self._ready]
@@ -585,7 +623,7 @@ class Dispatcher:
         if not batch:
             return []
         try:
-            results = self._send(channel, batch)
+            results = self._send_calls(profile, channel, endpoint, batch)
         finally:
             answered = self.clock.now()
         events, retry, retry_after = self._outcomes(profile, batch, results, now, answered, started)
@@ -610,12 +648,7 @@ class Dispatcher:
                 ],
                 answered,
             )
-        throttled = [
-            r
-            for r in results
-            if r.retry_after
-            and (r.block or (r.error_class is ErrorClass.THROTTLED and not r.per_recipient))
-        ]
+        throttled = _throttled(results)
         if throttled:  # the endpoint waits for everyone (DingTalk blocks a robot for 10 min)
             longest = max(throttled, key=lambda r: r.retry_after or 0.0)
             self.limiter.block(endpoint, longest.retry_after or 0.0, longest.reason)
@@ -743,6 +776,56 @@ class Dispatcher:
                 )
         return events, retry, retry_after
 
+    def _send_calls(
+        self, profile: ChannelProfile, channel: Channel, endpoint: str, batch: list[Delivery]
+    ) -> list[Result]:
+        """One send() call per `batch_size` deliveries (one message per call where the
+        provider needs it). The first call's rate slot and quiet hours were checked by the
+        caller; before each further call (a run) they are checked again, and stopping and
+        a throttled answer end the run: what was not sent comes back as a retryable
+        failure, so it is tried again (or left deferred), never counted as sent."""
+        caps = profile.capabilities
+        calls = _calls(caps, batch)
+        results = self._timed_send(channel, calls[0])
+        for i, call in enumerate(calls[1:], 1):
+            why = "限流 the endpoint throttled" if _throttled(results) else None
+            if why is None and not self.stopping.is_set():
+                self.clock.sleep(self.limiter.reserve(endpoint, caps.rate_limit))
+            if why is None and self.stopping.is_set():
+                why = "正在停止 stopping"
+            quiet = caps.quiet_hours
+            if why is None and quiet is not None:
+                local = self.clock.now().astimezone(self.campaign.tz)
+                if quiet.contains(local.time()):
+                    why = f"免打扰时段 quiet hours {quiet}"
+            if why is not None:
+                wait = max((r.retry_after or 0.0 for r in results), default=0.0) or None
+                results += [
+                    Result(
+                        d.key,
+                        Status.FAILED,
+                        ErrorClass.TRANSIENT,
+                        f"未发出 not sent: {why}",
+                        retry_after=wait,
+                    )
+                    for c in calls[i:]
+                    for d in c
+                ]
+                break
+            results += self._timed_send(channel, call)
+        return results
+
+    def _timed_send(self, channel: Channel, batch: list[Delivery]) -> list[Result]:
+        """`_send`, timed on the wall clock: the mean seconds a call takes sizes runs."""
+        began = time.perf_counter()
+        try:
+            return self._send(channel, batch)
+        finally:
+            seconds = time.perf_counter() - began
+            cid = batch[0].channel_id
+            before = self._call_seconds.get(cid)
+            self._call_seconds[cid] = seconds if before is None else 0.8 * before + 0.2 * seconds
+
     def _send(self, channel: Channel, batch: list[Delivery]) -> list[Result]:
         """Call the plugin; map whatever it raises to one result per delivery."""
         try:
@@ -851,3 +934,31 @@ class Dispatcher:
                     log.exception("channel %s failed to close", cid)
                 self._sessions[cid].close()
             self._channels.clear()
+
+
+def _calls(caps: Capabilities, batch: list[Delivery]) -> list[list[Delivery]]:
+    """Deliveries in send() calls: consecutive ones, `batch_size` at most, one message
+    per call where the provider needs it."""
+    size = max(1, caps.batch_size)
+    calls: list[list[Delivery]] = []
+    for d in batch:
+        last = calls[-1] if calls else None
+        if (
+            last is not None
+            and len(last) < size
+            and (not caps.batch_by_message or last[0].message.text_sha256 == d.message.text_sha256)
+        ):
+            last.append(d)
+        else:
+            calls.append([d])
+    return calls
+
+
+def _throttled(results: Sequence[Result]) -> list[Result]:
+    """Answers that make the whole endpoint wait (a 429 with Retry-After, a bot's block)."""
+    return [
+        r
+        for r in results
+        if r.retry_after
+        and (r.block or (r.error_class is ErrorClass.THROTTLED and not r.per_recipient))
+    ]

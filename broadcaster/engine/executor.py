@@ -68,30 +68,31 @@ class Executor(Protocol):
 
 
 class Sizer:
-    """How many threads a lane wants, judged from how long its sends take.
+    """How many threads a lane wants, judged from how many sends it finishes a second.
 
-    Doubling while a send takes about as long as before; back to the previous size when
-    a send became `SLOWER` times slower (saturated), staying there `HOLD_SECONDS`.
+    Doubling while that grows by at least `GAIN` times; back to the previous size when
+    doubling did not pay (the gateway or this process is saturated: more threads would
+    only queue for the CPU), staying there `HOLD_SECONDS`.
     """
 
-    SLOWER = 1.5
+    GAIN = 1.25
     HOLD_SECONDS = 2.0
 
     def __init__(self, start: int, size: int, *, floor: int = 1):
         self.target = max(1, min(start, size))
         self.size = size
         self.floor = floor
-        self._before: tuple[int, float] | None = None  # (target, seconds a send) before doubling
+        self._before: tuple[int, float] | None = None  # (target, sends a second) before doubling
         self._hold_until = float("-inf")
 
-    def judge(self, seconds: float, now: float) -> int:
-        """The wanted size, given the mean seconds a send took at the current one."""
+    def judge(self, rate: float, now: float) -> int:
+        """The wanted size, given the sends a second finished at the current one."""
         before = self._before
-        if before is not None and seconds > self.SLOWER * before[1]:
+        if before is not None and rate < self.GAIN * before[1]:
             self.target = max(self.floor, before[0])
             self._before, self._hold_until = None, now + self.HOLD_SECONDS
         elif now >= self._hold_until and self.target < self.size:
-            self._before = (self.target, seconds)
+            self._before = (self.target, rate)
             self.target = min(self.size, self.target * 2)
         else:
             self._before = None
@@ -101,19 +102,36 @@ class Sizer:
 class Lane:
     """The threads of one channel: at most `size`, as many as make sends finish sooner.
 
-    A lane starts with `FLOOR` threads and, while sends wait, doubles them as long as a
-    send takes about as long as before (the gateway is slow, more requests in flight
-    help); when doubling makes each send markedly slower (the gateway or this process
-    is saturated: more threads would only queue), it goes back and tries again later.
+    A lane starts with `FLOOR` threads and, while sends wait, doubles them as long as that
+    finishes markedly more sends a second (the gateway is slow, more requests in flight
+    help); when doubling does not pay (the gateway or this process is saturated: more
+    threads would only queue), it goes back and tries again later.
     Against a gateway that answers in 200 ms it reaches `size` within a second; against
     an instant one a handful of threads keep the CPU busy.
+
+    When sends are fast, a thread takes a run of queued tasks to one endpoint at once
+    (`run_many`), as many as `run_cap(task)` allows (`MAX_RUN` at most): the dispatcher
+    writes their attempts in one transaction and sends them one after another, so a
+    fast gateway costs one commit per run instead of one per send. A run's report goes
+    to its first task's future; the others get empty reports (sums stay right).
     """
 
     FLOOR = 4
     SAMPLE_SECONDS = 0.005  # how often a backlog is looked at
+    MAX_RUN = 16  # tasks in one run, at most
 
-    def __init__(self, run: Callable[[SendTask], TaskReport], size: int, name: str):
+    def __init__(
+        self,
+        run: Callable[[SendTask], TaskReport],
+        size: int,
+        name: str,
+        *,
+        run_many: Callable[[list[SendTask]], TaskReport] | None = None,
+        run_cap: Callable[[SendTask], int] | None = None,
+    ):
         self._run = run
+        self._run_many = run_many
+        self._run_cap = run_cap
         self.size = max(1, size)
         self._name = name
         self._queue: deque[tuple[Future[TaskReport], SendTask]] = deque()
@@ -122,8 +140,8 @@ class Lane:
         self.threads = 0  # running
         self.target = min(self.FLOOR, self.size)  # wanted
         self._idle = 0
-        self._done = 0  # sends finished since the last decision, and their seconds
-        self._spent = 0.0
+        self._done = 0  # sends finished since the last decision, and when that was
+        self._since = time.monotonic()
         self._closed = False
         self._grower: threading.Thread | None = None
 
@@ -156,7 +174,10 @@ class Lane:
         """While sends wait, let the sizer judge the sends finished at the current size."""
         sizer = Sizer(self.target, self.size, floor=self.FLOOR)
         while True:
-            self._backlog.wait()
+            if not self._backlog.is_set():
+                self._backlog.wait()
+                with self._cond:  # a new backlog: count from now
+                    self._done, self._since = 0, time.monotonic()
             time.sleep(self.SAMPLE_SECONDS)
             with self._cond:
                 if self._closed:
@@ -166,9 +187,23 @@ class Lane:
                     continue
                 if self._done < max(self.FLOOR, self.target):
                     continue  # not enough finished sends at this size to judge yet
-                self.target = sizer.judge(self._spent / self._done, time.monotonic())
-                self._done, self._spent = 0, 0.0
+                now = time.monotonic()
+                rate = self._done / max(now - self._since, 1e-6)
+                self.target = sizer.judge(rate, now)
+                self._done, self._since = 0, now
                 self._start(max(0, self.target - self.threads))  # surplus leaves after a send
+
+    def _take(self) -> list[tuple[Future[TaskReport], SendTask]]:
+        """The next task, and the run of tasks to the same endpoint queued behind it
+        (called holding the condition)."""
+        items = [self._queue.popleft()]
+        if self._run_many is None or self._run_cap is None or not self._queue:
+            return items
+        task = items[0][1]
+        want = min(self.MAX_RUN, self._run_cap(task))
+        while len(items) < want and self._queue and self._queue[0][1].endpoint == task.endpoint:
+            items.append(self._queue.popleft())
+        return items
 
     def _work(self) -> None:
         while True:
@@ -181,17 +216,25 @@ class Lane:
                     self.threads -= 1
                     self._cond.notify_all()
                     return
-                future, task = self._queue.popleft()
-            if not future.set_running_or_notify_cancel():
+                taken = self._take()
+            items = [(f, t) for f, t in taken if f.set_running_or_notify_cancel()]
+            if not items:
                 continue
-            began = time.monotonic()
             try:
-                future.set_result(self._run(task))
-            except BaseException as exc:  # handed to whoever waits on the future
-                future.set_exception(exc)
+                if len(items) == 1:
+                    items[0][0].set_result(self._run(items[0][1]))
+                else:
+                    assert self._run_many is not None
+                    report = self._run_many([t for _, t in items])
+                    items[0][0].set_result(report)
+                    for f, _ in items[1:]:
+                        f.set_result(TaskReport())
+            except BaseException as exc:  # handed to whoever waits on the futures
+                for f, _ in items:
+                    if not f.done():
+                        f.set_exception(exc)
             with self._cond:
-                self._done += 1
-                self._spent += time.monotonic() - began
+                self._done += len(items)
 
     def shutdown(self, wait: bool = True) -> None:
         """Start nothing new; without `wait`, cancel what has not started."""
@@ -212,8 +255,17 @@ class ThreadExecutor:
 
     local = True
 
-    def __init__(self, run: Callable[[SendTask], TaskReport], lanes: Mapping[str, int]):
+    def __init__(
+        self,
+        run: Callable[[SendTask], TaskReport],
+        lanes: Mapping[str, int],
+        *,
+        run_many: Callable[[list[SendTask]], TaskReport] | None = None,
+        run_cap: Callable[[SendTask], int] | None = None,
+    ):
         self._run = run
+        self._run_many = run_many
+        self._run_cap = run_cap
         self._sizes = dict(lanes)
         self._lanes: dict[str, Lane] = {}
         self._lock = threading.Lock()
@@ -223,7 +275,13 @@ class ThreadExecutor:
             lane = self._lanes.get(channel_id)
             if lane is None:
                 size = max(1, min(512, self._sizes.get(channel_id, 4)))
-                lane = Lane(self._run, size, f"send-{channel_id}")
+                lane = Lane(
+                    self._run,
+                    size,
+                    f"send-{channel_id}",
+                    run_many=self._run_many,
+                    run_cap=self._run_cap,
+                )
                 self._lanes[channel_id] = lane
             return lane
 

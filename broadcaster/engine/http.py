@@ -3,14 +3,18 @@ threads, pooled to its concurrency.
 
 `requests.Session` is safe to share for sending requests (urllib3's pool is thread
 safe); a plugin configures it (headers, auth, adapters) in `__init__`, before any
-thread uses it. `ChannelSession` only reads proxy and CA settings from the environment
-once per origin instead of on every request (requests re-reads them each time: ~75 µs
-a delivery).
+thread uses it. `ChannelSession` reads proxy and CA settings from the environment once
+per origin instead of on every request (requests re-reads them each time: ~75 µs a
+delivery), and sends the common request (a body and headers, no redirect to follow,
+no proxy, cookie or hook) through its adapter directly: requests' own preparation,
+connection, error mapping and body reading, without the session's redirect and hook
+machinery, and with the connection pool of each URL looked up once.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -18,7 +22,9 @@ from urllib.parse import urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
-from requests.cookies import RequestsCookieJar
+from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
+from requests.structures import CaseInsensitiveDict
+from requests.utils import get_encoding_from_headers
 
 from broadcaster.channel import ChannelContext, LinkSigner
 
@@ -34,6 +40,46 @@ class _CookieJar(RequestsCookieJar):
             super().extract_cookies(response, request)
 
 
+class _PoolAdapter(HTTPAdapter):
+    """An HTTPAdapter that remembers the connection pool of each URL and skips the cookie
+    parser for answers that set no cookie (requests looks both up on every request)."""
+
+    def __init__(self, pool_connections: int, pool_maxsize: int) -> None:
+        super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
+        self._pools: dict[tuple[str, Any, Any], Any] = {}
+
+    def get_connection_with_tls_context(
+        self, request: Any, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> Any:
+        if proxies or not isinstance(request.url, str) or len(self._pools) > 1_000:
+            return super().get_connection_with_tls_context(request, verify, proxies, cert)
+        key = (request.url, verify if isinstance(verify, str | bool) else id(verify), cert)
+        pool = self._pools.get(key)
+        if pool is None or pool.pool is None:  # unknown, or closed (the manager dropped it)
+            pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
+            self._pools[key] = pool
+        return pool
+
+    def build_response(self, req: Any, resp: Any) -> requests.Response:
+        headers = getattr(resp, "headers", None)
+        if headers is None or "set-cookie" in headers or "set-cookie2" in headers:
+            return super().build_response(req, resp)
+        response = requests.Response()  # as requests builds it, minus the cookie parser
+        response.status_code = resp.status
+        response.headers = CaseInsensitiveDict(headers)
+        response.encoding = get_encoding_from_headers(response.headers)
+        response.raw = resp
+        response.reason = resp.reason
+        response.url = req.url.decode("utf-8") if isinstance(req.url, bytes) else req.url
+        response.request = req
+        response.connection = self
+        return response
+
+    def close(self) -> None:
+        self._pools.clear()
+        super().close()
+
+
 class ChannelSession(requests.Session):
     """A Session pooled to `pool_size` connections per host, environment read once per origin."""
 
@@ -42,7 +88,7 @@ class ChannelSession(requests.Session):
         self._environment: dict[tuple[str, str], dict[str, Any]] = {}
         self._urls: dict[str, str] = {}  # a URL as prepared (parsing it costs ~20 µs each time)
         self.cookies = _CookieJar()
-        adapter = HTTPAdapter(pool_connections=16, pool_maxsize=max(1, pool_size))
+        adapter = _PoolAdapter(pool_connections=16, pool_maxsize=max(1, pool_size))
         self.mount("http://", adapter)
         self.mount("https://", adapter)
 
@@ -115,7 +161,30 @@ class ChannelSession(requests.Session):
         prepared.prepare_body(data, None)
         prepared.prepare_hooks(self.hooks)
         settings = self.merge_environment_settings(prepared.url, {}, None, None, None)
-        return self.send(prepared, timeout=timeout, allow_redirects=allow_redirects, **settings)
+        if allow_redirects or settings.get("proxies") or any(self.hooks.values()):
+            return self.send(prepared, timeout=timeout, allow_redirects=allow_redirects, **settings)
+        return self._send_direct(prepared, timeout, settings)
+
+    def _send_direct(
+        self, prepared: requests.PreparedRequest, timeout: Any, settings: dict[str, Any]
+    ) -> requests.Response:
+        """What `Session.send` does for a request that follows no redirect and has no hook:
+        the adapter sends it (and maps its errors), the body is read, cookies are kept."""
+        assert prepared.url is not None
+        adapter = self.get_adapter(prepared.url)
+        began = time.perf_counter()
+        response = adapter.send(
+            prepared,
+            stream=False,
+            timeout=timeout,
+            verify=settings.get("verify", True),
+            cert=settings.get("cert"),
+            proxies={},
+        )
+        response.elapsed = dt.timedelta(seconds=time.perf_counter() - began)
+        extract_cookies_to_jar(self.cookies, prepared, response.raw)
+        response.content  # noqa: B018 - read now, as Session.send does without `stream`
+        return response
 
     def merge_environment_settings(
         self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any

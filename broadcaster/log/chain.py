@@ -49,6 +49,7 @@ __all__ = [
     "ChainHead",
     "Verdict",
     "display_digest",
+    "driver",
     "head",
     "lock",
     "seal",
@@ -228,9 +229,8 @@ def _page(conn: Connection, table: ChainedTable, after: int) -> list[Any]:
     driver, inside the connection's transaction. The id is written into the query (not a
     parameter): PostgreSQL then plans it from the real index range every time, where a
     generic plan made early on an empty table scanned the whole table for each page."""
-    driver: Any = conn.connection.driver_connection
     sql = f"{table.select(conn.dialect.name)} WHERE id > {int(after)} ORDER BY id LIMIT {PAGE}"
-    return list(driver.execute(sql).fetchall())
+    return list(driver(conn).execute(sql).fetchall())
 
 
 def _row_hasher(table: ChainedTable) -> Callable[[Sequence[Any]], bytes]:
@@ -302,14 +302,30 @@ def _mark(conn: Connection) -> str:
     return "%s" if conn.dialect.name == "postgresql" else "?"
 
 
-def head(conn: Connection) -> ChainHead | None:
-    """The chain head as stored (None before the chain exists)."""
-    row = conn.exec_driver_sql(
-        "SELECT seq, hash, records, marks FROM log_chain_head WHERE id = 1"
-    ).first()
+_HEAD_SQL = "SELECT seq, hash, records, marks FROM log_chain_head WHERE id = 1"
+
+
+def driver(conn: Connection) -> Any:
+    """The driver's own connection, inside the caller's transaction: the writer's statements
+    go to it directly (SQLAlchemy's per-statement work would cost more than SQLite's)."""
+    return conn.connection.driver_connection
+
+
+def _head_of(row: Sequence[Any] | None) -> ChainHead | None:
     if row is None:
         return None
     return ChainHead(int(row[0]), str(row[1]), int(row[2]), json.loads(row[3]))
+
+
+def head(conn: Connection) -> ChainHead | None:
+    """The chain head as stored (None before the chain exists)."""
+    return _head_of(driver(conn).execute(_HEAD_SQL).fetchone())
+
+
+def _last_ids(conn: Connection) -> dict[str, int]:
+    """The last id of each chained table as it stands (tables without rows left out)."""
+    row = driver(conn).execute(_LAST_IDS).fetchone()
+    return {t.name: int(v) for t, v in zip(CHAINED, row, strict=True) if v is not None}
 
 
 def lock(conn: Connection) -> None:
@@ -319,12 +335,12 @@ def lock(conn: Connection) -> None:
     On PostgreSQL this row lock orders every writer of the log (across processes): ids are
     handed out and committed in the order links are sealed. SQLite's `BEGIN IMMEDIATE` has
     done the same already. `seal` covers only rows after the ids noted here: a row someone
-    slipped in behind the log's back is never swept into the next link.
+    slipped in behind the log's back is never swept into the next link. The head read here
+    is the one `seal` extends: nobody else can move it while this transaction holds it.
     """
-    if conn.dialect.name == "postgresql":
-        conn.exec_driver_sql("SELECT seq FROM log_chain_head WHERE id = 1 FOR UPDATE")
-    row = conn.exec_driver_sql(_LAST_IDS).one()
-    conn.info[_START] = {t.name: int(v) for t, v in zip(CHAINED, row, strict=True) if v is not None}
+    sql = _HEAD_SQL + (" FOR UPDATE" if conn.dialect.name == "postgresql" else "")
+    current = _head_of(driver(conn).execute(sql).fetchone())
+    conn.info[_START] = (_last_ids(conn), current)
 
 
 _START = "broadcaster.chain.start"
@@ -346,8 +362,9 @@ def _new_rows(conn: Connection, table: ChainedTable, after: int) -> Iterator[tup
 def seal(conn: Connection, *, at: dt.datetime | None = None, extra: Any = None) -> ChainHead | None:
     """Append one link covering the chained rows written since the last one (this
     transaction's), inside the caller's transaction; None when there were none."""
-    start = conn.info.pop(_START, None)
-    current = head(conn)
+    start, current = conn.info.pop(_START, (None, None))
+    if current is None:
+        current = head(conn)
     if current is None:
         return None  # the migration creating the chain has not run in this database
     if start:
@@ -362,17 +379,25 @@ def seal(conn: Connection, *, at: dt.datetime | None = None, extra: Any = None) 
                 )
                 marks[name] = last
         current = ChainHead(current.seq, current.hash, current.records, marks)
-    return _append_link(conn, current, at, extra)
+    return _append_link(conn, current, at, extra, _last_ids(conn))
 
 
 def _append_link(
-    conn: Connection, current: ChainHead, at: dt.datetime | None, extra: Any
+    conn: Connection,
+    current: ChainHead,
+    at: dt.datetime | None,
+    extra: Any,
+    last: dict[str, int] | None = None,
 ) -> ChainHead | None:
+    """Seal the rows after the head's marks; `last` (each table's last id, when known)
+    spares reading the tables that got no new row."""
     tables: dict[str, dict[str, Any]] = {}
     short = bytearray()
     marks = dict(current.marks)
     added = 0
     for table in CHAINED:
+        if last is not None and last.get(table.name, 0) <= marks.get(table.name, 0):
+            continue
         ids: list[int] = []
         digest = hashlib.sha256()
         for i, h in _new_rows(conn, table, marks.get(table.name, 0)):
@@ -400,7 +425,8 @@ def _append_link(
     prev = current.hash or GENESIS_PREV
     new_hash = link_hash(prev, text, bytes(short))
     m = _mark(conn)
-    conn.exec_driver_sql(
+    raw = driver(conn)
+    raw.execute(
         "INSERT INTO log_chain (seq, at, prev_hash, hash, records, body, short_hashes)"
         f" VALUES ({m}, {m}, {m}, {m}, {m}, {m}, {m})",
         (
@@ -414,7 +440,7 @@ def _append_link(
         ),
     )
     sealed = ChainHead(seq, new_hash, current.records + added, marks)
-    conn.exec_driver_sql(
+    raw.execute(
         f"UPDATE log_chain_head SET seq = {m}, hash = {m}, records = {m}, marks = {m} WHERE id = 1",
         (sealed.seq, sealed.hash, sealed.records, _dumps(marks)),
     )

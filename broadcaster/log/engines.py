@@ -38,6 +38,13 @@ def mask(url: str) -> str:
     return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
 
 
+def _is_dbapi(exc: BaseException, *names: str) -> bool:
+    """Whether `exc` is one of the named PEP 249 errors, wrapped by SQLAlchemy or raised by
+    the driver itself (the writer's hot statements go to the driver directly)."""
+    kinds = {c.__name__ for c in type(exc).__mro__}
+    return any(isinstance(exc, getattr(sa.exc, name)) or name in kinds for name in names)
+
+
 class RefusedError(LogStoreError):
     """A write refused because of its own content: fails only the caller who sent it."""
 
@@ -81,11 +88,11 @@ class Target:
             )
         elif sqlstate == "42501":  # insufficient_privilege
             return LogStoreError(f"日志库无法写入 delivery log is not writable: {where} ({detail})")
-        elif isinstance(exc, sa.exc.OperationalError | sa.exc.InterfaceError) and (
+        elif _is_dbapi(exc, "OperationalError", "InterfaceError") and (
             sqlstate is None or sqlstate.startswith("08")
         ):
             return LogStoreError(f"日志库无法连接 delivery log is unreachable: {where} ({detail})")
-        if isinstance(exc, sa.exc.IntegrityError):
+        if _is_dbapi(exc, "IntegrityError"):
             return RefusedError(f"日志拒绝写入 delivery log refused the write: {where} ({detail})")
         if isinstance(exc, OSError):
             reason = exc.strerror or detail

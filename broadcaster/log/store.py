@@ -81,6 +81,7 @@ _ID_CACHE = 200_000  # delivery key -> row id, remembered by the writer
 KEY_ID_NAME = "key_id"
 
 
+DELIVERY_COLUMNS = tuple(c.name for c in deliveries.columns if c.name != "id")
 _STATES_SQL = (
     "SELECT d.key, d.campaign, d.occurrence_id, d.rule_id, d.channel_id, d.endpoint,"
     " d.target_id, d.recipient_display, d.recipient_hash, d.kind, d.template, d.template_sha,"
@@ -89,6 +90,29 @@ _STATES_SQL = (
     " s.next_check, s.lease_owner, s.lease_until"
     " FROM deliveries d JOIN delivery_state s ON s.delivery_id = d.id"
 )
+
+
+class _Rows:
+    """A PostgreSQL statement over many rows sent as one array a column: `{rows}` in the
+    template becomes `unnest(...) WITH ORDINALITY` (rows kept in order) of the given
+    column types; cheaper than executemany (a statement a row) or a VALUES list."""
+
+    def __init__(self, template: str, columns: Sequence[tuple[str, str]]) -> None:
+        names = ", ".join(c for c, _ in columns)
+        arrays = ", ".join(f"%s::{t}[]" for _, t in columns)
+        self.text = template.replace(
+            "{rows}",
+            f"(SELECT {names} FROM unnest({arrays}) WITH ORDINALITY AS v({names}, n) ORDER BY n)",
+        )
+
+    def run(self, driver: Any, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """Run it for every row, `_CHUNK` rows a statement; the rows it returned, if any."""
+        out: list[Any] = []
+        for chunk in _chunks(rows):
+            cursor = driver.execute(self.text, [list(c) for c in zip(*chunk, strict=True)])
+            if cursor.description is not None:
+                out += cursor.fetchall()
+        return out
 
 
 class _HotSql:
@@ -136,7 +160,99 @@ class _HotSql:
             + (" FOR UPDATE SKIP LOCKED" if self.pg else "")
             + ") RETURNING delivery_id"
         )
+        names = ", ".join(DELIVERY_COLUMNS)
+        self.insert_delivery = (
+            f"INSERT INTO deliveries ({names}) VALUES ("
+            + ", ".join([mark] * len(DELIVERY_COLUMNS))
+            + ")"
+        )
+        # PostgreSQL: one statement for a whole group, each column an array (executemany
+        # would send and account for one statement a row)
+        events = (
+            ("delivery_id", "bigint"),
+            ("status", "text"),
+            ("at", "timestamptz"),
+            ("error_class", "text"),
+            ("reason", "text"),
+            ("provider_id", "text"),
+            ("attempt", "int"),
+            ("step", "int"),
+            ("detail", "text"),
+            ("actor", "text"),
+        )
+        self.insert_events_pg = _Rows(
+            f"INSERT INTO delivery_events ({', '.join(c for c, _ in events)}) {{rows}}", events
+        )
+        types = dict(events) | {
+            "attempts": "int",
+            "resends": "int",
+            "parts_done": "int",
+            "lease_owner": "text",
+            "lease_until": "timestamptz",
+            "since": "timestamptz",
+            "next_check": "timestamptz",
+        }
+        self.update_states_pg = _Rows(
+            "UPDATE delivery_state AS s SET "
+            + ", ".join(f"{c} = v.{c}" for c in columns)
+            + " FROM {rows} AS v WHERE s.delivery_id = v.delivery_id",
+            [(c, types[c]) for c in (*columns, "delivery_id")],
+        )
+        self.insert_deliveries_pg = _Rows(
+            f"INSERT INTO deliveries ({names}) {{rows}}"
+            " ON CONFLICT (key) DO NOTHING RETURNING id, key",
+            [(c, "timestamptz" if c == "scheduled_at" else "text") for c in DELIVERY_COLUMNS],
+        )
+        states = (
+            "delivery_id",
+            "campaign",
+            "channel_id",
+            "status",
+            "since",
+            "next_check",
+            "error_class",
+            "reason",
+            "recipient_hash",
+            "lease_owner",
+            "lease_until",
+        )
+        self.insert_states_pg = _Rows(
+            f"INSERT INTO delivery_state ({', '.join(states)}) {{rows}}",
+            [(c, types.get(c, "text")) for c in states],
+        )
         self._selects: dict[int, str] = {}
+
+    def insert_deliveries(self, driver: Any, rows: list[tuple[Any, ...]]) -> dict[str, int]:
+        """Insert delivery rows (columns as `DELIVERY_COLUMNS`) whose key is new; their ids.
+        On SQLite the writer holds the only write lock: the new rows are those after the
+        last id. On PostgreSQL a key another process added meanwhile is left out."""
+        if self.pg:
+            return {str(k): int(i) for i, k in self.insert_deliveries_pg.run(driver, rows)}
+        last = driver.execute("SELECT coalesce(max(id), 0) FROM deliveries").fetchone()[0]
+        driver.cursor().executemany(self.insert_delivery, rows)
+        found = driver.execute(f"SELECT id, key FROM deliveries WHERE id > {int(last)}")
+        return {str(k): int(i) for i, k in found.fetchall()}
+
+    def write_new_states(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert the current states of new deliveries (columns as `insert_state`)."""
+        if self.pg:
+            self.insert_states_pg.run(driver, rows)
+        else:
+            driver.cursor().executemany(self.insert_state, rows)
+
+    def write_events(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Insert event rows (in the column order of `insert_event`), ids in that order."""
+        if self.pg:
+            self.insert_events_pg.run(driver, rows)
+        else:
+            driver.cursor().executemany(self.insert_event, rows)
+
+    def write_states(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
+        """Update current states (rows in the column order of `update_state`, id last)."""
+        if self.pg:
+            self.update_states_pg.run(driver, rows)
+        else:
+            driver.cursor().executemany(self.update_state, rows)
 
     def select_state(self, n: int) -> str:
         found = self._selects.get(n)
@@ -472,8 +588,7 @@ class DeliveryLog:
         skip = skip or {}
         texts: dict[str, str] = {}
         blobs: dict[str, str] = {}
-        rows: dict[str, dict[str, Any]] = {}
-        by_key: dict[str, DeliveryRecord] = {}
+        rows: dict[str, DeliveryRecord] = {}
         for r in records:
             if r.key in rows:
                 continue
@@ -486,41 +601,47 @@ class DeliveryLog:
                 texts[r.text_sha256] = r.text
             if r.payload_sha256 and r.payload is not None:
                 blobs[r.payload_sha256] = r.payload
-            rows[r.key] = {c.name: getattr(r, c.name) for c in deliveries.columns if c.name != "id"}
-            by_key[r.key] = r
+            rows[r.key] = r
         if not rows:
             return Claim({}, {})
         pg = self.dialect == "postgresql"
-        insert_deliveries = self._insert(deliveries)
-        if pg:
-            insert_deliveries = insert_deliveries.on_conflict_do_nothing()
-        insert_deliveries = insert_deliveries.returning(
-            deliveries.c.id, deliveries.c.key, sort_by_parameter_order=True
-        )
         until = lease_until if owner is not None else None
+        stamp = self._sql.stamp
 
         def work(conn: Connection, scratch: dict[str, Any]) -> tuple[dict[str, int], set[str]]:
             keys = list(rows)
             known = _ids_of(conn, keys)
             fresh = [rows[k] for k in keys if k not in known]
-            used = dict.fromkeys(r["text_sha256"] for r in fresh)
-            bodies = dict.fromkeys(r["payload_sha256"] for r in fresh if r["payload_sha256"])
+            used = dict.fromkeys(r.text_sha256 for r in fresh)
+            bodies = dict.fromkeys(r.payload_sha256 for r in fresh if r.payload_sha256)
             _insert_missing(conn, messages, "sha256", {s: {"text": texts[s]} for s in used})
             _insert_missing(
                 conn, payloads, "sha256", {s: {"body": blobs[s]} for s in bodies if s in blobs}
             )
+            sql = self._sql
+            driver = chain.driver(conn)
             new: dict[str, int] = {}
             for chunk in _chunks(fresh):
-                new.update((k, i) for i, k in conn.execute(insert_deliveries, list(chunk)))
+                new.update(
+                    sql.insert_deliveries(
+                        driver,
+                        [
+                            tuple(
+                                stamp(r.scheduled_at) if c == "scheduled_at" else getattr(r, c)
+                                for c in DELIVERY_COLUMNS
+                            )
+                            for r in chunk
+                        ],
+                    )
+                )
             if pg and len(new) < len(fresh):  # another process added some meanwhile
-                known.update(_ids_of(conn, [r["key"] for r in fresh if r["key"] not in new]))
-            sql = self._sql
+                known.update(_ids_of(conn, [r.key for r in fresh if r.key not in new]))
             stamp_at, stamp_until = sql.stamp(at), sql.stamp(until)
             planned = Status.PLANNED.value
             events: list[tuple[Any, ...]] = []
             states: list[tuple[Any, ...]] = []
             for k, i in new.items():
-                r = by_key[k]
+                r = rows[k]
                 events.append((i, planned, stamp_at, None, "", None, 0, 0, None, None))
                 if k in skip:
                     error_class, reason = skip[k]
@@ -558,8 +679,8 @@ class DeliveryLog:
                         )
                     )
             if events:
-                conn.exec_driver_sql(sql.insert_event, events)
-                conn.exec_driver_sql(sql.insert_state, states)
+                sql.write_events(driver, events)
+                sql.write_new_states(driver, states)
             scratch.setdefault("ids", {}).update(new)
             scratch["ids"].update(known)
             held = {k for k in new if k not in skip} if owner is not None else set()
@@ -577,7 +698,7 @@ class DeliveryLog:
             states = self.latest(known)
         for k in rows:
             if k not in known:
-                r = by_key[k]
+                r = rows[k]
                 status = Status.SKIPPED if k in skip else Status.PLANNED
                 reason = skip[k][1] if k in skip else ""
                 error_class = skip[k][0] if k in skip else None
@@ -1097,9 +1218,10 @@ class DeliveryLog:
             shown = ", ".join(missing[:3]) + (" ..." if len(missing) > 3 else "")
             raise RefusedError(f"日志中没有这些投递 unknown delivery keys: {shown}")
         sql = self._sql
+        driver = chain.driver(conn)
         current: dict[int, list[Any]] = {}
         for chunk in _chunks(list(set(ids.values()))):
-            for row in conn.exec_driver_sql(sql.select_state(len(chunk)), tuple(chunk)):
+            for row in driver.execute(sql.select_state(len(chunk)), tuple(chunk)).fetchall():
                 current[row[0]] = list(row[1:])
         inserts: list[tuple[Any, ...]] = []
         changed: dict[int, list[Any]] = {}
@@ -1148,9 +1270,9 @@ class DeliveryLog:
             changed[i] = [*state, at, stamp(e.next_check), error_class, reason]
             outcome.append(attempts)
         if inserts:
-            conn.exec_driver_sql(sql.insert_event, inserts)
+            sql.write_events(driver, inserts)
         if changed:
-            conn.exec_driver_sql(sql.update_state, [(*values, i) for i, values in changed.items()])
+            sql.write_states(driver, [(*values, i) for i, values in changed.items()])
         return outcome
 
     def _claim_ids(

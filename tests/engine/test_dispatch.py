@@ -4,7 +4,9 @@ retryably, reconcile the rest after it settles, defer at the moment of sending."
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from collections.abc import Iterator
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +14,8 @@ import pytest
 import requests
 
 from broadcaster.engine.clock import Clock, ManualClock, VirtualClock
-from broadcaster.engine.executor import TaskReport
+from broadcaster.engine.dispatch import RUN_SECONDS
+from broadcaster.engine.executor import Lane, SendTask, TaskReport
 from broadcaster.engine.recovery import Recovery, SweepReport
 from broadcaster.log import DeliveryLog
 from broadcaster.model.plan import Occurrence, Planner
@@ -517,3 +520,142 @@ def test_stop_is_bounded_and_interrupts_only_what_is_in_flight(
     )
     assert len(other.held) == 6  # every claim was given back at once
     assert len(webhook_server.sends) == 1
+
+
+# --- runs: fast sends to one endpoint, one `sending` write for several -------------------------
+
+
+class _Held:
+    """An executor that keeps the tasks it is given, for the test to run as one run."""
+
+    local = True
+
+    def __init__(self) -> None:
+        self.tasks: list[SendTask] = []
+
+    def submit(self, task: SendTask) -> Future[TaskReport]:
+        self.tasks.append(task)
+        return Future()
+
+    def shutdown(self, wait: bool = True) -> None:
+        pass
+
+
+def _run_engine(make_engine: Any, store: DeliveryLog, **kw: Any) -> tuple[Any, _Held]:
+    held = _Held()
+    engine = make_engine(store, **kw)
+    engine.dispatcher = engine.app.dispatcher(
+        store, KEY, clock=engine.clock, heartbeat=False, executor=held
+    )
+    engine.dispatcher.fire(engine.occurrence())
+    return engine, held
+
+
+def test_a_run_writes_its_attempts_in_one_transaction_and_sends_each_once(
+    make_engine: Any, store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine, held = _run_engine(make_engine, store, contacts=5)
+    writes: list[int] = []
+    start = store.start_attempt
+
+    def spy(events: Any, **kw: Any) -> dict[str, int]:
+        writes.append(len(events))
+        return start(events, **kw)
+
+    store.start_attempt = spy  # type: ignore[method-assign]
+    report = engine.dispatcher.execute_run(held.tasks)
+    store.flush()  # outcomes are committed without the sender waiting
+    assert report.counts == {"accepted": 5}
+    assert writes == [5]  # one `sending` write before the first request of the run
+    assert len(webhook_server.sends) == 5 and webhook_server.repeated_keys() == {}
+    assert {r.lease_owner for r in store.deliveries()} == {None}
+
+
+def test_a_throttled_answer_ends_a_run_and_what_was_not_sent_is_sent_after_the_wait(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine, held = _run_engine(make_engine, sqlite_store, contacts=5)
+    webhook_server.retry_after = "30"
+    webhook_server.queue(Mode.OK, Mode.THROTTLED)
+    report = engine.dispatcher.execute_run(held.tasks)
+    sqlite_store.flush()
+    assert report.counts == {"accepted": 5, "deferred": 4}  # 1 throttled, 3 never sent, retried
+    # 1 accepted, 1 throttled, then the four others once each: nothing sent twice
+    assert len(webhook_server.sends) == 6 and webhook_server.duplicate_sends() == {}
+    rows = sqlite_store.deliveries()
+    not_sent = [
+        r for r in rows if any("未发出 not sent" in e.reason for e in sqlite_store.events(r.key))
+    ]
+    assert len(not_sent) == 3
+    for row in not_sent:
+        events = sqlite_store.events(row.key)
+        assert [e.status for e in events] == [
+            Status.PLANNED,
+            Status.SENDING,
+            Status.DEFERRED,
+            Status.SENDING,
+            Status.ACCEPTED,
+        ]
+        assert (events[3].at - events[2].at).total_seconds() >= 30  # waited for Retry-After
+    assert webhook_server.key_counts.most_common(1)[0][1] == 2  # only the throttled one again
+
+
+def test_stopping_ends_a_run_and_leaves_what_was_not_sent_deferred_not_interrupted(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    engine, held = _run_engine(make_engine, sqlite_store, contacts=4)
+    webhook_server.delay = 0.3
+    webhook_server.queue(Mode.SLOW)
+    worker = threading.Thread(target=engine.dispatcher.execute_run, args=(held.tasks,))
+    worker.start()
+    webhook_server.wait_for(1)  # the first request of the run is out
+    engine.dispatcher.stopping.set()
+    worker.join(10)
+    assert not worker.is_alive()
+    sqlite_store.flush()
+    statuses = sorted(s.value for s in engine.statuses().values())
+    assert statuses == ["accepted", "deferred", "deferred", "deferred"]
+    assert len(webhook_server.sends) == 1
+    for row in sqlite_store.deliveries(status=Status.DEFERRED):
+        assert "正在停止 stopping" in row.reason and row.lease_owner is None
+
+
+def test_quiet_hours_starting_during_a_run_hold_back_the_rest_until_morning(
+    make_engine: Any, sqlite_store: DeliveryLog, webhook_server: WebhookFake
+) -> None:
+    """Five SMS at 20:59:59.975, one every 10 ms, quiet from 21:00: three leave."""
+    engine, held = _run_engine(
+        make_engine,
+        sqlite_store,
+        contacts=5,
+        channel={"rate_limit": "1/0.01s", "quiet_hours": "21:00-08:00"},
+        clock=VirtualClock(at(2026, 3, 3, 20, 59, 59) + dt.timedelta(milliseconds=975)),
+    )
+    engine.dispatcher.execute_run(held.tasks)
+    sqlite_store.flush()
+    assert len(webhook_server.sends) == 3  # 20:59:59.975, .985 and .995; the fourth is at 21:00
+    deferred = sqlite_store.deliveries(status=Status.DEFERRED)
+    assert {(d.error_class, d.next_check) for d in deferred} == {
+        (ErrorClass.QUIET, at(2026, 3, 4, 8))
+    }
+    assert len(deferred) == 2
+    engine.sweep(at(2026, 3, 4, 8, 0))
+    assert set(engine.statuses().values()) == {Status.ACCEPTED}
+    assert len(webhook_server.sends) == 5 and webhook_server.duplicate_sends() == {}
+
+
+def test_runs_are_as_long_as_fast_sends_and_the_rate_limit_allow(
+    make_engine: Any, sqlite_store: DeliveryLog
+) -> None:
+    fast = make_engine(sqlite_store).dispatcher
+    limited = make_engine(sqlite_store, channel={"rate_limit": "100/1s"}).dispatcher
+    task = SendTask("engine", "blast@x", "sms", "e", ("k",))
+    assert fast.run_cap(task) == 1  # not timed yet: one task at a time
+    fast._call_seconds["sms"] = 0.001
+    assert fast.run_cap(task) == Lane.MAX_RUN
+    fast._call_seconds["sms"] = 0.01
+    assert fast.run_cap(task) == int(RUN_SECONDS / 0.01)
+    fast._call_seconds["sms"] = 0.2  # a gateway answering in 200 ms: one at a time
+    assert fast.run_cap(task) == 1
+    limited._call_seconds["sms"] = 0.001
+    assert limited.run_cap(task) == int(100 * RUN_SECONDS)

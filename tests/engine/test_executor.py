@@ -68,27 +68,30 @@ def test_tasks_run_through_a_process_pool_send_each_delivery_once(
 # -- the thread lane -------------------------------------------------------------------------
 
 
-def test_the_sizer_doubles_while_sends_take_as_long_against_a_slow_gateway() -> None:
+def test_the_sizer_doubles_while_more_threads_finish_more_sends_against_a_slow_gateway() -> None:
     sizer = Sizer(4, 100, floor=4)
-    sizes = [sizer.judge(0.2, now) for now in range(6)]
+    sizes = [sizer.judge(sizer.target / 0.2, now) for now in range(6)]  # 200 ms a send
     assert sizes == [8, 16, 32, 64, 100, 100]
 
 
-def test_the_sizer_goes_back_when_doubling_makes_each_send_slower_and_tries_again_later() -> None:
+def test_the_sizer_goes_back_when_doubling_does_not_pay_and_tries_again_later() -> None:
     sizer = Sizer(4, 100, floor=4)
-    assert sizer.judge(0.002, 0.0) == 8  # at 4 threads a send takes 2 ms
-    assert sizer.judge(0.004, 0.1) == 4  # at 8 it takes 4 ms: saturated, back to 4
-    assert sizer.judge(0.002, 0.2) == 4  # held
-    assert sizer.judge(0.002, 0.1 + Sizer.HOLD_SECONDS) == 8  # then tried again
-    assert sizer.judge(0.0025, 2.3) == 16  # a little slower is still worth it
+    assert sizer.judge(2000.0, 0.0) == 8  # 4 threads finish 2,000 sends a second
+    assert sizer.judge(2100.0, 0.1) == 4  # 8 finish barely more: saturated, back to 4
+    assert sizer.judge(2000.0, 0.2) == 4  # held
+    assert sizer.judge(2000.0, 0.1 + Sizer.HOLD_SECONDS) == 8  # then tried again
+    assert sizer.judge(2600.0, 2.3) == 16  # a quarter more and up is still worth it
 
 
 def test_the_sizer_never_exceeds_the_channel_concurrency_nor_falls_below_the_floor() -> None:
     sizer = Sizer(4, 6, floor=4)
-    assert sizer.judge(1.0, 0.0) == 6
-    assert sizer.judge(1.0, 1.0) == 6
+    assert sizer.judge(20.0, 0.0) == 6
+    assert sizer.judge(30.0, 1.0) == 6
     small = Sizer(4, 2, floor=4)
-    assert small.target == 2 and small.judge(1.0, 0.0) == 2
+    assert small.target == 2 and small.judge(10.0, 0.0) == 2
+    shrinking = Sizer(4, 100, floor=4)
+    assert shrinking.judge(100.0, 0.0) == 8
+    assert shrinking.judge(50.0, 0.1) == 4  # never below the floor, however bad
 
 
 def _blocked(release: threading.Event, started: list[str]) -> Callable[[SendTask], TaskReport]:
@@ -132,3 +135,34 @@ def test_a_lane_shut_down_without_waiting_cancels_what_has_not_started() -> None
     assert all(f.result() is not None for f in futures if not f.cancelled())
     with pytest.raises(RuntimeError):
         lane.submit(_task(9))
+
+
+def test_a_lane_hands_tasks_queued_for_one_endpoint_to_one_thread_as_runs() -> None:
+    """One thread; while it is busy, tasks queue up; then they go as runs of at most the cap,
+    never mixing endpoints, and every future gets its report."""
+    release, started = threading.Event(), []
+    runs: list[list[str]] = []
+
+    def run_many(tasks: list[SendTask]) -> TaskReport:
+        runs.append([t.keys[0] for t in tasks])
+        report = TaskReport()
+        report.add("accepted", len(tasks))
+        return report
+
+    busy = threading.Event()
+    blocked = _blocked(release, started)
+
+    def run(task: SendTask) -> TaskReport:
+        busy.set()
+        return blocked(task)
+
+    lane = Lane(run, 1, "send-test", run_many=run_many, run_cap=lambda t: 3)
+    first = lane.submit(_task(0))
+    assert busy.wait(10)  # the only thread is busy with the first task
+    tasks = [_task(i) for i in range(1, 6)] + [SendTask("c", "r@t", "sms", "other", ("x",))]
+    futures = [first] + [lane.submit(t) for t in tasks]
+    release.set()
+    assert gather(futures).counts == {"accepted": 7}
+    assert runs == [["k1", "k2", "k3"], ["k4", "k5"]]  # the cap, then the rest for "e"
+    assert started == ["k0", "x"]  # the other endpoint's task ran on its own
+    lane.shutdown(wait=True)

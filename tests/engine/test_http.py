@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import gzip
+
+import pytest
+import requests
+
+from broadcaster.channels._http import before_sending
 from broadcaster.engine.http import ChannelSession
 from tests.fakes.http import FakeHTTPServer, Reply
 
@@ -23,3 +29,62 @@ def test_a_cookie_the_provider_sets_is_sent_back_and_plain_answers_store_none() 
         assert "cookie" not in first.headers
         assert first.headers["X-A"] == "1" and first.body == b"1"
         assert third.headers["cookie"] == "sid=abc"
+
+
+# -- the direct path (no redirect to follow): requests' own errors and answers ---------------
+
+
+def _direct(session: ChannelSession, url: str, **kw: object) -> requests.Response:
+    return session.request("POST", url, data=b"x", allow_redirects=False, **kw)  # type: ignore[arg-type]
+
+
+def test_a_direct_send_answers_as_requests_would() -> None:
+    body = gzip.compress(b'{"code": "OK"}')
+    with FakeHTTPServer() as server, ChannelSession() as session:
+        server.enqueue(
+            Reply(200, body, {"Content-Type": "application/json", "Content-Encoding": "gzip"}),
+            Reply(302, b"", {"Location": "/elsewhere"}),
+            Reply.json({"code": "OK"}),
+        )
+        url = f"http://127.0.0.1:{server.port}/send"
+        first = _direct(session, url, timeout=(2, 2))
+        assert first.status_code == 200 and first.json() == {"code": "OK"}  # decoded
+        assert first.headers["content-type"] == "application/json"
+        assert first.url == url and first.request.method == "POST"
+        moved = _direct(session, url)
+        assert moved.status_code == 302 and moved.is_redirect  # returned, not followed
+        assert _direct(session, url).json() == {"code": "OK"}
+        assert [r.path for r in server.requests] == ["/send"] * 3  # never /elsewhere
+        assert len({r.headers.get("user-agent") for r in server.requests}) == 1
+        assert server.requests[0].headers["content-length"] == "1"
+
+
+def test_a_direct_send_raises_the_errors_requests_raises() -> None:
+    with FakeHTTPServer() as server, ChannelSession() as session:
+        url = f"http://127.0.0.1:{server.port}/send"
+        server.enqueue(Reply.hang())
+        with pytest.raises(requests.ReadTimeout):
+            _direct(session, url, timeout=(2, 0.2))
+        server.enqueue(Reply.close())
+        with pytest.raises(requests.ConnectionError) as dropped:
+            _direct(session, url, timeout=(2, 2))
+        assert not before_sending(dropped.value)  # the request had left: outcome unknown
+        server.enqueue(Reply(200, b'{"code": "O', {"Content-Type": "application/json"}, short_by=9))
+        with pytest.raises(requests.exceptions.ChunkedEncodingError):
+            _direct(session, url, timeout=(2, 2))
+    with ChannelSession() as session, pytest.raises(requests.ConnectionError) as refused:
+        _direct(session, url, timeout=(2, 2))  # the server is gone: nothing listens
+    assert before_sending(refused.value)  # safe to try again
+
+
+def test_a_direct_send_through_a_configured_proxy_takes_requests_own_path(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeHTTPServer() as proxy, ChannelSession() as session:
+        proxy.enqueue(Reply.json({"via": "proxy"}))
+        monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{proxy.port}")
+        monkeypatch.delenv("NO_PROXY", raising=False)
+        monkeypatch.delenv("no_proxy", raising=False)
+        answer = _direct(session, "http://gateway.invalid/send", timeout=(2, 2))
+        assert answer.json() == {"via": "proxy"}
+        assert proxy.requests[0].headers["host"] == "gateway.invalid"

@@ -19,7 +19,7 @@ from alembic.script import ScriptDirectory
 
 from broadcaster.errors import LogStoreError
 from broadcaster.log import DeliveryLog, DeliveryRecord, DeliveryState, Event, default_url
-from broadcaster.log.engines import MIGRATIONS
+from broadcaster.log.engines import MIGRATIONS, RefusedError, Target
 from broadcaster.log.models import APPEND_ONLY, metadata
 from broadcaster.vocab import ErrorClass, Status
 
@@ -560,6 +560,23 @@ def test_locked_database(log_url: str) -> None:
         assert "gave up after 0.2 s" in message
         log.append([ev("k1", Status.SENDING)])  # works again once the lock is gone
         assert log.latest(["k1"])["k1"].status is Status.SENDING
+
+
+def test_errors_the_driver_raises_itself_read_as_the_ones_sqlalchemy_wraps() -> None:
+    """The writer's hot statements go to the driver directly: its own errors are translated
+    the same way (a refused row fails its caller; a lost server is unreachable)."""
+    import psycopg
+
+    lite = Target(sa.make_url("sqlite:////var/log.sqlite3"), Path("/var/log.sqlite3"), 5.0)
+    refused = lite.translate(sqlite3.IntegrityError("UNIQUE constraint failed: deliveries.key"))
+    assert isinstance(refused, RefusedError) and "refused the write" in str(refused)
+    locked = lite.translate(sqlite3.OperationalError("database is locked"))
+    assert str(locked).startswith("日志库被锁定 delivery log is locked: /var/log.sqlite3")
+    pg = Target(sa.make_url("postgresql+psycopg://bc:s3cr3t@db.example/log"), None, 5.0)
+    lost = pg.translate(psycopg.OperationalError("server closed the connection (s3cr3t)"))
+    assert str(lost).startswith("日志库无法连接 delivery log is unreachable: ")
+    assert "s3cr3t" not in str(lost)
+    assert isinstance(pg.translate(psycopg.errors.UniqueViolation("duplicate key")), RefusedError)
 
 
 def test_unreachable_postgresql_hides_the_password() -> None:
