@@ -14,6 +14,9 @@ machinery, and with the connection pool of each URL looked up once.
 from __future__ import annotations
 
 import datetime as dt
+import email.parser
+import http.client
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +24,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 from requests.cookies import RequestsCookieJar, extract_cookies_to_jar
 from requests.structures import CaseInsensitiveDict
@@ -40,6 +45,89 @@ class _CookieJar(RequestsCookieJar):
             super().extract_cookies(response, request)
 
 
+class _Answer(http.client.HTTPResponse):
+    """http.client's response, its header block read by a small parser: the email package
+    (what http.client uses) costs ~20 µs an answer, most of a fast gateway's parsing. A
+    block with anything unusual (a folded line, a line that is not `Name: value`) still
+    goes to the email package, so every answer reads as http.client would read it."""
+
+    def begin(self) -> None:
+        if self.headers is not None:
+            return
+        while True:  # as http.client.HTTPResponse.begin: skip 100 Continue answers
+            version, status, reason = self._read_status()
+            if status != http.client.CONTINUE:
+                break
+            http.client._read_headers(self.fp)
+        self.code = self.status = status
+        self.reason = reason.strip()
+        if version in ("HTTP/1.0", "HTTP/0.9"):
+            self.version = 10
+        elif version.startswith("HTTP/1."):
+            self.version = 11
+        else:
+            raise http.client.UnknownProtocol(version)
+        lines = http.client._read_headers(self.fp)
+        self.headers = self.msg = parse_header_lines(lines)
+        encoding = self.headers.get("transfer-encoding")
+        if encoding and encoding.lower() == "chunked":
+            self.chunked, self.chunk_left = True, None
+        else:
+            self.chunked = False
+        self.will_close = self._check_close()
+        self.length = None
+        length = self.headers.get("content-length")
+        if length and not self.chunked:
+            try:
+                self.length = int(length)
+            except ValueError:
+                self.length = None
+            else:
+                if self.length < 0:
+                    self.length = None
+        if status in (204, 304) or 100 <= status < 200 or self._method == "HEAD":
+            self.length = 0
+        if not self.will_close and not self.chunked and self.length is None:
+            self.will_close = True
+
+
+_HEADER_LINE = re.compile(rb"([!-9;-~]+):[ \t]*(.*?)\r?\n", re.DOTALL)
+
+
+def parse_header_lines(lines: list[bytes]) -> http.client.HTTPMessage:
+    """An answer's header lines (as http.client reads them, the blank line last) as the
+    HTTPMessage http.client would make of them."""
+    message = http.client.HTTPMessage()
+    for line in lines:
+        if line in (b"\r\n", b"\n", b""):
+            break
+        found = _HEADER_LINE.fullmatch(line)
+        if found is None:  # folded, malformed, or not a header: the email package decides
+            text = b"".join(lines).decode("iso-8859-1")
+            parsed: http.client.HTTPMessage = email.parser.Parser(
+                _class=http.client.HTTPMessage
+            ).parsestr(text)
+            return parsed
+        message[found[1].decode("ascii")] = found[2].decode("iso-8859-1")
+    return message
+
+
+class _Connection(urllib3.connection.HTTPConnection):
+    response_class = _Answer
+
+
+class _TLSConnection(urllib3.connection.HTTPSConnection):
+    response_class = _Answer
+
+
+class _Pool(urllib3.HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TLSPool(urllib3.HTTPSConnectionPool):
+    ConnectionCls = _TLSConnection
+
+
 class _PoolAdapter(HTTPAdapter):
     """An HTTPAdapter that remembers the connection pool of each URL and skips the cookie
     parser for answers that set no cookie (requests looks both up on every request)."""
@@ -47,6 +135,11 @@ class _PoolAdapter(HTTPAdapter):
     def __init__(self, pool_connections: int, pool_maxsize: int) -> None:
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize)
         self._pools: dict[tuple[str, Any, Any], Any] = {}
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        # this manager's pools read answers with `_Answer` (the class, not urllib3, changes)
+        self.poolmanager.pool_classes_by_scheme = {"http": _Pool, "https": _TLSPool}
 
     def get_connection_with_tls_context(
         self, request: Any, verify: Any, proxies: Any = None, cert: Any = None

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import gzip
+import http.client
+import io
+from typing import Any
 
 import pytest
 import requests
 
 from broadcaster.channels._http import before_sending
-from broadcaster.engine.http import ChannelSession
+from broadcaster.engine.http import ChannelSession, parse_header_lines
 from tests.fakes.http import FakeHTTPServer, Reply
 
 
@@ -34,8 +37,8 @@ def test_a_cookie_the_provider_sets_is_sent_back_and_plain_answers_store_none() 
 # -- the direct path (no redirect to follow): requests' own errors and answers ---------------
 
 
-def _direct(session: ChannelSession, url: str, **kw: object) -> requests.Response:
-    return session.request("POST", url, data=b"x", allow_redirects=False, **kw)  # type: ignore[arg-type]
+def _direct(session: ChannelSession, url: str, **kw: Any) -> requests.Response:
+    return session.request("POST", url, data=b"x", allow_redirects=False, **kw)
 
 
 def test_a_direct_send_answers_as_requests_would() -> None:
@@ -88,3 +91,26 @@ def test_a_direct_send_through_a_configured_proxy_takes_requests_own_path(
         answer = _direct(session, "http://gateway.invalid/send", timeout=(2, 2))
         assert answer.json() == {"via": "proxy"}
         assert proxy.requests[0].headers["host"] == "gateway.invalid"
+
+
+@pytest.mark.parametrize(
+    "block",
+    [
+        b"Server: x\r\nDate: Sat\r\nContent-Type: application/json; charset=utf-8\r\n"
+        b"Content-Length: 36\r\n\r\n",
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nX-Trailing: v  \r\nX-Empty:\r\nX-Tab:\tt\r\n\r\n",
+        b"X-Folded: a\r\n b\r\nContent-Length: 3\r\n\r\n",  # folded: the email package's
+        b"Not a header line\r\nContent-Length: 3\r\n\r\n",  # malformed: the email package's
+        b"X-Latin: caf\xe9\r\n\r\n",
+        b"X-Bare-LF: v\n\n",
+        b"Content-Length: 3\r\n",  # cut off before the blank line
+    ],
+)
+def test_answer_headers_read_as_http_client_reads_them(block: bytes) -> None:
+    expected = http.client.parse_headers(io.BytesIO(block))
+    lines = http.client._read_headers(io.BytesIO(block))  # type: ignore[attr-defined]
+    found = parse_header_lines(lines)
+    assert found.items() == expected.items()
+    assert found.get_all("set-cookie") == expected.get_all("set-cookie")
+    assert len(found.defects) == len(expected.defects)
+    assert (found.get_payload() or "") == (expected.get_payload() or "")
