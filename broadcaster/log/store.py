@@ -82,6 +82,20 @@ KEY_ID_NAME = "key_id"
 
 
 DELIVERY_COLUMNS = tuple(c.name for c in deliveries.columns if c.name != "id")
+# what a new delivery's current state is written with (the rest take their defaults)
+NEW_STATE_COLUMNS = (
+    "delivery_id",
+    "campaign",
+    "channel_id",
+    "status",
+    "since",
+    "next_check",
+    "error_class",
+    "reason",
+    "recipient_hash",
+    "lease_owner",
+    "lease_until",
+)
 _STATES_SQL = (
     "SELECT d.key, d.campaign, d.occurrence_id, d.rule_id, d.channel_id, d.endpoint,"
     " d.target_id, d.recipient_display, d.recipient_hash, d.kind, d.template, d.template_sha,"
@@ -146,9 +160,9 @@ class _HotSql:
             + f" WHERE delivery_id = {mark}"
         )
         self.insert_state = (
-            "INSERT INTO delivery_state (delivery_id, campaign, channel_id, status, since,"
-            " next_check, error_class, reason, recipient_hash, lease_owner, lease_until)"
-            " VALUES (" + ", ".join([mark] * 11) + ")"
+            f"INSERT INTO delivery_state ({', '.join(NEW_STATE_COLUMNS)}) VALUES ("
+            + ", ".join([mark] * len(NEW_STATE_COLUMNS))
+            + ")"
         )
         # one statement: the due rows (oldest first, through the index), taken in place
         self.claim_due = (
@@ -203,22 +217,9 @@ class _HotSql:
             " ON CONFLICT (key) DO NOTHING RETURNING id, key",
             [(c, "timestamptz" if c == "scheduled_at" else "text") for c in DELIVERY_COLUMNS],
         )
-        states = (
-            "delivery_id",
-            "campaign",
-            "channel_id",
-            "status",
-            "since",
-            "next_check",
-            "error_class",
-            "reason",
-            "recipient_hash",
-            "lease_owner",
-            "lease_until",
-        )
         self.insert_states_pg = _Rows(
-            f"INSERT INTO delivery_state ({', '.join(states)}) {{rows}}",
-            [(c, types.get(c, "text")) for c in states],
+            f"INSERT INTO delivery_state ({', '.join(NEW_STATE_COLUMNS)}) {{rows}}",
+            [(c, types.get(c, "text")) for c in NEW_STATE_COLUMNS],
         )
         self._selects: dict[int, str] = {}
 
