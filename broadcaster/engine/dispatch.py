@@ -63,7 +63,7 @@ from broadcaster.log import DeliveryLog, Event
 from broadcaster.model.campaign import Campaign, RuleSpec
 from broadcaster.model.plan import Occurrence
 from broadcaster.recipients.store import RecipientStore
-from broadcaster.vocab import Addressing, ErrorClass, Status
+from broadcaster.vocab import Addressing, ErrorClass, QuietHours, Status
 
 __all__ = ["DEFAULT_LEASE", "Dispatcher", "FireHandle"]
 
@@ -576,9 +576,9 @@ class Dispatcher:
         if self.stopping.is_set():
             return pending
         now = self.clock.now()
-        local = now.astimezone(self.campaign.tz)
         quiet = caps.quiet_hours
-        if quiet is not None and quiet.contains(local.time()):
+        local = self._in_quiet_hours(quiet, now)
+        if quiet is not None and local is not None:
             resume = quiet.next_end(local)
             self.log.append(
                 [
@@ -794,10 +794,8 @@ class Dispatcher:
             if why is None and self.stopping.is_set():
                 why = "正在停止 stopping"
             quiet = caps.quiet_hours
-            if why is None and quiet is not None:
-                local = self.clock.now().astimezone(self.campaign.tz)
-                if quiet.contains(local.time()):
-                    why = f"免打扰时段 quiet hours {quiet}"
+            if why is None and self._in_quiet_hours(quiet, self.clock.now()) is not None:
+                why = f"免打扰时段 quiet hours {quiet}"
             if why is not None:
                 wait = max((r.retry_after or 0.0 for r in results), default=0.0) or None
                 results += [
@@ -814,6 +812,13 @@ class Dispatcher:
                 break
             results += self._timed_send(channel, call)
         return results
+
+    def _in_quiet_hours(self, quiet: QuietHours | None, now: dt.datetime) -> dt.datetime | None:
+        """`now` in the campaign's time zone when it falls in the quiet hours, else None."""
+        if quiet is None:
+            return None
+        local = now.astimezone(self.campaign.tz)
+        return local if quiet.contains(local.time()) else None
 
     def _timed_send(self, channel: Channel, batch: list[Delivery]) -> list[Result]:
         """`_send`, timed on the wall clock: the mean seconds a call takes sizes runs."""

@@ -82,6 +82,19 @@ KEY_ID_NAME = "key_id"
 
 
 DELIVERY_COLUMNS = tuple(c.name for c in deliveries.columns if c.name != "id")
+# an event row as the writer inserts it, with each column's PostgreSQL type
+EVENT_COLUMNS = (
+    ("delivery_id", "bigint"),
+    ("status", "text"),
+    ("at", "timestamptz"),
+    ("error_class", "text"),
+    ("reason", "text"),
+    ("provider_id", "text"),
+    ("attempt", "int"),
+    ("step", "int"),
+    ("detail", "text"),
+    ("actor", "text"),
+)
 # what a new delivery's current state is written with (the rest take their defaults)
 NEW_STATE_COLUMNS = (
     "delivery_id",
@@ -137,9 +150,11 @@ class _HotSql:
         self.pg = dialect == "postgresql"
         mark = "%s" if self.pg else "?"
         self.mark = mark
+        event_names = ", ".join(c for c, _ in EVENT_COLUMNS)
         self.insert_event = (
-            "INSERT INTO delivery_events (delivery_id, status, at, error_class, reason,"
-            " provider_id, attempt, step, detail, actor) VALUES (" + ", ".join([mark] * 10) + ")"
+            f"INSERT INTO delivery_events ({event_names}) VALUES ("
+            + ", ".join([mark] * len(EVENT_COLUMNS))
+            + ")"
         )
         columns = (
             "status",
@@ -182,22 +197,10 @@ class _HotSql:
         )
         # PostgreSQL: one statement for a whole group, each column an array (executemany
         # would send and account for one statement a row)
-        events = (
-            ("delivery_id", "bigint"),
-            ("status", "text"),
-            ("at", "timestamptz"),
-            ("error_class", "text"),
-            ("reason", "text"),
-            ("provider_id", "text"),
-            ("attempt", "int"),
-            ("step", "int"),
-            ("detail", "text"),
-            ("actor", "text"),
-        )
         self.insert_events_pg = _Rows(
-            f"INSERT INTO delivery_events ({', '.join(c for c, _ in events)}) {{rows}}", events
+            f"INSERT INTO delivery_events ({event_names}) {{rows}}", EVENT_COLUMNS
         )
-        types = dict(events) | {
+        types = dict(EVENT_COLUMNS) | {
             "attempts": "int",
             "resends": "int",
             "parts_done": "int",
