@@ -224,12 +224,19 @@ def _row_encoder() -> Callable[[list[Any]], str]:
 _dumps_row = _row_encoder()
 
 
-def _page(conn: Connection, table: ChainedTable, after: int) -> list[Any]:
-    """The next page of a table's rows after id `after`, as plain tuples straight from the
-    driver, inside the connection's transaction. The id is written into the query (not a
-    parameter): PostgreSQL then plans it from the real index range every time, where a
-    generic plan made early on an empty table scanned the whole table for each page."""
-    sql = f"{table.select(conn.dialect.name)} WHERE id > {int(after)} ORDER BY id LIMIT {PAGE}"
+def _page(conn: Connection, table: ChainedTable, after: int, upto: int | None = None) -> list[Any]:
+    """The next page of a table's rows after id `after` (up to id `upto`, when given), as
+    plain tuples straight from the driver, inside the connection's transaction.
+
+    The ids are written into the query (not parameters): PostgreSQL then plans it from the
+    real index range every time, where a generic plan made early on an empty table
+    scanned the whole table for each page. The upper bound matters as much: on a table
+    not yet analysed, an open range `id > n` is guessed to hold a third of the rows, and
+    PostgreSQL sorts a full scan for every seal; a closed range reads the index."""
+    bound = f" AND id <= {int(upto)}" if upto is not None else ""
+    sql = (
+        f"{table.select(conn.dialect.name)} WHERE id > {int(after)}{bound} ORDER BY id LIMIT {PAGE}"
+    )
     return list(driver(conn).execute(sql).fetchall())
 
 
@@ -347,11 +354,14 @@ _START = "broadcaster.chain.start"
 _LAST_IDS = "SELECT " + ", ".join(f"(SELECT max(id) FROM {t.name})" for t in CHAINED)
 
 
-def _new_rows(conn: Connection, table: ChainedTable, after: int) -> Iterator[tuple[int, bytes]]:
-    """(id, row hash) of the rows after id `after`, in id order, a page at a time."""
+def _new_rows(
+    conn: Connection, table: ChainedTable, after: int, upto: int | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(id, row hash) of the rows after id `after` (up to `upto`), in id order, a page at
+    a time."""
     hasher = HASHERS[table.name]
     while True:
-        rows = _page(conn, table, after)
+        rows = _page(conn, table, after, upto)
         for row in rows:
             yield int(row[0]), hasher(row)
         if len(rows) < PAGE:
@@ -400,7 +410,8 @@ def _append_link(
             continue
         ids: list[int] = []
         digest = hashlib.sha256()
-        for i, h in _new_rows(conn, table, marks.get(table.name, 0)):
+        upto = last.get(table.name) if last is not None else None
+        for i, h in _new_rows(conn, table, marks.get(table.name, 0), upto):
             ids.append(i)
             digest.update(i.to_bytes(8, "big", signed=True) + h)
             short += h[:SHORT]

@@ -23,7 +23,7 @@ from broadcaster.log import DeliveryLog, chain
 from broadcaster.vocab import Status
 from broadcaster.web.store import ConsoleStore
 
-from .fixtures import HASH_KEY, raw_connection
+from .fixtures import HASH_KEY, postgres_schema, raw_connection
 from .test_store import T0, TEXT, record, walk
 
 UTC = dt.UTC
@@ -510,6 +510,31 @@ def test_two_processes_writing_at_once_leave_one_chain(log_url: str, tmp_path: P
         links = conn.exec_driver_sql("SELECT count(DISTINCT prev_hash), count(*) FROM log_chain")
         distinct, total = links.one()
     assert distinct == total  # no two links share a predecessor: no fork
+
+
+@pytest.mark.postgres
+def test_a_seal_on_postgresql_reads_the_new_rows_through_the_index() -> None:
+    """A fresh, never analysed table: an open range `id > n` was planned as a full scan
+    and a sort at every seal, making each commit slower as the log grew."""
+    with postgres_schema() as url:
+        with DeliveryLog.open(url, hash_key=HASH_KEY) as log:
+            with raw_connection(url) as conn, conn.begin():
+                conn.exec_driver_sql("ALTER TABLE delivery_events SET (autovacuum_enabled = false)")
+            log.add_deliveries([record(log, f"k{i}") for i in range(3000)], T0)
+        with raw_connection(url) as conn, conn.begin():
+            chain.lock(conn)
+            conn.exec_driver_sql(
+                "INSERT INTO delivery_events (delivery_id, status, at, reason, attempt, step)"
+                " VALUES (1, 'sending', now(), '', 1, 0)"
+            )
+            sealed = chain.seal(conn)
+            read = conn.exec_driver_sql(
+                "SELECT seq_scan, seq_tup_read FROM pg_stat_xact_user_tables"
+                " WHERE relname = 'delivery_events'"
+            ).one()
+            conn.rollback()
+    assert sealed is not None and sealed.marks["delivery_events"] == 3001
+    assert tuple(read) == (0, 0)
 
 
 def test_verify_streams_and_reports_progress(log: DeliveryLog) -> None:
