@@ -5,13 +5,15 @@ from __future__ import annotations
 import gzip
 import http.client
 import io
+import socket
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import requests
 
 from broadcaster.channels._http import before_sending
-from broadcaster.engine.http import ChannelSession, parse_header_lines
+from broadcaster.engine.http import ChannelSession, _Connection, parse_header_lines
 from tests.fakes.http import FakeHTTPServer, Reply
 
 
@@ -32,6 +34,51 @@ def test_a_cookie_the_provider_sets_is_sent_back_and_plain_answers_store_none() 
         assert "cookie" not in first.headers
         assert first.headers["X-A"] == "1" and first.body == b"1"
         assert third.headers["cookie"] == "sid=abc"
+
+
+class _Recording:
+    """A real socket that notes every write."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock, self.writes = sock, list[bytes]()
+
+    def sendall(self, data: bytes) -> None:
+        self.writes.append(bytes(data))
+        self.sock.sendall(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.sock, name)
+
+
+def _sent(body: Any, **kw: Any) -> tuple[list[bytes], bytes]:
+    """The writes of one request on a connected socket pair, and what the peer read."""
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        conn = _Connection("127.0.0.1", 9)  # the socket is given: never connects
+        conn.sock = recording = _Recording(ours)  # type: ignore[assignment]
+        conn.request("POST", "/send", body=body, headers={"X-A": "1"}, **kw)
+        peer.settimeout(2)
+        return recording.writes, peer.recv(65536)
+
+
+def test_a_request_leaves_in_one_write_header_block_and_body() -> None:
+    writes, wire = _sent(b'{"mobile": "13800000001"}')
+    assert len(writes) == 1 and writes[0] == wire
+    head, body = wire.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"POST /send HTTP/1.1\r\n") and b"\r\nContent-Length: 25" in head
+    assert b"\r\nX-A: 1" in head and body == b'{"mobile": "13800000001"}'
+
+
+def test_a_body_in_pieces_and_no_body_are_written_as_urllib3_writes_them() -> None:
+    def pieces() -> Iterator[bytes]:
+        yield b"ab"
+        yield b"cd"
+
+    writes, wire = _sent(pieces(), chunked=True)
+    assert writes[1:] == [b"2\r\nab\r\n", b"2\r\ncd\r\n", b"0\r\n\r\n"]
+    assert writes[0].endswith(b"\r\n\r\n") and b"".join(writes) == wire
+    writes, wire = _sent(None)
+    assert writes == [wire] and wire.endswith(b"\r\nX-A: 1\r\n\r\n")
 
 
 # -- the direct path (no redirect to follow): requests' own errors and answers ---------------
