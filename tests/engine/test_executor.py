@@ -68,30 +68,50 @@ def test_tasks_run_through_a_process_pool_send_each_delivery_once(
 # -- the thread lane -------------------------------------------------------------------------
 
 
+def _judged(sizer: Sizer, rates: list[float], start: float = 0.0) -> list[int]:
+    """The sizes after each measure (one every 0.1 s); the first measure after a step is
+    the new threads starting, and is not judged."""
+    return [sizer.judge(rate, start + i / 10) for i, rate in enumerate(rates)]
+
+
 def test_the_sizer_doubles_while_more_threads_finish_more_sends_against_a_slow_gateway() -> None:
     sizer = Sizer(4, 100, floor=4)
-    sizes = [sizer.judge(sizer.target / 0.2, now) for now in range(6)]  # 200 ms a send
-    assert sizes == [8, 16, 32, 64, 100, 100]
+    sizes = []
+    for i in range(10):  # 200 ms a send: a lane of n threads finishes n / 0.2 a second
+        sizes.append(sizer.judge(sizer.target / 0.2, i / 10))
+    assert sizes == [8, 8, 16, 16, 32, 32, 64, 64, 100, 100]
+
+
+def test_the_first_measure_after_a_step_is_not_judged() -> None:
+    sizer = Sizer(4, 100, floor=4)
+    # 8 threads, just started, finish fewer sends than 4 did: not a verdict yet
+    assert _judged(sizer, [20.0, 14.0, 40.0]) == [8, 8, 16]
+
+
+def test_a_step_short_of_doubling_needs_a_proportionally_smaller_gain() -> None:
+    sizer = Sizer(64, 100, floor=4)
+    assert _judged(sizer, [310.0, 300.0]) == [100, 100]
+    assert sizer.judge(360.0, 0.3) == 100  # 1.56 times the threads, 1.16 times the sends: kept
+    held = Sizer(64, 100, floor=4)
+    assert _judged(held, [310.0, 300.0, 320.0]) == [100, 100, 64]  # 1.03 times: back
 
 
 def test_the_sizer_goes_back_when_doubling_does_not_pay_and_tries_again_later() -> None:
     sizer = Sizer(4, 100, floor=4)
-    assert sizer.judge(2000.0, 0.0) == 8  # 4 threads finish 2,000 sends a second
-    assert sizer.judge(2100.0, 0.1) == 4  # 8 finish barely more: saturated, back to 4
-    assert sizer.judge(2000.0, 0.2) == 4  # held
-    assert sizer.judge(2000.0, 0.1 + Sizer.HOLD_SECONDS) == 8  # then tried again
-    assert sizer.judge(2600.0, 2.3) == 16  # a quarter more and up is still worth it
+    # 4 threads finish 2,000 sends a second; 8 barely more: saturated, back to 4, held
+    assert _judged(sizer, [2000.0, 2050.0, 2100.0, 2000.0]) == [8, 8, 4, 4]
+    assert sizer.judge(2000.0, 0.2 + Sizer.HOLD_SECONDS) == 8  # then tried again
+    assert sizer.judge(2500.0, 2.3) == 8  # settling
+    assert sizer.judge(2600.0, 2.4) == 16  # a quarter more and up is still worth it
 
 
 def test_the_sizer_never_exceeds_the_channel_concurrency_nor_falls_below_the_floor() -> None:
     sizer = Sizer(4, 6, floor=4)
-    assert sizer.judge(20.0, 0.0) == 6
-    assert sizer.judge(30.0, 1.0) == 6
+    assert _judged(sizer, [20.0, 25.0, 30.0, 30.0]) == [6, 6, 6, 6]
     small = Sizer(4, 2, floor=4)
     assert small.target == 2 and small.judge(10.0, 0.0) == 2
     shrinking = Sizer(4, 100, floor=4)
-    assert shrinking.judge(100.0, 0.0) == 8
-    assert shrinking.judge(50.0, 0.1) == 4  # never below the floor, however bad
+    assert _judged(shrinking, [100.0, 60.0, 50.0]) == [8, 8, 4]  # never below the floor
 
 
 def _blocked(release: threading.Event, started: list[str]) -> Callable[[SendTask], TaskReport]:
