@@ -71,15 +71,17 @@ class Sizer:
     """How many threads a lane wants, judged from how many sends it finishes a second.
 
     Doubling while that grows by at least `GAIN` times (a step short of doubling, up to
-    the lane's size, by proportionally less); back to the previous size when it did not
-    pay (the gateway or this process is saturated: more threads would only queue for
-    the CPU), staying there `HOLD_SECONDS`. The first measure after a step is not
+    the lane's size, by proportionally less), quadrupling after a step that paid in full
+    (`FULL`: the gateway is slow, not this process); back to the previous size when it
+    did not pay (the gateway or this process is saturated: more threads would only queue
+    for the CPU), staying there `HOLD_SECONDS`. The first measure after a step is not
     judged: the new threads were still starting, their first sends not yet finished, and
     it under-reads what the new size does (against a 200 ms gateway, the step from 64
     to 100 threads looked like no gain and held the lane at 64 for two seconds).
     """
 
     GAIN = 1.25
+    FULL = 0.8  # a step that grew the sends at least this share as much as the threads
     HOLD_SECONDS = 2.0
 
     def __init__(self, start: int, size: int, *, floor: int = 1):
@@ -97,15 +99,18 @@ class Sizer:
             return self.target
         before = self._before
         self._before = None
+        factor = 2
         if before is not None:
             step = self.target / before[0]
             if rate < (1 + (self.GAIN - 1) * (step - 1)) * before[1]:
                 self.target = max(self.floor, before[0])
                 self._hold_until = now + self.HOLD_SECONDS
                 return self.target
+            if rate >= self.FULL * step * before[1]:
+                factor = 4  # the sends grew as the threads did: the gateway waits, not the CPU
         if now >= self._hold_until and self.target < self.size:
             self._before = (self.target, rate)
-            self.target = min(self.size, self.target * 2)
+            self.target = min(self.size, self.target * factor)
             self._settling = True
         return self.target
 

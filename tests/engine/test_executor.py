@@ -79,13 +79,19 @@ def test_the_sizer_doubles_while_more_threads_finish_more_sends_against_a_slow_g
     sizes = []
     for i in range(10):  # 200 ms a send: a lane of n threads finishes n / 0.2 a second
         sizes.append(sizer.judge(sizer.target / 0.2, i / 10))
-    assert sizes == [8, 8, 16, 16, 32, 32, 64, 64, 100, 100]
+    # each step paid in full (twice the threads, twice the sends): the next one is larger
+    assert sizes == [8, 8, 32, 32, 100, 100, 100, 100, 100, 100]
+
+
+def test_a_step_that_pays_only_in_part_is_followed_by_a_doubling() -> None:
+    sizer = Sizer(4, 100, floor=4)
+    assert _judged(sizer, [20.0, 20.0, 30.0, 30.0, 40.0]) == [8, 8, 16, 16, 32]
 
 
 def test_the_first_measure_after_a_step_is_not_judged() -> None:
     sizer = Sizer(4, 100, floor=4)
     # 8 threads, just started, finish fewer sends than 4 did: not a verdict yet
-    assert _judged(sizer, [20.0, 14.0, 40.0]) == [8, 8, 16]
+    assert _judged(sizer, [20.0, 14.0, 30.0]) == [8, 8, 16]
 
 
 def test_a_step_short_of_doubling_needs_a_proportionally_smaller_gain() -> None:
