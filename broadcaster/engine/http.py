@@ -113,16 +113,16 @@ def parse_header_lines(lines: list[bytes]) -> http.client.HTTPMessage:
 
 
 class _OneWrite(urllib3.connection.HTTPConnection):
-    """Sends the header block and the body of a request in one write, as http.client does
-    for a body in bytes (urllib3 writes them apart): one system call and, for a small
-    request, one TCP segment instead of two."""
+    """Sends the header block and a body given whole (bytes or text) in one write, as
+    http.client does (urllib3 writes them apart): one system call and, for a small
+    request, one TCP segment instead of two. A body in pieces goes as urllib3 sends it."""
 
     _held: bytes | None = None  # b"": hold the next write (the header block)
 
     def request(
         self, method: str, url: str, body: Any = None, headers: Any = None, **kwargs: Any
     ) -> None:
-        self._held = b"" if isinstance(body, bytes) and body else None
+        self._held = b"" if isinstance(body, (bytes, str)) and body else None
         try:
             super().request(method, url, body, headers, **kwargs)
             held = self._held

@@ -67,6 +67,8 @@ def test_a_request_leaves_in_one_write_header_block_and_body() -> None:
     head, body = wire.split(b"\r\n\r\n", 1)
     assert head.startswith(b"POST /send HTTP/1.1\r\n") and b"\r\nContent-Length: 25" in head
     assert b"\r\nX-A: 1" in head and body == b'{"mobile": "13800000001"}'
+    writes, wire = _sent("content=警惕刷单")  # text (a form body): encoded, still one write
+    assert len(writes) == 1 and wire.endswith("\r\n\r\ncontent=警惕刷单".encode())
 
 
 def test_a_body_in_pieces_and_no_body_are_written_as_urllib3_writes_them() -> None:
