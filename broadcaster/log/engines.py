@@ -168,9 +168,6 @@ def sqlite_engine(url: URL, busy_timeout: float, *, immediate: bool, pool_size: 
         cursor.execute("PRAGMA journal_mode=WAL")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute("PRAGMA foreign_keys=ON")
-        # statement journals (a statement's undo, in a transaction) stay in memory: on
-        # disk they cost two writes per page a statement changes, half of all the writes
-        cursor.execute("PRAGMA temp_store=MEMORY")
         cursor.close()
 
     begin = "BEGIN IMMEDIATE" if immediate else "BEGIN"

@@ -104,14 +104,6 @@ def test_default_url(tmp_path: Path) -> None:
     assert default_url(tmp_path) == f"sqlite:///{tmp_path}/delivery-log.sqlite3"
 
 
-def test_sqlite_connections_keep_statement_journals_in_memory(tmp_path: Path) -> None:
-    """On disk, a statement's undo journal cost two writes per page it changed."""
-    with DeliveryLog.open(default_url(tmp_path), hash_key=HASH_KEY) as log:
-        for engine in (log._writer_engine, log._reader):
-            with engine.connect() as conn:
-                assert conn.exec_driver_sql("PRAGMA temp_store").scalar() == 2  # MEMORY
-
-
 def test_migrates_fresh_database_to_head_and_reopen_is_a_no_op(log_url: str) -> None:
     with DeliveryLog.open(log_url, hash_key=HASH_KEY) as log:
         log.add_deliveries([record(log, "k1")], T0)
