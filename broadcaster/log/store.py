@@ -753,6 +753,8 @@ class DeliveryLog:
         """
         for e in events:  # checked here, so a bad event never fails someone else's commit
             _aware(e.at, "Event.at")
+            if e.next_check is not None:
+                _aware(e.next_check, "Event.next_check")
             Status(e.status)
             if e.error_class is not None:
                 ErrorClass(e.error_class)
@@ -780,6 +782,8 @@ class DeliveryLog:
         _aware(lease_until, "lease_until")
         for e in events:
             _aware(e.at, "Event.at")
+            if e.next_check is not None:
+                _aware(e.next_check, "Event.next_check")
         if not events:
             return {}
         outcome = self._writer.submit(Job(events=list(events), lease=(owner, lease_until)))

@@ -233,6 +233,12 @@ def test_append_refuses_unknown_keys_and_naive_times(log: DeliveryLog) -> None:
     assert log.latest(["k1"])["k1"].status is Status.SENDING
     with pytest.raises(LogStoreError, match="aware"):
         log.append([Event("ghost", Status.SENDING, dt.datetime(2026, 3, 2))])
+    naive_check = ev("k1", Status.ACCEPTED, 2, next_check=dt.datetime(2026, 3, 2, 12))
+    with pytest.raises(LogStoreError, match=r"Event\.next_check"):
+        log.append([naive_check])
+    with pytest.raises(LogStoreError, match=r"Event\.next_check"):
+        log.start_attempt([naive_check], owner="me", lease_until=T0)
+    assert log.latest(["k1"])["k1"].status is Status.SENDING  # nothing written
 
 
 def test_concurrent_append_loses_nothing_and_keeps_order(log: DeliveryLog) -> None:
