@@ -358,17 +358,14 @@ class Dispatcher:
     ) -> list[Future[TaskReport]]:
         """Group deliveries into tasks (per channel, endpoint and, where the provider needs it,
         message; at most `batch_size` each) and hand them to the executor."""
-        groups: dict[tuple[str, str, str], list[Delivery]] = defaultdict(list)
+        groups: dict[tuple[str, str], list[Delivery]] = defaultdict(list)
         for d in deliveries:
-            profile = self.profiles[d.channel_id]
             p = prepared.get(d.key) if prepared else None
             endpoint = p.record.endpoint if p else self._endpoint_hash(d)
-            by_message = d.message.text_sha256 if profile.capabilities.batch_by_message else ""
-            groups[(d.channel_id, endpoint, by_message)].append(d)
+            groups[(d.channel_id, endpoint)].append(d)
         tasks: list[SendTask] = []
-        for (channel_id, endpoint, _), items in groups.items():
-            size = max(1, self.profiles[channel_id].capabilities.batch_size)
-            for batch in chunks(items, size):
+        for (channel_id, endpoint), items in groups.items():
+            for batch in _calls(self.profiles[channel_id].capabilities, items):
                 keys = tuple(d.key for d in batch)
                 tasks.append(
                     SendTask(self.campaign.id, batch[0].occurrence_id, channel_id, endpoint, keys)
@@ -941,22 +938,14 @@ class Dispatcher:
             self._channels.clear()
 
 
-def _calls(caps: Capabilities, batch: list[Delivery]) -> list[list[Delivery]]:
-    """Deliveries in send() calls: consecutive ones, `batch_size` at most, one message
-    per call where the provider needs it."""
+def _calls(caps: Capabilities, deliveries: Sequence[Delivery]) -> list[list[Delivery]]:
+    """Deliveries to one endpoint in send() calls: `batch_size` at most, one message per
+    call where the provider needs it (messages in the order they first come)."""
+    by_message: dict[str, list[Delivery]] = defaultdict(list)
+    for d in deliveries:
+        by_message[d.message.text_sha256 if caps.batch_by_message else ""].append(d)
     size = max(1, caps.batch_size)
-    calls: list[list[Delivery]] = []
-    for d in batch:
-        last = calls[-1] if calls else None
-        if (
-            last is not None
-            and len(last) < size
-            and (not caps.batch_by_message or last[0].message.text_sha256 == d.message.text_sha256)
-        ):
-            last.append(d)
-        else:
-            calls.append([d])
-    return calls
+    return [call for items in by_message.values() for call in chunks(items, size)]
 
 
 def _throttled(results: Sequence[Result]) -> list[Result]:
