@@ -238,26 +238,24 @@ class _HotSql:
         found = driver.execute(f"SELECT id, key FROM deliveries WHERE id > {int(last)}")
         return {str(k): int(i) for i, k in found.fetchall()}
 
+    def _many(self, driver: Any, pg: _Rows, sqlite: str, rows: list[tuple[Any, ...]]) -> None:
+        """One statement over all rows on PostgreSQL; `executemany` on SQLite."""
+        if self.pg:
+            pg.run(driver, rows)
+        else:
+            driver.cursor().executemany(sqlite, rows)
+
     def write_new_states(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
         """Insert the current states of new deliveries (columns as `insert_state`)."""
-        if self.pg:
-            self.insert_states_pg.run(driver, rows)
-        else:
-            driver.cursor().executemany(self.insert_state, rows)
+        self._many(driver, self.insert_states_pg, self.insert_state, rows)
 
     def write_events(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
         """Insert event rows (in the column order of `insert_event`), ids in that order."""
-        if self.pg:
-            self.insert_events_pg.run(driver, rows)
-        else:
-            driver.cursor().executemany(self.insert_event, rows)
+        self._many(driver, self.insert_events_pg, self.insert_event, rows)
 
     def write_states(self, driver: Any, rows: list[tuple[Any, ...]]) -> None:
         """Update current states (rows in the column order of `update_state`, id last)."""
-        if self.pg:
-            self.update_states_pg.run(driver, rows)
-        else:
-            driver.cursor().executemany(self.update_state, rows)
+        self._many(driver, self.update_states_pg, self.update_state, rows)
 
     def select_state(self, n: int) -> str:
         found = self._selects.get(n)
@@ -327,6 +325,17 @@ def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
 def _aware(value: dt.datetime | None, what: str) -> None:
     if not isinstance(value, dt.datetime) or value.tzinfo is None:
         raise LogStoreError(f"{what} 需要带时区的时间 must be an aware datetime, got {value!r}")
+
+
+def _check_events(events: Sequence[Event]) -> None:
+    """Refuse a bad event before it is queued: it never fails someone else's commit."""
+    for e in events:
+        _aware(e.at, "Event.at")
+        if e.next_check is not None:
+            _aware(e.next_check, "Event.next_check")
+        Status(e.status)
+        if e.error_class is not None:
+            ErrorClass(e.error_class)
 
 
 @dataclass(frozen=True)
@@ -751,13 +760,7 @@ class DeliveryLog:
         they are committed in order before any later write, and a failure is raised by
         the next `flush()` or `close()` (and `on_error` is called at once).
         """
-        for e in events:  # checked here, so a bad event never fails someone else's commit
-            _aware(e.at, "Event.at")
-            if e.next_check is not None:
-                _aware(e.next_check, "Event.next_check")
-            Status(e.status)
-            if e.error_class is not None:
-                ErrorClass(e.error_class)
+        _check_events(events)
         if not events:
             return []
         result = self._writer.submit(Job(events=list(events), on_error=on_error), wait=wait)
@@ -780,10 +783,7 @@ class DeliveryLog:
         Many callers' attempts are written together, one commit for all of them.
         """
         _aware(lease_until, "lease_until")
-        for e in events:
-            _aware(e.at, "Event.at")
-            if e.next_check is not None:
-                _aware(e.next_check, "Event.next_check")
+        _check_events(events)
         if not events:
             return {}
         outcome = self._writer.submit(Job(events=list(events), lease=(owner, lease_until)))
